@@ -1,0 +1,53 @@
+"""VerityDB: a compliance-first system of record.
+
+All data is an immutable, ordered, hash-chained log; all state is a derived
+view. This package is the optimized implementation; `verity_spec` is the
+executable specification it is proven equal to by `verity_conformance`.
+
+Public surface (anything not listed in `__all__` is private):
+
+- value types: `Offset`, `TenantId`, `StreamId`, `Hash`, `Timestamp`,
+  `RecordKind`, `RecordHeader`, `AppliedIndex`, `Checkpoint`,
+  `CheckpointPolicy`, `IdempotencyId`, `Generation`, `RecoveryRecord`,
+  `RecoveryReason`, `SyncPolicy`, `SyncMode`;
+- modules: `verity.errors`, `verity.crypto`, `verity.proofs`, `verity.storage`.
+"""
+
+from verity.types import AppliedIndex as AppliedIndex
+from verity.types import Checkpoint as Checkpoint
+from verity.types import CheckpointPolicy as CheckpointPolicy
+from verity.types import Generation as Generation
+from verity.types import Hash as Hash
+from verity.types import IdempotencyId as IdempotencyId
+from verity.types import Offset as Offset
+from verity.types import RecordHeader as RecordHeader
+from verity.types import RecordKind as RecordKind
+from verity.types import RecoveryReason as RecoveryReason
+from verity.types import RecoveryRecord as RecoveryRecord
+from verity.types import StreamId as StreamId
+from verity.types import SyncMode as SyncMode
+from verity.types import SyncPolicy as SyncPolicy
+from verity.types import TenantId as TenantId
+from verity.types import Timestamp as Timestamp
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AppliedIndex",
+    "Checkpoint",
+    "CheckpointPolicy",
+    "Generation",
+    "Hash",
+    "IdempotencyId",
+    "Offset",
+    "RecordHeader",
+    "RecordKind",
+    "RecoveryReason",
+    "RecoveryRecord",
+    "StreamId",
+    "SyncMode",
+    "SyncPolicy",
+    "TenantId",
+    "Timestamp",
+    "__version__",
+]
