@@ -1,0 +1,182 @@
+"""The checkpoint list, `checkpoints.vcpt` (derived; lets open skip a scan of the log).
+
+A sequence of fixed 85-byte entries, appended in log order:
+
+```
+kind (1)          1 = checkpoint record, 2 = coverage mark
+offset (8)        checkpoint: the record's offset; mark: a log size N
+chain_hash (32)   checkpoint: payload chain_hash; mark: zeros
+merkle_root (32)  checkpoint: payload merkle_root; mark: zeros
+created_at (8)    checkpoint: the record's timestamp; mark: 0
+crc32 (4)         CRC-32 of the 81 bytes before it
+```
+
+A coverage mark `N` states that every checkpoint record at an offset below
+`N` has an entry before the mark. Marks are appended when a segment is
+sealed, on clean close and after open repaired the list, each time after the
+entries they cover, and fsynced at seal and close. The `offset` fields never
+decrease along the file.
+
+Open stays flat in the log size: it reads the file into memory, walks back
+from the end only past entries no usable mark confirms (the tail a crash may
+have left), and trusts the prefix; each entry's CRC is checked when the entry
+is decoded (`nearest`, `last`, `all`). The list is the trusted anchor of
+`read_verified`, so a damaged entry is reported, never silently replaced.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from bisect import bisect_right
+from pathlib import Path
+from typing import Final
+
+from verity.errors import CorruptionError
+from verity.storage._frame import ZERO_HASH, write_all
+from verity.types import Checkpoint, Hash, Offset, Timestamp
+
+__all__ = ["CHECKPOINTS_FILE", "CheckpointIndex"]
+
+CHECKPOINTS_FILE: Final = "checkpoints.vcpt"
+_ENTRY: Final = struct.Struct(">BQ32s32sQ")
+_CRC: Final = struct.Struct(">I")
+_KEY: Final = struct.Struct(">BQ")
+_ENTRY_BYTES: Final = 85
+_KIND_CHECKPOINT: Final = 1
+_KIND_COVERED: Final = 2
+
+assert _ENTRY.size + _CRC.size == _ENTRY_BYTES
+
+
+def _entry(kind: int, offset: int, chain_hash: bytes, merkle_root: bytes, created_at: int) -> bytes:
+    body = _ENTRY.pack(kind, offset, chain_hash, merkle_root, created_at)
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+class CheckpointIndex:
+    """The checkpoint list: the file's entries mirrored in memory, appended in log order."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / CHECKPOINTS_FILE
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        self._entries = bytearray()
+        self._written_bytes = 0
+        self._file_bytes = 0
+
+    def load(self, size: int, covered_needed: int) -> int:
+        """Keep the entries a usable mark confirms; return that mark (records covered).
+
+        A usable mark is CRC-valid and at most `covered_needed` (and so at most
+        `size`): checkpoints at or past it are re-derived from the log by the
+        caller and added with `append` before `commit_repair`.
+        """
+        assert 0 <= covered_needed <= size
+        self._file_bytes = os.fstat(self._fd).st_size
+        data = os.pread(self._fd, self._file_bytes, 0)
+        whole_entries = len(data) // _ENTRY_BYTES
+        covered = 0
+        kept_entries = 0
+        for index in range(whole_entries - 1, -1, -1):
+            entry = data[index * _ENTRY_BYTES : (index + 1) * _ENTRY_BYTES]
+            kind, offset = _KEY.unpack_from(entry)
+            if kind != _KIND_COVERED or offset > covered_needed:
+                continue
+            (crc,) = _CRC.unpack_from(entry, _ENTRY.size)
+            if zlib.crc32(entry[: _ENTRY.size]) == crc:
+                covered = offset
+                kept_entries = index + 1
+                break
+        self._entries = bytearray(data[: kept_entries * _ENTRY_BYTES])
+        self._written_bytes = len(self._entries)
+        return covered
+
+    def commit_repair(self, size: int) -> None:
+        """Make the file equal the repaired list, ending with a mark covering `size` records."""
+        if (
+            self._written_bytes == self._file_bytes == len(self._entries)
+            and self._last_mark() == size
+        ):
+            return
+        os.ftruncate(self._fd, self._written_bytes)
+        self.append_covered(size)
+        self.flush()
+
+    def _last_mark(self) -> int | None:
+        if not self._entries:
+            return None
+        kind, offset = _KEY.unpack_from(self._entries, len(self._entries) - _ENTRY_BYTES)
+        return offset if kind == _KIND_COVERED else None
+
+    def append(self, checkpoint: Checkpoint) -> None:
+        self._entries += _entry(
+            _KIND_CHECKPOINT,
+            int(checkpoint.offset),
+            checkpoint.chain_hash,
+            checkpoint.merkle_root,
+            int(checkpoint.created_at),
+        )
+
+    def append_covered(self, size: int) -> None:
+        self._entries += _entry(_KIND_COVERED, size, ZERO_HASH, ZERO_HASH, 0)
+
+    def flush(self) -> None:
+        if self._written_bytes < len(self._entries):
+            write_all(self._fd, memoryview(self._entries)[self._written_bytes :])
+            self._written_bytes = len(self._entries)
+            self._file_bytes = self._written_bytes
+
+    def fsync(self) -> None:
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        """Close the file; unflushed entries are dropped (callers flush first when clean)."""
+        os.close(self._fd)
+
+    # ------------------------------------------------------------------ read
+
+    def _count(self) -> int:
+        return len(self._entries) // _ENTRY_BYTES
+
+    def _key(self, index: int) -> int:
+        _, offset = _KEY.unpack_from(self._entries, index * _ENTRY_BYTES)
+        return int(offset)
+
+    def _checkpoint_at_or_before(self, index: int) -> Checkpoint | None:
+        entries = self._entries
+        while index >= 0 and entries[index * _ENTRY_BYTES] != _KIND_CHECKPOINT:
+            index -= 1
+        return self._decode(index) if index >= 0 else None
+
+    def _decode(self, index: int) -> Checkpoint:
+        start = index * _ENTRY_BYTES
+        entry = bytes(self._entries[start : start + _ENTRY_BYTES])
+        (crc,) = _CRC.unpack_from(entry, _ENTRY.size)
+        kind, offset, chain_hash, merkle_root, created_at = _ENTRY.unpack_from(entry)
+        if zlib.crc32(entry[: _ENTRY.size]) != crc or kind != _KIND_CHECKPOINT:
+            raise CorruptionError(
+                f"checkpoint list entry {index} fails its CRC-32; the list anchors verified "
+                "reads, so it is not rebuilt silently (delete the file to rebuild it from the log)",
+                file=str(self.path),
+                byte_offset=start,
+            )
+        return Checkpoint(
+            Offset(offset), Hash(chain_hash), offset, Hash(merkle_root), Timestamp(created_at)
+        )
+
+    def last(self) -> Checkpoint | None:
+        return self._checkpoint_at_or_before(self._count() - 1)
+
+    def nearest(self, offset: int) -> Checkpoint | None:
+        """The last checkpoint at or before `offset`: O(log n) entry reads."""
+        position = bisect_right(range(self._count()), offset, key=self._key)
+        return self._checkpoint_at_or_before(position - 1)
+
+    def all(self) -> list[Checkpoint]:
+        entries = self._entries
+        return [
+            self._decode(index)
+            for index in range(self._count())
+            if entries[index * _ENTRY_BYTES] == _KIND_CHECKPOINT
+        ]

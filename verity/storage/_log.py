@@ -1,0 +1,1203 @@
+"""The durable, hash-chained log: segments, offset index, checkpoints, Merkle store.
+
+Layout and byte formats: docs/formats.md §4. One lock guards all state; reads
+and appends hold it. Under group commit the fsync runs outside it, led by one
+appender while the others wait on the condition (see `_await_group_commit`).
+
+The write path builds frames with local aliases of `struct.pack`,
+`hashlib.sha256` and `zlib.crc32` into one bytearray and makes no objects per
+record beyond the bytes it must; the Merkle store consumes the record bytes
+in one call per chunk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+import zlib
+from array import array
+from bisect import bisect_right
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Final, final
+
+from verity.errors import ChainBroken, ClosedError, CorruptionError, InvalidArgument, NotFound
+from verity.proofs import ConsistencyProof, InclusionProof
+from verity.storage._checkpoints import CheckpointIndex
+from verity.storage._frame import (
+    CHAIN_DOMAIN,
+    CHECKPOINT_PAYLOAD,
+    CHECKPOINT_PAYLOAD_BYTES,
+    CHECKPOINT_VERSION,
+    FRAME_OVERHEAD_BYTES,
+    HEADER,
+    HEADER_BYTES,
+    KIND_CHECKPOINT,
+    KIND_DATA,
+    PAYLOAD_BYTES_MAX,
+    PREFIX,
+    PREFIX_BYTES,
+    ZERO_HASH,
+    Record,
+    check_frame,
+    decode_checkpoint_payload,
+    decode_record,
+    pread_exact,
+    write_all,
+)
+from verity.storage._index import (
+    IndexContents,
+    decode_index,
+    encode_index,
+    fsync_directory,
+    positions_array,
+    write_atomic,
+)
+from verity.storage._merkle import MerkleStore
+from verity.storage._recovery import append_recovery, load_recoveries
+from verity.storage._segment import (
+    ScanResult,
+    SegmentInfo,
+    index_name,
+    list_segments,
+    scan_frames,
+    segment_name,
+    valid_frame_follows,
+)
+from verity.storage._verify import SegmentView, verify_segments
+from verity.types import (
+    U64_MAX,
+    Checkpoint,
+    CheckpointPolicy,
+    Generation,
+    Hash,
+    Offset,
+    RecoveryReason,
+    RecoveryRecord,
+    SyncMode,
+    SyncPolicy,
+    Timestamp,
+)
+
+__all__ = ["Clock", "Log", "open_log"]
+
+Clock = Callable[[], int]
+
+logger = logging.getLogger("verity.storage")
+
+SEGMENT_BYTES_MAX_DEFAULT: Final = 16 * 1024 * 1024
+DEFAULT_SYNC_POLICY: Final = SyncPolicy.every_batch()
+DEFAULT_CHECKPOINT_POLICY: Final = CheckpointPolicy()
+_READ_CHUNK_BYTES: Final = 4 * 1024 * 1024
+# Derived files (Merkle nodes, checkpoint list) are written once this many leaf bytes are buffered.
+_DERIVED_FLUSH_BYTES: Final = 64 * 1024
+_NO_KIND: Final = -1
+
+_sha256 = hashlib.sha256
+_crc32 = zlib.crc32
+_pack_header = HEADER.pack
+_pack_prefix = PREFIX.pack
+_unpack_header = HEADER.unpack_from
+_unpack_prefix = PREFIX.unpack_from
+
+
+@dataclass(slots=True)
+class _Sealed:
+    """A sealed segment in the index cache: its dense positions and an open read fd."""
+
+    fd: int
+    positions: array[int]
+    valid_bytes: int
+    head_hash: bytes
+    path: str
+
+
+def _check_count(name: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidArgument(name, value, "must be an int")
+    if value < 0:
+        raise InvalidArgument(name, value, "must be >= 0")
+    return int(value)
+
+
+def open_log(
+    path: str | os.PathLike[str],
+    *,
+    sync_policy: SyncPolicy = DEFAULT_SYNC_POLICY,
+    checkpoint_policy: CheckpointPolicy = DEFAULT_CHECKPOINT_POLICY,
+    segment_bytes_max: int = SEGMENT_BYTES_MAX_DEFAULT,
+    clock: Clock = time.time_ns,
+    index_cache_segments: int = 64,
+) -> Log:
+    """Open (creating if needed) the log in folder `path`, recovering a torn tail.
+
+    `clock` returns ns since the epoch and is read once per append call (and
+    once per recovery). `index_cache_segments` bounds how many sealed
+    segments' offset indexes are held in memory.
+    """
+    if not isinstance(path, str | os.PathLike):
+        raise InvalidArgument("path", path, "must be a str or os.PathLike")
+    if not isinstance(sync_policy, SyncPolicy):
+        raise InvalidArgument("sync_policy", sync_policy, "must be a SyncPolicy")
+    if not isinstance(checkpoint_policy, CheckpointPolicy):
+        raise InvalidArgument("checkpoint_policy", checkpoint_policy, "must be a CheckpointPolicy")
+    if (
+        not isinstance(segment_bytes_max, int)
+        or isinstance(segment_bytes_max, bool)
+        or segment_bytes_max < 1
+    ):
+        raise InvalidArgument("segment_bytes_max", segment_bytes_max, "must be an int >= 1")
+    if not callable(clock):
+        raise InvalidArgument("clock", clock, "must be a callable returning ns since the epoch")
+    if (
+        not isinstance(index_cache_segments, int)
+        or isinstance(index_cache_segments, bool)
+        or index_cache_segments < 1
+    ):
+        raise InvalidArgument("index_cache_segments", index_cache_segments, "must be an int >= 1")
+    directory = Path(os.fspath(path))
+    if directory.exists() and not directory.is_dir():
+        raise InvalidArgument("path", str(directory), "exists and is not a folder")
+    return Log(
+        directory, sync_policy, checkpoint_policy, segment_bytes_max, clock, index_cache_segments
+    )
+
+
+@final
+class Log:
+    """An append-only, hash-chained, checkpointed log in one folder. Use `open_log`.
+
+    Safe to call from several threads. A context manager: leaving the block
+    closes the log cleanly (`close`).
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        sync_policy: SyncPolicy,
+        checkpoint_policy: CheckpointPolicy,
+        segment_bytes_max: int,
+        clock: Clock,
+        index_cache_segments: int,
+    ) -> None:
+        self._directory = directory
+        self._lock = threading.Condition(threading.Lock())
+        self._sync_mode = sync_policy.mode
+        self._group_delay_s = sync_policy.max_delay_ms / 1000.0
+        self._group_max_batch = sync_policy.max_batch
+        self._every_n = (
+            U64_MAX if checkpoint_policy.explicit_only else checkpoint_policy.every_n_records
+        )
+        self._on_shutdown = checkpoint_policy.on_shutdown
+        self._segment_bytes_max = segment_bytes_max
+        self._clock = clock
+        self._cache_segments_max = index_cache_segments
+        self._cache: OrderedDict[int, _Sealed] = OrderedDict()
+        self._closed = False
+        self._firsts: list[int] = []
+        self._active_first = 0
+        self._active_fd = -1
+        self._active_path = ""
+        self._active_positions = positions_array()
+        self._active_bytes = 0
+        self._active_index_on_disk = False
+        self._size = 0
+        self._head = ZERO_HASH
+        self._last_ts = -1
+        self._last_kind = _NO_KIND
+        self._data_since = 0
+        self._recoveries: list[RecoveryRecord] = []
+        self._generation = Generation(0)
+        self._synced_size = 0
+        self._leader_active = False
+        self._pending_records = 0
+        self._pending_since: float | None = None
+        self._retired_fds: list[int] = []
+        self._merkle = MerkleStore(directory / "merkle")
+        directory.mkdir(parents=True, exist_ok=True)
+        self._checkpoints = CheckpointIndex(directory)
+        try:
+            self._open()
+        except BaseException:
+            self._close_files()
+            self._closed = True
+            raise
+
+    # ================================================================== open
+
+    def _open(self) -> None:
+        directory = self._directory
+        for leftover in directory.glob("*.tmp"):
+            leftover.unlink()
+        self._recoveries = load_recoveries(directory)
+        if self._recoveries:
+            self._generation = self._recoveries[-1].generation
+        firsts = list_segments(directory)
+        if not firsts:
+            self._create_first_segment()
+            firsts = [0]
+        if firsts[0] != 0:
+            raise CorruptionError(
+                f"the oldest segment starts at offset {firsts[0]}, not 0",
+                file=str(directory / segment_name(firsts[0])),
+            )
+        self._firsts = firsts
+        active_first = firsts[-1]
+        self._active_first = active_first
+        self._active_path = str(directory / segment_name(active_first))
+        self._active_fd = os.open(self._active_path, os.O_RDWR | os.O_APPEND)
+        segment_bytes = os.fstat(self._active_fd).st_size
+        index = self._read_index(active_first)
+        clean = isinstance(index, IndexContents) and index.valid_bytes == segment_bytes
+        # After a crash the scan's checked bytes serve the catch-up of derived data too.
+        scanned = b""
+        if isinstance(index, IndexContents) and clean:
+            self._active_positions = index.positions
+            self._active_bytes = segment_bytes
+        else:
+            data = pread_exact(self._active_fd, segment_bytes, 0)
+            scan = scan_frames(data, active_first)
+            if scan.problem is not None:
+                self._recover_torn_tail(data, scan, active_first + len(scan.positions))
+            self._active_positions = scan.positions
+            self._active_bytes = scan.valid_bytes
+            scanned = data[: scan.valid_bytes]
+        self._active_index_on_disk = index is not None
+        self._size = active_first + len(self._active_positions)
+        self._synced_size = self._size
+        trusted_through = self._size if clean else active_first
+        self._load_checkpoints(trusted_through, scanned)
+        self._load_head(index if isinstance(index, IndexContents) and clean else None)
+        # The checkpoint list is the trusted anchor (read_verified checks records against
+        # it), so the Merkle store is checked against it, never the other way round.
+        expected_root = None
+        anchor = self._checkpoints.last()
+        if anchor is not None:
+            expected_root = (int(anchor.offset), bytes(anchor.merkle_root))
+        self._merkle.load(
+            self._size,
+            trusted_through,
+            expected_root,
+            lambda start, end: (record for _, record in self._records_on_open(start, end, scanned)),
+        )
+
+    def _records_on_open(self, start: int, end: int, scanned: bytes) -> Iterator[tuple[int, bytes]]:
+        """Records `start .. end-1`; those of a scanned active segment come from `scanned`."""
+        split = min(end, max(start, self._active_first)) if scanned else end
+        for offset, record, _, _ in self._iter_records(start, split):
+            yield offset, record
+        positions = self._active_positions
+        count = len(positions)
+        first = self._active_first
+        for index in range(split - first, end - first):
+            frame_end = positions[index + 1] if index + 1 < count else len(scanned)
+            yield first + index, scanned[positions[index] + PREFIX_BYTES : frame_end]
+
+    def _create_first_segment(self) -> None:
+        fd = os.open(self._directory / segment_name(0), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        os.close(fd)
+        fsync_directory(self._directory)
+
+    def _read_index(self, first_offset: int) -> IndexContents | str | None:
+        try:
+            data = (self._directory / index_name(first_offset)).read_bytes()
+        except FileNotFoundError:
+            return None
+        return decode_index(data, first_offset)
+
+    def _recover_torn_tail(self, data: bytes, scan: ScanResult, torn_offset: int) -> None:
+        """Cut a torn final frame, after making an account of it durable.
+
+        The bad frame is torn only if it is the last thing in the file: a
+        frame whose CRC matches but which is not the expected record, or a bad
+        frame with a good later frame after it, is corruption and is kept.
+        """
+        path = self._active_path
+        cut_at = scan.valid_bytes
+        if scan.problem_crc_valid or valid_frame_follows(data, cut_at, torn_offset):
+            raise CorruptionError(
+                f"{scan.problem}, with intact data after it: not a torn write, not truncated",
+                file=path,
+                byte_offset=cut_at,
+                record_offset=torn_offset,
+            )
+        now = self._read_clock()
+        record = RecoveryRecord(
+            generation=self._generation.next(),
+            previous_generation=self._generation,
+            known_committed=Offset(torn_offset),
+            recovery_point=Offset(torn_offset),
+            discarded_range=(Offset(torn_offset), Offset(torn_offset + 1)),
+            discarded_bytes=(Path(path).name, cut_at, len(data)),
+            timestamp=Timestamp(now),
+            reason=RecoveryReason.NODE_RESTART,
+        )
+        append_recovery(self._directory, record)
+        os.ftruncate(self._active_fd, cut_at)
+        os.fsync(self._active_fd)
+        self._recoveries.append(record)
+        self._generation = record.generation
+        logger.warning(
+            "torn write at the end of %s: discarded bytes %d..%d (record %d); generation is now %d",
+            path,
+            cut_at,
+            len(data),
+            torn_offset,
+            int(record.generation),
+        )
+
+    def _load_head(self, clean_index: IndexContents | None) -> None:
+        """Read the last record; check its CRC and its link to the record before it."""
+        size = self._size
+        if size == 0:
+            return
+        count = len(self._active_positions)
+        if count == 0:
+            self._load_sealed_head()
+            return
+        record = self._read_record_bytes(size - 1)
+        offset, prev_hash, timestamp, _, kind = _unpack_header(record)
+        head = _sha256(CHAIN_DOMAIN + record).digest()
+        if clean_index is not None:
+            self._check_head(head, clean_index.head_hash, size - 1, self._active_path)
+        if count >= 2:
+            expected_prev = _sha256(CHAIN_DOMAIN + self._read_record_bytes(size - 2)).digest()
+        elif self._active_first > 0:
+            expected_prev = self._sealed(len(self._firsts) - 2).head_hash
+        else:
+            expected_prev = ZERO_HASH
+        if prev_hash != expected_prev:
+            raise ChainBroken(
+                f"head record prev_hash {prev_hash.hex()} != chain hash "
+                f"{expected_prev.hex()} of the record before it",
+                file=self._active_path,
+                byte_offset=self._active_positions[count - 1],
+                record_offset=offset,
+            )
+        self._head = head
+        self._last_ts = timestamp
+        self._last_kind = kind
+
+    def _load_sealed_head(self) -> None:
+        """The head is the last record of the newest sealed segment (the active one is empty).
+
+        That segment's index vouches for the head hash. A damaged frame there
+        is reported by reads and verify, not here: open keeps going with the
+        header as stored, and takes the record's kind from the checkpoint list.
+        """
+        size = self._size
+        sealed = self._sealed(len(self._firsts) - 2)
+        start = sealed.positions[-1]
+        frame = pread_exact(sealed.fd, sealed.valid_bytes - start, start)
+        try:
+            record = check_frame(frame, size - 1, sealed.path, start)
+        except CorruptionError as failure:
+            logger.warning("the last record is damaged: %s", failure)
+            record = frame[PREFIX_BYTES:]
+            if len(record) < HEADER_BYTES:
+                raise
+        else:
+            self._check_head(
+                _sha256(CHAIN_DOMAIN + record).digest(), sealed.head_hash, size - 1, sealed.path
+            )
+        self._head = sealed.head_hash
+        self._last_ts = _unpack_header(record)[2]
+        last_checkpoint = self._checkpoints.last()
+        ends_with_checkpoint = last_checkpoint is not None and last_checkpoint.offset == size - 1
+        self._last_kind = KIND_CHECKPOINT if ends_with_checkpoint else KIND_DATA
+
+    @staticmethod
+    def _check_head(head: bytes, expected: bytes, offset: int, segment_path: str) -> None:
+        if head != expected:
+            raise CorruptionError(
+                f"chain hash {head.hex()} of the last record != {expected.hex()} in the "
+                "segment's offset index",
+                file=segment_path,
+                record_offset=offset,
+            )
+
+    def _load_checkpoints(self, trusted_through: int, scanned: bytes) -> None:
+        size = self._size
+        covered = self._checkpoints.load(size, trusted_through)
+        if covered < trusted_through:
+            logger.warning(
+                "checkpoint list %s covers records below %d of %d; rebuilding it from the log",
+                self._checkpoints.path,
+                covered,
+                trusted_through,
+            )
+        for offset, record in self._records_on_open(covered, size, scanned):
+            if record[HEADER_BYTES - 1] == KIND_CHECKPOINT:
+                checkpoint = self._checkpoint_of(offset, record)
+                if checkpoint is not None:
+                    self._checkpoints.append(checkpoint)
+        self._checkpoints.commit_repair(size)
+        last = self._checkpoints.last()
+        self._data_since = size - (int(last.offset) + 1 if last is not None else 0)
+
+    @staticmethod
+    def _checkpoint_of(offset: int, record: bytes) -> Checkpoint | None:
+        _, _, timestamp, _, kind = _unpack_header(record)
+        decoded = decode_checkpoint_payload(record[HEADER_BYTES:])
+        if kind != KIND_CHECKPOINT or decoded is None or decoded[0] != offset:
+            return None
+        _, chain_hash, merkle_root = decoded
+        return Checkpoint(
+            Offset(offset), Hash(chain_hash), offset, Hash(merkle_root), Timestamp(timestamp)
+        )
+
+    # ======================================================= segments, reads
+
+    def _sealed(self, segment_index: int) -> _Sealed:
+        """The cached view of sealed segment `segment_index`, loading its index if needed."""
+        assert 0 <= segment_index < len(self._firsts) - 1
+        first = self._firsts[segment_index]
+        entry = self._cache.get(first)
+        if entry is not None:
+            self._cache.move_to_end(first)
+            return entry
+        path = self._directory / segment_name(first)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            valid_bytes = os.fstat(fd).st_size
+            expected_count = self._firsts[segment_index + 1] - first
+            index = self._read_index(first)
+            if (
+                isinstance(index, IndexContents)
+                and index.valid_bytes == valid_bytes
+                and len(index.positions) == expected_count
+            ):
+                positions, head_hash = index.positions, index.head_hash
+            else:
+                if index is None:
+                    reason = "is missing"
+                elif isinstance(index, str):
+                    reason = f"is unusable ({index})"
+                else:
+                    reason = (
+                        f"describes {len(index.positions)} records in {index.valid_bytes} bytes, "
+                        f"the segment has {valid_bytes} bytes and should hold {expected_count}"
+                    )
+                logger.warning(
+                    "offset index %s %s; rebuilding it from the segment",
+                    self._directory / index_name(first),
+                    reason,
+                )
+                positions, head_hash = self._rebuild_sealed_index(fd, path, first, expected_count)
+        except BaseException:
+            os.close(fd)
+            raise
+        entry = _Sealed(fd, positions, valid_bytes, head_hash, str(path))
+        self._cache_put(first, entry)
+        return entry
+
+    def _cache_put(self, first: int, entry: _Sealed) -> None:
+        self._cache[first] = entry
+        while len(self._cache) > self._cache_segments_max:
+            _, evicted = self._cache.popitem(last=False)
+            os.close(evicted.fd)
+
+    def _rebuild_sealed_index(
+        self, fd: int, path: Path, first: int, expected_count: int
+    ) -> tuple[array[int], bytes]:
+        data = pread_exact(fd, os.fstat(fd).st_size, 0)
+        scan = scan_frames(data, first)
+        if scan.problem is not None:
+            # A sealed segment was complete and fsynced when it was sealed: never truncate it.
+            raise CorruptionError(
+                f"{scan.problem} in a sealed segment",
+                file=str(path),
+                byte_offset=scan.valid_bytes,
+                record_offset=first + len(scan.positions),
+            )
+        if len(scan.positions) != expected_count:
+            raise CorruptionError(
+                f"sealed segment holds {len(scan.positions)} records, the next segment "
+                f"starts at offset {first + expected_count}",
+                file=str(path),
+                byte_offset=scan.valid_bytes,
+                record_offset=first + len(scan.positions),
+            )
+        last = scan.positions[-1]
+        head_hash = _sha256(CHAIN_DOMAIN + data[last + PREFIX_BYTES :]).digest()
+        write_atomic(
+            self._directory / index_name(first),
+            encode_index(first, scan.positions, len(data), head_hash),
+        )
+        return scan.positions, head_hash
+
+    def _segment_view(self, segment_index: int) -> tuple[int, array[int], int, str]:
+        """`(fd, positions, end byte, path)` of a segment."""
+        if segment_index == len(self._firsts) - 1:
+            return self._active_fd, self._active_positions, self._active_bytes, self._active_path
+        sealed = self._sealed(segment_index)
+        return sealed.fd, sealed.positions, sealed.valid_bytes, sealed.path
+
+    def _read_record_bytes(self, offset: int) -> bytes:
+        """The CRC-checked record bytes at `offset` (< size), located through the index."""
+        segment_index = bisect_right(self._firsts, offset) - 1
+        fd, positions, end_bytes, path = self._segment_view(segment_index)
+        index = offset - self._firsts[segment_index]
+        start = positions[index]
+        end = positions[index + 1] if index + 1 < len(positions) else end_bytes
+        frame = pread_exact(fd, end - start, start)
+        return check_frame(frame, offset, path, start)
+
+    def _iter_records(self, start: int, end: int) -> Iterator[tuple[int, bytes, str, int]]:
+        """CRC-checked `(offset, record bytes, file, byte)` for `start .. end-1`, in chunks."""
+        offset = start
+        while offset < end:
+            segment_index = bisect_right(self._firsts, offset) - 1
+            first = self._firsts[segment_index]
+            fd, positions, end_bytes, path = self._segment_view(segment_index)
+            count = len(positions)
+            stop = min(end, first + count)
+            index = offset - first
+            last = stop - first
+            while index < last:
+                chunk_start = positions[index]
+                chunk_stop = max(
+                    index + 1, bisect_right(positions, chunk_start + _READ_CHUNK_BYTES, index, last)
+                )
+                chunk_end = positions[chunk_stop] if chunk_stop < count else end_bytes
+                data = pread_exact(fd, chunk_end - chunk_start, chunk_start)
+                for current in range(index, chunk_stop):
+                    frame_start = positions[current]
+                    frame_end = positions[current + 1] if current + 1 < count else end_bytes
+                    frame = data[frame_start - chunk_start : frame_end - chunk_start]
+                    record = check_frame(frame, first + current, path, frame_start)
+                    yield first + current, record, path, frame_start
+                index = chunk_stop
+            offset = stop
+
+    # ================================================================ append
+
+    def _read_clock(self) -> int:
+        now = self._clock()
+        if not isinstance(now, int) or isinstance(now, bool) or not 0 <= now <= U64_MAX:
+            raise InvalidArgument("clock()", now, "must return ns since the epoch in 0..2**64-1")
+        return int(now)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"log {self._directory}")
+
+    @staticmethod
+    def _check_payloads(payloads: object, name: str) -> Sequence[bytes]:
+        if isinstance(payloads, bytes | bytearray | memoryview | str) or not isinstance(
+            payloads, Sequence
+        ):
+            raise InvalidArgument(name, payloads, "must be a sequence of bytes payloads")
+        if len(payloads) == 0:
+            raise InvalidArgument(name, payloads, "must not be empty")
+        for position, payload in enumerate(payloads):
+            if not isinstance(payload, bytes):
+                raise InvalidArgument(f"{name}[{position}]", payload, "must be bytes")
+            if len(payload) > PAYLOAD_BYTES_MAX:
+                raise InvalidArgument(
+                    f"{name}[{position}]",
+                    f"<{len(payload)} bytes>",
+                    f"payload must be at most {PAYLOAD_BYTES_MAX} bytes",
+                )
+        return payloads
+
+    def append(self, payload: bytes) -> Offset:
+        """Append one DATA record; return its offset once the sync policy made it durable."""
+        if not isinstance(payload, bytes):
+            raise InvalidArgument("payload", payload, "must be bytes")
+        if len(payload) > PAYLOAD_BYTES_MAX:
+            raise InvalidArgument(
+                "payload", f"<{len(payload)} bytes>", f"must be at most {PAYLOAD_BYTES_MAX} bytes"
+            )
+        return self._append((payload,))
+
+    def append_batch(self, payloads: Sequence[bytes]) -> Offset:
+        """Append DATA records in order; return the first offset.
+
+        Every payload is validated before any byte is written, so a bad one
+        rejects the whole batch. Automatic checkpoints land inside the batch
+        where the policy puts them.
+        """
+        return self._append(self._check_payloads(payloads, "payloads"))
+
+    def _append(self, payloads: Sequence[bytes]) -> Offset:
+        with self._lock:
+            self._check_open()
+            now = self._read_clock()
+            if max(now, self._last_ts + 1) + 2 * len(payloads) > U64_MAX:
+                raise InvalidArgument("clock()", now, "timestamps would pass 2**64-1")
+            first = self._size
+            self._guarded(lambda: self._append_locked(payloads, now))
+            self._guarded(lambda: self._make_durable(self._size - first))
+        return Offset(first)
+
+    def _guarded(self, action: Callable[[], None]) -> None:
+        """Run a write; after an OS error the in-memory state is unknown: close the log."""
+        try:
+            action()
+        except OSError:
+            self._close_files()
+            self._closed = True
+            self._lock.notify_all()
+            raise
+
+    def append_checkpoint(self) -> Checkpoint:
+        """Append an explicit CHECKPOINT record covering every record before it."""
+        with self._lock:
+            self._check_open()
+            now = self._read_clock()
+            result: list[Checkpoint] = []
+
+            def write() -> None:
+                buffer = bytearray()
+                self._forget_active_index()
+                self._roll_if_full(CHECKPOINT_PAYLOAD_BYTES, buffer)
+                result.append(self._build_checkpoint(now, buffer))
+                self._emit(buffer)
+                self._flush_derived_if_large()
+
+            self._guarded(write)
+            self._guarded(lambda: self._make_durable(1))
+        return result[0]
+
+    def _append_locked(self, payloads: Sequence[bytes], now: int) -> None:
+        per_record = self._sync_mode is SyncMode.EVERY_RECORD
+        self._forget_active_index()
+        buffer = bytearray()
+        index = 0
+        count = len(payloads)
+        while index < count:
+            self._roll_if_full(len(payloads[index]), buffer)
+            next_index = self._build_data(payloads, index, now, buffer, per_record)
+            assert next_index > index
+            index = next_index
+            if per_record:
+                self._emit(buffer)
+                self._fsync_active()
+            if self._data_since >= self._every_n:
+                self._roll_if_full(CHECKPOINT_PAYLOAD_BYTES, buffer)
+                self._build_checkpoint(now, buffer)
+                if per_record:
+                    self._emit(buffer)
+                    self._fsync_active()
+        self._emit(buffer)
+        self._flush_derived_if_large()
+
+    def _build_data(
+        self,
+        payloads: Sequence[bytes],
+        index: int,
+        now: int,
+        buffer: bytearray,
+        single: bool,
+    ) -> int:
+        """Frame DATA records from `payloads[index]` into `buffer`; return the next index.
+
+        Stops after the record that makes a checkpoint due, before a record
+        that does not fit the active segment, or after one record if `single`.
+        """
+        pack_header = _pack_header
+        pack_prefix = _pack_prefix
+        sha256 = _sha256
+        crc32 = _crc32
+        domain = CHAIN_DOMAIN
+        count = len(payloads)
+        offset = self._size
+        prev = self._head
+        timestamp = max(now, self._last_ts + 1)
+        position = self._active_bytes
+        since = self._data_since
+        every_n = self._every_n
+        segment_bytes_max = self._segment_bytes_max
+        append_position = self._active_positions.append
+        records: list[bytes] = []
+        append_record = records.append
+        while index < count:
+            payload = payloads[index]
+            payload_len = len(payload)
+            frame_bytes = FRAME_OVERHEAD_BYTES + payload_len
+            if position + frame_bytes > segment_bytes_max and position > 0 and records:
+                break
+            record = pack_header(offset, prev, timestamp, payload_len, KIND_DATA) + payload
+            prev = sha256(domain + record).digest()
+            buffer += pack_prefix(HEADER_BYTES + payload_len, crc32(record))
+            buffer += record
+            append_position(position)
+            append_record(record)
+            position += frame_bytes
+            offset += 1
+            timestamp += 1
+            index += 1
+            since += 1
+            if since >= every_n or single:
+                break
+        self._size = offset
+        self._head = prev
+        self._last_ts = timestamp - 1
+        self._last_kind = KIND_DATA
+        self._active_bytes = position
+        self._data_since = since
+        self._merkle.extend(records)
+        return index
+
+    def _build_checkpoint(self, now: int, buffer: bytearray) -> Checkpoint:
+        record_count = self._size
+        chain_hash = self._head
+        merkle_root = self._merkle.current_root()
+        timestamp = max(now, self._last_ts + 1)
+        payload = CHECKPOINT_PAYLOAD.pack(CHECKPOINT_VERSION, record_count, chain_hash, merkle_root)
+        record = (
+            _pack_header(record_count, chain_hash, timestamp, len(payload), KIND_CHECKPOINT)
+            + payload
+        )
+        buffer += _pack_prefix(len(record), _crc32(record))
+        buffer += record
+        self._active_positions.append(self._active_bytes)
+        self._active_bytes += PREFIX_BYTES + len(record)
+        self._merkle.extend([record])
+        self._head = _sha256(CHAIN_DOMAIN + record).digest()
+        self._size = record_count + 1
+        self._last_ts = timestamp
+        self._last_kind = KIND_CHECKPOINT
+        self._data_since = 0
+        checkpoint = Checkpoint(
+            Offset(record_count),
+            Hash(chain_hash),
+            record_count,
+            Hash(merkle_root),
+            Timestamp(timestamp),
+        )
+        self._checkpoints.append(checkpoint)
+        return checkpoint
+
+    def _forget_active_index(self) -> None:
+        """Remove the active segment's index before its segment changes.
+
+        An index that outlived appends could later match the segment's size by
+        coincidence and be taken for a clean shutdown.
+        """
+        if self._active_index_on_disk:
+            (self._directory / index_name(self._active_first)).unlink(missing_ok=True)
+            fsync_directory(self._directory)
+            self._active_index_on_disk = False
+
+    def _emit(self, buffer: bytearray) -> None:
+        if buffer:
+            write_all(self._active_fd, buffer)
+            buffer.clear()
+
+    def _fsync_active(self) -> None:
+        os.fsync(self._active_fd)
+        self._synced_size = self._size
+
+    def _flush_derived_if_large(self) -> None:
+        if self._merkle.buffered_bytes() >= _DERIVED_FLUSH_BYTES:
+            self._merkle.flush()
+            self._checkpoints.flush()
+
+    def _roll_if_full(self, payload_len: int, buffer: bytearray) -> None:
+        needed = FRAME_OVERHEAD_BYTES + payload_len
+        if self._active_bytes > 0 and self._active_bytes + needed > self._segment_bytes_max:
+            self._emit(buffer)
+            self._roll()
+
+    def _roll(self) -> None:
+        """Seal the active segment (fsynced, indexed, derived files durable); start the next."""
+        self._fsync_active()
+        self._lock.notify_all()
+        self._merkle.flush()
+        self._merkle.fsync()
+        self._checkpoints.append_covered(self._size)
+        self._checkpoints.flush()
+        self._checkpoints.fsync()
+        first = self._active_first
+        write_atomic(
+            self._directory / index_name(first),
+            encode_index(first, self._active_positions, self._active_bytes, self._head),
+        )
+        if self._leader_active:
+            # The group-commit leader may be fsyncing this fd outside the lock right now.
+            self._retired_fds.append(self._active_fd)
+        else:
+            os.close(self._active_fd)
+        self._active_fd = -1
+        sealed_fd = os.open(self._active_path, os.O_RDONLY)
+        self._cache_put(
+            first,
+            _Sealed(
+                sealed_fd, self._active_positions, self._active_bytes, self._head, self._active_path
+            ),
+        )
+        new_first = self._size
+        self._active_fd = os.open(
+            self._directory / segment_name(new_first),
+            os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL,
+            0o644,
+        )
+        fsync_directory(self._directory)
+        self._firsts.append(new_first)
+        self._active_first = new_first
+        self._active_path = str(self._directory / segment_name(new_first))
+        self._active_positions = positions_array()
+        self._active_bytes = 0
+        self._active_index_on_disk = False
+
+    # ============================================================ durability
+
+    def _make_durable(self, records: int) -> None:
+        if self._sync_mode is SyncMode.GROUP_COMMIT:
+            self._await_group_commit(self._size, records)
+            return
+        if self._synced_size < self._size:
+            # every_batch: the one fsync of this call; every_record: a lone checkpoint record.
+            self._fsync_active()
+        assert self._synced_size == self._size
+
+    def _await_group_commit(self, target: int, records: int) -> None:
+        """Return once record `target - 1` is durable, sharing fsyncs with other appenders.
+
+        The caller's frames are already written (under the lock). One waiting
+        appender leads: it waits until `max_batch` records are pending or the
+        oldest pending append is `max_delay_ms` old, then fsyncs outside the
+        lock while later appenders keep writing; everyone covered wakes up.
+        """
+        lock = self._lock
+        if self._pending_since is None:
+            self._pending_since = time.monotonic()
+        self._pending_records += records
+        lock.notify_all()
+        while self._synced_size < target:
+            self._check_open()
+            if self._leader_active:
+                lock.wait()
+                continue
+            self._lead_group_commit()
+
+    def _lead_group_commit(self) -> None:
+        lock = self._lock
+        self._leader_active = True
+        try:
+            while self._pending_records < self._group_max_batch and not self._closed:
+                since = self._pending_since
+                if since is None:
+                    break
+                remaining_s = since + self._group_delay_s - time.monotonic()
+                if remaining_s <= 0:
+                    break
+                lock.wait(remaining_s)
+            self._check_open()
+            fd = self._active_fd
+            covered = self._size
+            self._pending_records = 0
+            self._pending_since = None
+            lock.release()
+            try:
+                os.fsync(fd)
+            finally:
+                lock.acquire()
+            if covered > self._synced_size:
+                self._synced_size = covered
+        finally:
+            self._leader_active = False
+            for retired in self._retired_fds:
+                os.close(retired)
+            self._retired_fds.clear()
+            lock.notify_all()
+
+    def _wait_for_leader(self) -> None:
+        while self._leader_active:
+            self._lock.wait()
+
+    def sync(self) -> None:
+        """Make every record and every derived file written so far durable."""
+        with self._lock:
+            self._check_open()
+            self._wait_for_leader()
+
+            def write() -> None:
+                self._fsync_active()
+                self._merkle.flush()
+                self._merkle.fsync()
+                self._checkpoints.flush()
+                self._checkpoints.fsync()
+
+            self._guarded(write)
+            self._lock.notify_all()
+
+    # ================================================================= close
+
+    def close(self) -> None:
+        """Shut down cleanly; idempotent.
+
+        Appends a shutdown checkpoint (when the policy asks for one, the log is
+        not empty and its last record is not already a checkpoint), makes
+        everything durable and writes the active segment's index last, which
+        marks the shutdown as clean.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._wait_for_leader()
+            try:
+                if self._on_shutdown and self._size > 0 and self._last_kind != KIND_CHECKPOINT:
+                    now = self._read_clock()
+                    buffer = bytearray()
+                    self._forget_active_index()
+                    self._roll_if_full(CHECKPOINT_PAYLOAD_BYTES, buffer)
+                    self._build_checkpoint(now, buffer)
+                    self._emit(buffer)
+                self._fsync_active()
+                self._merkle.flush()
+                self._merkle.fsync()
+                self._checkpoints.append_covered(self._size)
+                self._checkpoints.flush()
+                self._checkpoints.fsync()
+                first = self._active_first
+                write_atomic(
+                    self._directory / index_name(first),
+                    encode_index(first, self._active_positions, self._active_bytes, self._head),
+                )
+            finally:
+                self._close_files()
+                self._closed = True
+                self._lock.notify_all()
+
+    def abandon(self) -> None:
+        """Drop the log as a crash would: for tests and simulation only.
+
+        Closes every file descriptor without the shutdown checkpoint, without
+        writing indexes and without flushing buffered derived data. Bytes
+        already handed to the OS stay (a process crash keeps them).
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._wait_for_leader()
+            self._close_files()
+            self._closed = True
+            self._lock.notify_all()
+
+    def _close_files(self) -> None:
+        if self._active_fd >= 0:
+            os.close(self._active_fd)
+            self._active_fd = -1
+        for entry in self._cache.values():
+            os.close(entry.fd)
+        self._cache.clear()
+        for retired in self._retired_fds:
+            os.close(retired)
+        self._retired_fds.clear()
+        self._merkle.close()
+        self._checkpoints.close()
+
+    def __enter__(self) -> Log:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ================================================================= reads
+
+    def _check_offset(self, offset: object) -> int:
+        value = _check_count("offset", offset)
+        if value >= self._size:
+            raise NotFound("offset", value, f"the log has {self._size} records")
+        return value
+
+    def read(self, offset: int) -> Record:
+        """The record at `offset`, CRC-checked; CorruptionError names file, byte and record."""
+        with self._lock:
+            self._check_open()
+            checked = self._check_offset(offset)
+            record = self._read_record_bytes(checked)
+        return decode_record(record)
+
+    def read_verified(self, offset: int) -> Record:
+        """The record at `offset`, with the chain checked back to the nearest checkpoint.
+
+        Checks every record from that checkpoint (or from genesis) to `offset`:
+        CRC, `prev_hash` links, and that the checkpoint record agrees with
+        itself and with the checkpoint list held in memory (the trusted anchor).
+        """
+        with self._lock:
+            self._check_open()
+            checked = self._check_offset(offset)
+            anchor = self._checkpoints.nearest(checked)
+            start = int(anchor.offset) if anchor is not None else 0
+            expected_prev = ZERO_HASH if anchor is None else None
+            last = b""
+            for current, record, path, byte_offset in self._iter_records(start, checked + 1):
+                prev_hash = record[8:40]
+                if current == start and anchor is not None:
+                    self._check_anchor(anchor, record, path, byte_offset)
+                elif prev_hash != expected_prev:
+                    assert expected_prev is not None
+                    raise ChainBroken(
+                        f"prev_hash {prev_hash.hex()} != chain hash {expected_prev.hex()} "
+                        f"of record {current - 1}",
+                        file=path,
+                        byte_offset=byte_offset,
+                        record_offset=current,
+                    )
+                expected_prev = _sha256(CHAIN_DOMAIN + record).digest()
+                last = record
+        return decode_record(last)
+
+    @staticmethod
+    def _check_anchor(anchor: Checkpoint, record: bytes, path: str, byte_offset: int) -> None:
+        offset = int(anchor.offset)
+        _, prev_hash, _, _, kind = _unpack_header(record)
+        decoded = decode_checkpoint_payload(record[HEADER_BYTES:])
+        if kind != KIND_CHECKPOINT or decoded is None:
+            raise CorruptionError(
+                "record listed as a checkpoint has no valid checkpoint payload",
+                file=path,
+                byte_offset=byte_offset,
+                record_offset=offset,
+            )
+        record_count, chain_hash, merkle_root = decoded
+        if record_count != offset or chain_hash != prev_hash:
+            raise CorruptionError(
+                f"checkpoint payload (record_count {record_count}, chain_hash "
+                f"{chain_hash.hex()}) does not describe the {offset} records before it",
+                file=path,
+                byte_offset=byte_offset,
+                record_offset=offset,
+            )
+        if chain_hash != anchor.chain_hash or merkle_root != anchor.merkle_root:
+            raise ChainBroken(
+                f"checkpoint record chain_hash {chain_hash.hex()} differs from the trusted "
+                f"checkpoint list ({anchor.chain_hash.hex()})",
+                file=path,
+                byte_offset=byte_offset,
+                record_offset=offset,
+            )
+
+    def verify(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Verify the whole log from genesis (docs/formats.md §1.3); return records checked.
+
+        Checks CRCs, dense offsets, `prev_hash` links, strictly increasing
+        timestamps, every checkpoint payload (count, chain hash, Merkle root
+        recomputed from the leaves) and that the stored Merkle leaf hashes
+        equal the recomputed ones. Raises at the first bad record.
+        `progress(done, total)` is called after each chunk read.
+        """
+        with self._lock:
+            self._check_open()
+            return verify_segments(
+                self._segment_views(),
+                self._size,
+                self._merkle.leaves,
+                self._merkle.leaf_file(),
+                progress,
+            )
+
+    def _segment_views(self) -> Iterator[SegmentView]:
+        for segment_index, first in enumerate(self._firsts):
+            fd, positions, end_bytes, path = self._segment_view(segment_index)
+            yield first, fd, positions, end_bytes, path
+
+    # ================================================================ Merkle
+
+    def _check_tree_size(self, name: str, tree_size: object) -> int:
+        if tree_size is None:
+            return self._size
+        value = _check_count(name, tree_size)
+        if value > self._size:
+            raise NotFound(name, value, f"the log has {self._size} records")
+        return value
+
+    def merkle_root(self, tree_size: int | None = None) -> Hash:
+        """RFC 9162 MTH of the first `tree_size` records (default: all)."""
+        with self._lock:
+            self._check_open()
+            size = self._check_tree_size("tree_size", tree_size)
+            return Hash(self._merkle.root(size))
+
+    def inclusion_proof(self, leaf_index: int, tree_size: int | None = None) -> InclusionProof:
+        """RFC 9162 PATH(leaf_index, D[tree_size]) with the leaf's record bytes."""
+        index = _check_count("leaf_index", leaf_index)
+        with self._lock:
+            self._check_open()
+            size = self._check_tree_size("tree_size", tree_size)
+            if index >= size:
+                raise InvalidArgument("leaf_index", index, f"must be < tree_size {size}")
+            path = self._merkle.inclusion_path(index, size)
+            leaf = self._read_record_bytes(index)
+        return InclusionProof(index, size, leaf, tuple(path))
+
+    def consistency_proof(self, old_size: int, new_size: int | None = None) -> ConsistencyProof:
+        """RFC 9162 PROOF(old_size, D[new_size]) (default new_size: all records)."""
+        old = _check_count("old_size", old_size)
+        with self._lock:
+            self._check_open()
+            new = self._check_tree_size("new_size", new_size)
+            if old == 0:
+                raise InvalidArgument("old_size", old, "must be > 0")
+            if old > new:
+                raise InvalidArgument("old_size", old, f"must be <= new_size {new}")
+            path = self._merkle.consistency_path(old, new)
+        return ConsistencyProof(old, new, tuple(path))
+
+    # ======================================================== introspection
+
+    def checkpoints(self) -> list[Checkpoint]:
+        with self._lock:
+            return self._checkpoints.all()
+
+    def nearest_checkpoint(self, offset: int) -> Checkpoint | None:
+        """The last checkpoint record at or before `offset`, or None."""
+        with self._lock:
+            self._check_open()
+            checked = self._check_offset(offset)
+            return self._checkpoints.nearest(checked)
+
+    def recoveries(self) -> list[RecoveryRecord]:
+        with self._lock:
+            return list(self._recoveries)
+
+    @property
+    def generation(self) -> Generation:
+        return self._generation
+
+    @property
+    def size(self) -> int:
+        """Number of records, which is also the next offset."""
+        return self._size
+
+    @property
+    def head_hash(self) -> Hash:
+        """Chain hash of the last record (32 zero bytes when empty)."""
+        return Hash(self._head)
+
+    @property
+    def last_timestamp(self) -> Timestamp:
+        """Timestamp of the last record (0 when the log is empty)."""
+        return Timestamp(max(self._last_ts, 0))
+
+    def segments(self) -> list[SegmentInfo]:
+        """The segment files, oldest first (for tools, tests and simulation)."""
+        with self._lock:
+            self._check_open()
+            infos = []
+            for segment_index, first in enumerate(self._firsts):
+                path = self._directory / segment_name(first)
+                if segment_index == len(self._firsts) - 1:
+                    count = len(self._active_positions)
+                    byte_size = self._active_bytes
+                else:
+                    count = self._firsts[segment_index + 1] - first
+                    byte_size = os.stat(path).st_size
+                infos.append(SegmentInfo(Offset(first), path, count, byte_size))
+            return infos

@@ -1,0 +1,184 @@
+"""Full verification of a log from genesis (docs/formats.md §1.3).
+
+Reads each segment in large chunks, locates frames through the offset index
+(never by trusting a length field) and checks, record by record: the frame
+(length, CRC-32, offset, payload_len, kind), the `prev_hash` link, strictly
+increasing timestamps, every checkpoint payload against the head hash and the
+Merkle root recomputed from the leaves so far, and the stored Merkle leaf
+hash. The first failure raises, naming the record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from array import array
+from bisect import bisect_right
+from collections.abc import Callable, Iterable
+from itertools import pairwise
+from typing import Final, TypeAlias
+
+from verity.errors import ChainBroken, CorruptionError
+from verity.storage._frame import (
+    CHAIN_DOMAIN,
+    EMPTY_TREE_ROOT,
+    FRAME_OVERHEAD_BYTES,
+    HEADER,
+    HEADER_BYTES,
+    KIND_CHECKPOINT,
+    KIND_MAX,
+    PREFIX,
+    PREFIX_BYTES,
+    ZERO_HASH,
+    check_frame,
+    decode_checkpoint_payload,
+    pread_exact,
+)
+
+__all__ = ["SegmentView", "verify_segments"]
+
+READ_CHUNK_BYTES: Final = 4 * 1024 * 1024
+
+# (first offset, fd, frame positions, end byte, path) of one segment.
+SegmentView: TypeAlias = "tuple[int, int, array[int], int, str]"
+
+
+def verify_segments(
+    views: Iterable[SegmentView],
+    total: int,
+    stored_leaves: Callable[[int, int], bytes],
+    leaf_file: str,
+    progress: Callable[[int, int], None] | None,
+) -> int:
+    """Verify every record of `views` in order; return the number checked (== total)."""
+    sha256 = hashlib.sha256
+    crc32 = zlib.crc32
+    unpack_prefix = PREFIX.unpack_from
+    unpack_header = HEADER.unpack_from
+    domain = CHAIN_DOMAIN
+    head = ZERO_HASH
+    last_ts = -1
+    left: list[bytes] = [b""] * 64
+    leaf_count = 0
+    for first, fd, positions, end_bytes, path in views:
+        assert first == leaf_count
+        count = len(positions)
+        index = 0
+        while index < count:
+            chunk_start = positions[index]
+            chunk_stop = max(
+                index + 1, bisect_right(positions, chunk_start + READ_CHUNK_BYTES, index, count)
+            )
+            chunk_end = positions[chunk_stop] if chunk_stop < count else end_bytes
+            data = pread_exact(fd, chunk_end - chunk_start, chunk_start)
+            bounds = positions[index : chunk_stop + 1].tolist()
+            if chunk_stop == count:
+                bounds.append(end_bytes)
+            if len(data) != chunk_end - chunk_start:
+                _raise_first_bad_frame(data, bounds, first + index, path)
+            leaves = stored_leaves(first + index, chunk_stop - index)
+            leaf_at = 0
+            offset = first + index
+            for frame_start, frame_end in pairwise(bounds):
+                start = frame_start - chunk_start
+                if frame_end - frame_start < FRAME_OVERHEAD_BYTES:
+                    check_frame(data[start : frame_end - chunk_start], offset, path, frame_start)
+                length, crc = unpack_prefix(data, start)
+                record = data[start + PREFIX_BYTES : frame_end - chunk_start]
+                stored_offset, prev_hash, timestamp, payload_len, kind = unpack_header(record)
+                if (
+                    length != len(record)
+                    or crc32(record) != crc
+                    or stored_offset != offset
+                    or payload_len + HEADER_BYTES != length
+                    or kind > KIND_MAX
+                ):
+                    check_frame(data[start : frame_end - chunk_start], offset, path, frame_start)
+                if prev_hash != head:
+                    raise ChainBroken(
+                        f"prev_hash {prev_hash.hex()} != chain hash {head.hex()} of the record "
+                        "before it",
+                        file=path,
+                        byte_offset=frame_start,
+                        record_offset=offset,
+                    )
+                if timestamp <= last_ts:
+                    raise CorruptionError(
+                        f"timestamp {timestamp} is not after the previous one {last_ts}",
+                        file=path,
+                        byte_offset=frame_start,
+                        record_offset=offset,
+                    )
+                if kind == KIND_CHECKPOINT:
+                    _check_checkpoint(
+                        record, offset, head, frontier_root(left, leaf_count), path, frame_start
+                    )
+                head = sha256(domain + record).digest()
+                node = sha256(b"\x00" + record).digest()
+                if leaves[leaf_at : leaf_at + 32] != node:
+                    raise CorruptionError(
+                        f"stored Merkle leaf hash of record {offset} differs from the hash of "
+                        "the record",
+                        file=leaf_file,
+                        byte_offset=32 * offset,
+                        record_offset=offset,
+                    )
+                leaf_at += 32
+                level = 0
+                position = leaf_count
+                while position & 1:
+                    node = sha256(b"\x01" + left[level] + node).digest()
+                    level += 1
+                    position >>= 1
+                left[level] = node
+                leaf_count += 1
+                last_ts = timestamp
+                offset += 1
+            index = chunk_stop
+            if progress is not None:
+                progress(first + index, total)
+    assert leaf_count == total
+    if progress is not None and total == 0:
+        progress(0, 0)
+    return total
+
+
+def frontier_root(left: list[bytes], size: int) -> bytes:
+    """MTH of `size` leaves from the last node of each odd-count level."""
+    if size == 0:
+        return EMPTY_TREE_ROOT
+    accumulated = b""
+    for level in range(size.bit_length()):
+        if (size >> level) & 1:
+            if accumulated:
+                accumulated = hashlib.sha256(b"\x01" + left[level] + accumulated).digest()
+            else:
+                accumulated = left[level]
+    return accumulated
+
+
+def _raise_first_bad_frame(data: bytes, bounds: list[int], offset: int, path: str) -> None:
+    """The chunk read came back short (the file shrank): name the first incomplete frame."""
+    chunk_start = bounds[0]
+    for frame_start, frame_end in pairwise(bounds):
+        frame = data[frame_start - chunk_start : frame_end - chunk_start]
+        check_frame(frame, offset, path, frame_start)
+        offset += 1
+    raise AssertionError("a short read must leave an incomplete frame")
+
+
+def _check_checkpoint(
+    record: bytes, offset: int, head: bytes, merkle_root: bytes, path: str, byte_offset: int
+) -> None:
+    decoded = decode_checkpoint_payload(record[HEADER_BYTES:])
+    if decoded is None:
+        problem = "checkpoint payload is not a version-1, 73-byte payload"
+    elif decoded[0] != offset:
+        problem = f"checkpoint record_count {decoded[0]} != its offset {offset}"
+    elif decoded[1] != head:
+        problem = f"checkpoint chain_hash {decoded[1].hex()} != head hash {head.hex()}"
+    elif decoded[2] != merkle_root:
+        problem = f"checkpoint merkle_root {decoded[2].hex()} != recomputed {merkle_root.hex()}"
+    else:
+        return
+    raise CorruptionError(problem, file=path, byte_offset=byte_offset, record_offset=offset)
