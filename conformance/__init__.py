@@ -1,0 +1,9 @@
+"""VerityDB conformance: proves an implementation equal to the specification.
+
+- `verity_conformance.drivers`: one driver per machine for the spec and for
+  `verity`, returning JSON observations (docs/conformance.md);
+- `verity_conformance.log_machine`: the lockstep Hypothesis state machine of
+  the hash-chained log;
+- `verity_conformance.vectors`: vectors generated from the spec, and the runner;
+- `python -m verity_conformance generate | run`: the command line.
+"""

@@ -1,0 +1,53 @@
+"""`python -m verity_conformance generate [--out DIR]` | `run [--vectors DIR] [--adapter M:F]`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from verity_conformance.vectors import VECTORS_DIR, DriverFactory, default_factory, generate, run
+
+
+def load_factory(spec: str | None) -> DriverFactory:
+    if spec is None:
+        return default_factory
+    module_name, _, attribute = spec.partition(":")
+    if not attribute:
+        raise SystemExit(f"--adapter must be MODULE:FACTORY, got {spec!r}")
+    factory: DriverFactory = getattr(importlib.import_module(module_name), attribute)
+    return factory
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m verity_conformance")
+    commands = parser.add_subparsers(dest="command", required=True)
+    gen = commands.add_parser("generate", help="write vectors computed by the spec")
+    gen.add_argument("--out", type=Path, default=VECTORS_DIR)
+    check = commands.add_parser("run", help="check an implementation against the vectors")
+    check.add_argument("--vectors", type=Path, default=VECTORS_DIR)
+    check.add_argument("--adapter", default=None, help="MODULE:FACTORY (default: verity.storage)")
+    check.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+
+    if args.command == "generate":
+        paths = generate(args.out)
+        print(f"wrote {len(paths)} vector files to {args.out}")
+        return 0
+    results = run(args.vectors, load_factory(args.adapter))
+    passed = [r for r in results if r.failure is None]
+    failed = [r for r in results if r.failure is not None]
+    for result in results:
+        if result.failure is not None:
+            print(f"FAIL {result.path.name}: {result.failure}")
+        elif args.verbose:
+            print(f"ok   {result.path.name} ({result.steps} steps)")
+    steps = sum(r.steps for r in passed)
+    print(f"checked {steps} steps in {len(passed)} passing vector files", file=sys.stderr)
+    print(f"{len(passed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

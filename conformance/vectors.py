@@ -1,0 +1,422 @@
+"""Test vectors: scenarios written once, expected results computed by the spec.
+
+`generate(out_dir)` writes one JSON file per scenario (docs/conformance.md);
+`run(vectors_dir, factory)` replays every file against an implementation and
+counts passed and failed steps' files. Scenarios are plain data built from a
+seeded `random.Random`, so regenerating is byte-for-byte reproducible and CI
+can insist the committed vectors are fresh.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from verity_conformance.drivers import LogDriver, Observation, SpecLogDriver, StorageLogDriver
+
+FORMAT = "verity-conformance-vectors/1"
+NOW_START = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z in ns
+VECTORS_DIR = Path(__file__).resolve().parent / "vectors"
+
+Step = dict[str, Any]
+DriverFactory = Callable[[Path, dict[str, Any]], LogDriver]
+
+
+def default_factory(directory: Path, config: dict[str, Any]) -> LogDriver:
+    return StorageLogDriver(directory, config)
+
+
+def perform(driver: LogDriver, step: Step) -> Observation:
+    """Run one step's operation on `driver` and return its observation."""
+    op = step["op"]
+    if op == "append_batch":
+        return driver.append_batch([bytes.fromhex(p) for p in step["payloads"]], step["now"])
+    if op == "append_checkpoint":
+        return driver.append_checkpoint(step["now"])
+    if op == "read":
+        return driver.read(step["offset"])
+    if op == "read_verified":
+        return driver.read_verified(step["offset"])
+    if op == "verify":
+        return driver.verify()
+    if op == "state":
+        return driver.state()
+    if op == "merkle_root":
+        return driver.merkle_root(step["tree_size"])
+    if op == "inclusion_proof":
+        return driver.inclusion_proof(step["leaf_index"], step["tree_size"])
+    if op == "consistency_proof":
+        return driver.consistency_proof(step["old_size"], step["new_size"])
+    if op == "reopen":
+        return driver.reopen(step["now"])
+    if op == "crash":
+        return driver.crash(step["keep"], step["torn"], step["now"])
+    if op == "corrupt":
+        return driver.corrupt(step["offset"], step["byte"])
+    raise ValueError(f"unknown op {op!r} in step {step!r}")
+
+
+# ---------------------------------------------------------------------------
+# Scenarios: each yields steps without expectations; the spec fills them in.
+
+
+@dataclass
+class Scenario:
+    name: str
+    description: str
+    config: dict[str, Any]
+    steps: list[Step]
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = NOW_START
+
+    def tick(self, rng: random.Random | None = None) -> int:
+        # Sometimes the wall clock steps backwards: the log must stay monotonic.
+        if rng is not None and rng.random() < 0.15:
+            self.now -= rng.randrange(1, 1_000_000)
+        else:
+            self.now += 1_000_000 if rng is None else rng.randrange(1, 5_000_000)
+        return self.now
+
+
+def _payload(rng: random.Random, size_max: int = 300) -> str:
+    return rng.randbytes(rng.randrange(0, size_max)).hex()
+
+
+def _policy(every_n: int, on_shutdown: bool = True, explicit_only: bool = False) -> dict[str, Any]:
+    return {
+        "checkpoint_policy": {
+            "every_n_records": every_n,
+            "on_shutdown": on_shutdown,
+            "explicit_only": explicit_only,
+        }
+    }
+
+
+def _all_reads(size: int) -> Iterator[Step]:
+    for offset in range(size):
+        yield {"op": "read", "offset": offset}
+        yield {"op": "read_verified", "offset": offset}
+
+
+def scenario_basic() -> Scenario:
+    rng = random.Random(1)
+    clock = _Clock()
+    steps: list[Step] = [{"op": "state"}]
+    for batch in ([b"hello"], [b"", b"x" * 100, b"third"], [b"\x00" * 7]):
+        steps.append(
+            {"op": "append_batch", "payloads": [p.hex() for p in batch], "now": clock.tick()}
+        )
+    steps.append({"op": "append_batch", "payloads": [_payload(rng)], "now": clock.tick()})
+    steps += list(_all_reads(6))
+    steps += [{"op": "read", "offset": 6}, {"op": "verify"}, {"op": "state"}]
+    return Scenario("basic", "append batches, read every record back, verify", _policy(1000), steps)
+
+
+def scenario_checkpoints() -> Scenario:
+    rng = random.Random(2)
+    clock = _Clock()
+    steps: list[Step] = []
+    for _ in range(4):
+        payloads = [_payload(rng) for _ in range(rng.randrange(1, 6))]
+        steps.append({"op": "append_batch", "payloads": payloads, "now": clock.tick()})
+    steps.append({"op": "append_checkpoint", "now": clock.tick()})
+    steps.append({"op": "append_batch", "payloads": [_payload(rng)], "now": clock.tick()})
+    steps.append({"op": "state"})
+    steps += [{"op": "read_verified", "offset": offset} for offset in range(0, 24)]
+    steps += [{"op": "verify"}, {"op": "reopen", "now": clock.tick()}, {"op": "verify"}]
+    # Reopening again adds no second shutdown checkpoint.
+    steps += [{"op": "reopen", "now": clock.tick()}, {"op": "state"}]
+    return Scenario(
+        "checkpoints",
+        "automatic checkpoints every 3 data records (inside batches), explicit and shutdown ones",
+        _policy(3),
+        steps,
+    )
+
+
+def scenario_merkle() -> Scenario:
+    clock = _Clock()
+    steps: list[Step] = []
+    size = 20
+    for index in range(size):
+        steps.append(
+            {
+                "op": "append_batch",
+                "payloads": [f"leaf-{index}".encode().hex()],
+                "now": clock.tick(),
+            }
+        )
+    for tree_size in range(1, size + 1):
+        steps.append({"op": "merkle_root", "tree_size": tree_size})
+        for leaf_index in range(tree_size):
+            steps.append(
+                {"op": "inclusion_proof", "leaf_index": leaf_index, "tree_size": tree_size}
+            )
+        for old_size in range(1, tree_size + 1):
+            steps.append({"op": "consistency_proof", "old_size": old_size, "new_size": tree_size})
+    steps.append({"op": "merkle_root", "tree_size": 0})
+    return Scenario(
+        "merkle",
+        "RFC 9162 roots, every inclusion proof and every consistency proof up to 20 records",
+        _policy(1000, explicit_only=True),
+        steps,
+    )
+
+
+def scenario_bad_arguments() -> Scenario:
+    clock = _Clock()
+    steps: list[Step] = [
+        {"op": "read", "offset": 0},
+        {"op": "append_batch", "payloads": ["aa", "bb", "cc"], "now": clock.tick()},
+        {"op": "read", "offset": 3},
+        {"op": "read_verified", "offset": 99},
+        {"op": "merkle_root", "tree_size": 4},
+        {"op": "inclusion_proof", "leaf_index": 3, "tree_size": 3},
+        {"op": "inclusion_proof", "leaf_index": 0, "tree_size": 4},
+        {"op": "consistency_proof", "old_size": 0, "new_size": 2},
+        {"op": "consistency_proof", "old_size": 3, "new_size": 2},
+        {"op": "consistency_proof", "old_size": 2, "new_size": 4},
+        {"op": "state"},
+    ]
+    return Scenario(
+        "bad-arguments",
+        "offsets and tree sizes out of range are typed errors and change nothing",
+        _policy(1000),
+        steps,
+    )
+
+
+def scenario_torn_tail() -> Scenario:
+    rng = random.Random(5)
+    clock = _Clock()
+    steps: list[Step] = []
+    for _ in range(3):
+        payloads = [_payload(rng) for _ in range(4)]
+        steps.append({"op": "append_batch", "payloads": payloads, "now": clock.tick()})
+    steps += [
+        {"op": "crash", "keep": 12, "torn": False, "now": clock.tick()},
+        {"op": "crash", "keep": 10, "torn": True, "now": clock.tick()},
+        {"op": "verify"},
+        {"op": "append_batch", "payloads": [_payload(rng)], "now": clock.tick()},
+        {"op": "crash", "keep": 9, "torn": False, "now": clock.tick()},
+        {"op": "crash", "keep": 5, "torn": True, "now": clock.tick()},
+        {"op": "append_batch", "payloads": [_payload(rng), _payload(rng)], "now": clock.tick()},
+        {"op": "verify"},
+        {"op": "reopen", "now": clock.tick()},
+        {"op": "state"},
+    ]
+    steps += list(_all_reads(8))
+    return Scenario(
+        "torn-tail",
+        "crashes cut at record boundaries (no loss recorded) and inside a frame "
+        "(a recovery record names the discarded offset and the generation grows)",
+        _policy(1000),
+        steps,
+    )
+
+
+def scenario_corruption() -> Scenario:
+    rng = random.Random(6)
+    clock = _Clock()
+    steps: list[Step] = []
+    for _ in range(3):
+        payloads = [_payload(rng, 64) for _ in range(5)]
+        steps.append({"op": "append_batch", "payloads": payloads, "now": clock.tick()})
+    # Flip a payload byte of record 7 and a length-field byte of record 2.
+    steps += [
+        {"op": "corrupt", "offset": 7, "byte": 8 + 53},
+        {"op": "corrupt", "offset": 2, "byte": 1},
+        {"op": "reopen", "now": clock.tick()},
+        {"op": "verify"},
+    ]
+    steps += list(_all_reads(16))
+    steps += [
+        {"op": "append_batch", "payloads": [_payload(rng)], "now": clock.tick()},
+        {"op": "read_verified", "offset": 16},
+        {"op": "merkle_root", "tree_size": 16},
+        {"op": "inclusion_proof", "leaf_index": 7, "tree_size": 16},
+        {"op": "state"},
+    ]
+    return Scenario(
+        "corruption",
+        "flipped bytes are reported as corruption of exactly the record they hit; "
+        "nothing is truncated and the rest of the log stays readable",
+        _policy(4),
+        steps,
+    )
+
+
+def scenario_random(seed: int) -> Scenario:
+    """A random walk over every operation; the spec decides what each should give."""
+    rng = random.Random(1000 + seed)
+    clock = _Clock()
+    every_n = rng.choice([1, 2, 5, 1000])
+    size = 0
+    checkpoints_possible = True
+    damaged = False
+    steps: list[Step] = []
+    for _ in range(40):
+        choice = rng.random()
+        if choice < 0.35 or size == 0:
+            payloads = [_payload(rng, 200) for _ in range(rng.randrange(1, 8))]
+            steps.append({"op": "append_batch", "payloads": payloads, "now": clock.tick(rng)})
+            size += len(payloads) * 2  # an upper bound; expectations come from the spec
+        elif choice < 0.45 and checkpoints_possible:
+            steps.append({"op": "append_checkpoint", "now": clock.tick(rng)})
+        elif choice < 0.6:
+            steps.append(
+                {"op": rng.choice(["read", "read_verified"]), "offset": rng.randrange(size + 2)}
+            )
+        elif choice < 0.68:
+            tree_size = rng.randrange(1, size + 1)
+            steps.append(
+                {
+                    "op": "inclusion_proof",
+                    "leaf_index": rng.randrange(tree_size + 1),
+                    "tree_size": tree_size,
+                }
+            )
+        elif choice < 0.74:
+            new_size = rng.randrange(1, size + 1)
+            steps.append(
+                {
+                    "op": "consistency_proof",
+                    "old_size": rng.randrange(new_size + 1),
+                    "new_size": new_size,
+                }
+            )
+        elif choice < 0.8:
+            steps.append({"op": "verify"})
+        elif choice < 0.87:
+            steps.append({"op": "reopen", "now": clock.tick(rng)})
+        elif choice < 0.93 and not damaged:
+            steps.append(
+                {
+                    "op": "crash_random",
+                    "fraction": rng.random(),
+                    "torn": rng.random() < 0.5,
+                    "now": clock.tick(rng),
+                }
+            )
+        elif not damaged:
+            steps.append(
+                {"op": "corrupt_random", "fraction": rng.random(), "byte_fraction": rng.random()}
+            )
+            damaged = True
+        steps.append({"op": "state"})
+    return Scenario(
+        f"random-{seed:02d}",
+        f"random walk {seed} over all operations (checkpoint every {every_n})",
+        _policy(every_n),
+        steps,
+    )
+
+
+def scenarios() -> list[Scenario]:
+    fixed = [
+        scenario_basic(),
+        scenario_checkpoints(),
+        scenario_merkle(),
+        scenario_bad_arguments(),
+        scenario_torn_tail(),
+        scenario_corruption(),
+    ]
+    return fixed + [scenario_random(seed) for seed in range(12)]
+
+
+def _resolve(step: Step, spec: SpecLogDriver) -> Step | None:
+    """Turn a random placeholder step into a concrete one, using the spec's state."""
+    size = len(spec.log.records)
+    if step["op"] == "crash_random":
+        if size == 0:
+            return None
+        keep = min(size, int(step["fraction"] * (size + 1)))
+        torn = bool(step["torn"]) and keep < size
+        return {"op": "crash", "keep": keep, "torn": torn, "now": step["now"]}
+    if step["op"] == "corrupt_random":
+        if size < 2:
+            return None
+        # Never the last record: a damaged final frame after a crash is a torn tail.
+        offset = min(size - 2, int(step["fraction"] * (size - 1)))
+        frame_bytes = 8 + 53 + len(spec.log.records[offset].payload)
+        return {"op": "corrupt", "offset": offset, "byte": int(step["byte_fraction"] * frame_bytes)}
+    return step
+
+
+def build_vector(scenario: Scenario) -> dict[str, Any]:
+    spec = SpecLogDriver(scenario.config)
+    steps: list[Step] = []
+    for raw in scenario.steps:
+        step = _resolve(raw, spec)
+        if step is None:
+            continue
+        expect = perform(spec, step)
+        steps.append({**step, "expect": expect})
+    return {
+        "format": FORMAT,
+        "machine": "log",
+        "name": scenario.name,
+        "description": scenario.description,
+        "config": scenario.config,
+        "steps": steps,
+    }
+
+
+def generate(out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for scenario in scenarios():
+        path = out_dir / f"log-{scenario.name}.json"
+        text = json.dumps(build_vector(scenario), indent=1, sort_keys=True) + "\n"
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
+
+
+@dataclass
+class VectorResult:
+    path: Path
+    steps: int
+    failure: str | None
+
+
+def run_vector(path: Path, factory: DriverFactory) -> VectorResult:
+    vector = json.loads(path.read_text(encoding="utf-8"))
+    if vector.get("format") != FORMAT:
+        return VectorResult(path, 0, f"unknown format {vector.get('format')!r}")
+    directory = Path(tempfile.mkdtemp(prefix="verity-vector-"))
+    driver = factory(directory / "log", vector["config"])
+    try:
+        for number, step in enumerate(vector["steps"]):
+            expected = step["expect"]
+            actual = perform(driver, step)
+            if actual != expected:
+                shown = {k: v for k, v in step.items() if k != "expect"}
+                return VectorResult(
+                    path,
+                    number,
+                    f"step {number} {json.dumps(shown)[:200]}: "
+                    f"expected {json.dumps(expected)[:300]}, got {json.dumps(actual)[:300]}",
+                )
+        return VectorResult(path, len(vector["steps"]), None)
+    except Exception as failure:  # a crash of the implementation is a failed vector, not ours
+        return VectorResult(path, 0, f"raised {type(failure).__name__}: {failure}")
+    finally:
+        driver.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def run(vectors_dir: Path, factory: DriverFactory) -> list[VectorResult]:
+    paths = sorted(vectors_dir.glob("*.json"))
+    if not paths:
+        raise FileNotFoundError(f"no vectors (*.json) in {vectors_dir}")
+    return [run_vector(path, factory) for path in paths]

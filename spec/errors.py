@@ -1,0 +1,42 @@
+"""The errors the specification raises.
+
+Three kinds, and only three, are observable outcomes of the log: the caller
+named something that does not exist (`NotFoundError`), passed an argument that
+can never be valid (`InvalidArgumentError`), or asked for a record whose stored
+bytes were damaged (`CorruptionError`). A conforming implementation maps its
+own errors onto these kinds (docs/conformance.md).
+"""
+
+from __future__ import annotations
+
+__all__ = ["CorruptionError", "InvalidArgumentError", "NotFoundError", "SpecError"]
+
+
+class SpecError(Exception):
+    """Root of the errors the specification raises."""
+
+
+class InvalidArgumentError(SpecError):
+    """An argument can never be valid: wrong type, negative, or out of its domain."""
+
+    def __init__(self, name: str, value: object, reason: str) -> None:
+        self.name = name
+        self.value = value
+        super().__init__(f"invalid {name}={value!r}: {reason}")
+
+
+class NotFoundError(SpecError):
+    """An offset or tree size is beyond the end of the log."""
+
+    def __init__(self, name: str, value: object, reason: str) -> None:
+        self.name = name
+        self.value = value
+        super().__init__(f"{name} {value!r} not found: {reason}")
+
+
+class CorruptionError(SpecError):
+    """The stored bytes of record `record_offset` are not the bytes that were written."""
+
+    def __init__(self, record_offset: int, reason: str) -> None:
+        self.record_offset = record_offset
+        super().__init__(f"record {record_offset} is corrupt: {reason}")

@@ -1,0 +1,476 @@
+"""The hash-chained log, as an immutable value.
+
+This module is the reference for what a VerityDB log does. A `Log` is a plain
+value: every operation takes a log and returns a new one (or an answer), so a
+reader can follow each rule without thinking about files, caches or threads.
+`verity.storage` must be observably equal to it (conformance/, docs/conformance.md).
+
+What the log is:
+
+- An ordered tuple of records (records.py). Record i has offset i, carries the
+  chain hash of record i-1, and a timestamp strictly greater than record i-1's:
+  the timestamp of a new record is max(now, previous timestamp + 1).
+- CHECKPOINT records sit inside the chain. One is appended after every
+  `every_n_records` DATA records (unless `explicit_only`), on request, and on
+  clean shutdown (when `on_shutdown`, and the log is not empty and does not
+  already end with a checkpoint).
+- A set of damaged offsets: records whose stored bytes no longer match what
+  was written. Reading a damaged record, verifying across it, or proving it
+  raises `CorruptionError` naming it. Damage is reported, never repaired, and
+  never truncated away.
+- A generation and the recoveries that produced it. A crash loses the records
+  that were not yet durable; a record half-written at the moment of the crash
+  (a torn tail) is discarded on the next open, and that discard is recorded as
+  a `RecoveryRecord` with the exact range and a new generation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import icontract
+
+from verity_spec import merkle
+from verity_spec.errors import CorruptionError, InvalidArgumentError, NotFoundError
+from verity_spec.records import (
+    KIND_CHECKPOINT,
+    KIND_DATA,
+    PAYLOAD_BYTES_MAX,
+    U64_MAX,
+    ZERO_HASH,
+    CheckpointPayload,
+    Record,
+    chain_hash,
+    decode_checkpoint_payload,
+    encode_checkpoint_payload,
+    record_bytes,
+)
+
+__all__ = [
+    "CheckpointPolicy",
+    "Log",
+    "RecoveryRecord",
+    "append",
+    "append_batch",
+    "append_checkpoint",
+    "consistency_proof",
+    "corrupt",
+    "empty_log",
+    "head_hash",
+    "inclusion_proof",
+    "is_chained",
+    "merkle_root",
+    "nearest_checkpoint",
+    "read",
+    "read_verified",
+    "recover_torn_tail",
+    "shutdown",
+    "size",
+    "verify",
+]
+
+
+@dataclass(frozen=True)
+class CheckpointPolicy:
+    """When the log appends CHECKPOINT records on its own."""
+
+    every_n_records: int = 1000
+    """A checkpoint follows every this many DATA records (counted since the last checkpoint)."""
+
+    on_shutdown: bool = True
+    """Append a checkpoint on clean shutdown unless the log already ends with one."""
+
+    explicit_only: bool = False
+    """Never append a checkpoint after data records; only on request (and on shutdown)."""
+
+
+@dataclass(frozen=True)
+class RecoveryRecord:
+    """The account of one recovery that discarded a torn tail."""
+
+    generation: int
+    """The generation the log entered by this recovery."""
+
+    previous_generation: int
+    """The generation before it (always `generation - 1`)."""
+
+    known_committed: int
+    """How many records survived: the offset of the discarded record."""
+
+    discarded_range: tuple[int, int]
+    """Half-open range of offsets discarded: exactly the torn record."""
+
+    timestamp: int
+    """The clock reading (ns) when the recovery happened."""
+
+
+@dataclass(frozen=True)
+class Log:
+    """An immutable log value."""
+
+    records: tuple[Record, ...]
+    """Every record, in offset order, exactly as written."""
+
+    damaged: frozenset[int]
+    """Offsets whose stored bytes were altered after they were written."""
+
+    generation: int
+    """Starts at 0; each recovery that discarded a torn tail adds 1."""
+
+    recoveries: tuple[RecoveryRecord, ...]
+    """Every such recovery, oldest first."""
+
+
+def size(log: Log) -> int:
+    """How many records the log holds."""
+    return len(log.records)
+
+
+def head_hash(log: Log) -> bytes:
+    """Chain hash of the last record; `ZERO_HASH` for an empty log."""
+    if not log.records:
+        return ZERO_HASH
+    return chain_hash(log.records[-1])
+
+
+def last_timestamp(log: Log) -> int:
+    """Timestamp of the last record; -1 for an empty log, so the first may be 0."""
+    if not log.records:
+        return -1
+    return log.records[-1].timestamp
+
+
+def leaves(log: Log, tree_size: int) -> list[bytes]:
+    """The Merkle leaves of the first `tree_size` records: their canonical bytes."""
+    return [record_bytes(record) for record in log.records[:tree_size]]
+
+
+def is_chained(log: Log) -> bool:
+    """Offsets are dense, each record links to the one before, timestamps increase."""
+    previous_hash = ZERO_HASH
+    previous_timestamp = -1
+    for offset, record in enumerate(log.records):
+        if record.offset != offset or record.prev_hash != previous_hash:
+            return False
+        if record.timestamp <= previous_timestamp:
+            return False
+        previous_hash = chain_hash(record)
+        previous_timestamp = record.timestamp
+    return True
+
+
+def data_records_since_checkpoint(log: Log) -> int:
+    """How many records follow the last CHECKPOINT record (all of them are DATA)."""
+    count = 0
+    for record in reversed(log.records):
+        if record.kind == KIND_CHECKPOINT:
+            break
+        count += 1
+    return count
+
+
+def data_payloads(records: tuple[Record, ...]) -> list[bytes]:
+    """The payloads of the DATA records among `records`, in order."""
+    return [record.payload for record in records if record.kind == KIND_DATA]
+
+
+@icontract.ensure(lambda result: size(result) == 0 and result.generation == 0)
+def empty_log() -> Log:
+    """A log with no records, in generation 0."""
+    return Log(records=(), damaged=frozenset(), generation=0, recoveries=())
+
+
+def check_now(now: object) -> int:
+    if not isinstance(now, int) or isinstance(now, bool) or not 0 <= now <= U64_MAX:
+        raise InvalidArgumentError("now", now, "must be ns since the epoch in 0..2**64-1")
+    return now
+
+
+def check_count(name: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidArgumentError(name, value, "must be an int")
+    if value < 0:
+        raise InvalidArgumentError(name, value, "must be >= 0")
+    return value
+
+
+def next_record(log: Log, kind: int, payload: bytes, now: int) -> Record:
+    """The record that would follow the log's last record."""
+    return Record(
+        offset=size(log),
+        prev_hash=head_hash(log),
+        timestamp=max(now, last_timestamp(log) + 1),
+        kind=kind,
+        payload=payload,
+    )
+
+
+def with_record(log: Log, record: Record) -> Log:
+    return replace(log, records=(*log.records, record))
+
+
+@icontract.require(lambda log: is_chained(log))
+@icontract.ensure(lambda log, result: size(result) == size(log) + 1)
+@icontract.ensure(lambda log, result: result.records[-1].prev_hash == head_hash(log))
+@icontract.ensure(lambda result: result.records[-1].kind == KIND_CHECKPOINT)
+def append_checkpoint(log: Log, now: int) -> Log:
+    """Append a CHECKPOINT record stating the size, chain hash and Merkle root before it."""
+    check_now(now)
+    statement = CheckpointPayload(
+        record_count=size(log),
+        chain_hash=head_hash(log),
+        merkle_root=merkle.mth(leaves(log, size(log))),
+    )
+    return with_record(
+        log, next_record(log, KIND_CHECKPOINT, encode_checkpoint_payload(statement), now)
+    )
+
+
+def check_payloads(payloads: object) -> tuple[bytes, ...]:
+    if not isinstance(payloads, tuple | list):
+        raise InvalidArgumentError("payloads", payloads, "must be a sequence of bytes")
+    if len(payloads) == 0:
+        raise InvalidArgumentError("payloads", payloads, "must not be empty")
+    for position, payload in enumerate(payloads):
+        if not isinstance(payload, bytes):
+            raise InvalidArgumentError(f"payloads[{position}]", payload, "must be bytes")
+        if len(payload) > PAYLOAD_BYTES_MAX:
+            raise InvalidArgumentError(
+                f"payloads[{position}]", len(payload), f"must be at most {PAYLOAD_BYTES_MAX} bytes"
+            )
+    return tuple(payloads)
+
+
+@icontract.require(lambda log: is_chained(log))
+@icontract.ensure(lambda log, result: result.records[: size(log)] == log.records)
+@icontract.ensure(
+    lambda log, payloads, result: (
+        [r.payload for r in result.records[size(log) :] if r.kind == KIND_DATA] == list(payloads)
+    )
+)
+@icontract.ensure(lambda result: is_chained(result))
+def append_batch(log: Log, payloads: tuple[bytes, ...], now: int, policy: CheckpointPolicy) -> Log:
+    """Append one DATA record per payload, in order, with automatic checkpoints between.
+
+    Every payload is checked before anything is appended: a bad one rejects
+    the whole batch and the log is unchanged.
+    """
+    checked = check_payloads(payloads)
+    check_now(now)
+    for payload in checked:
+        log = with_record(log, next_record(log, KIND_DATA, payload, now))
+        due = data_records_since_checkpoint(log) >= policy.every_n_records
+        if due and not policy.explicit_only:
+            log = append_checkpoint(log, now)
+    return log
+
+
+def append(log: Log, payload: bytes, now: int, policy: CheckpointPolicy) -> Log:
+    """Append one DATA record (and the checkpoint it makes due)."""
+    return append_batch(log, (payload,), now, policy)
+
+
+@icontract.ensure(lambda log, result: result.records[: size(log)] == log.records)
+@icontract.ensure(lambda log, result: size(result) - size(log) in (0, 1))
+def shutdown(log: Log, now: int, policy: CheckpointPolicy) -> Log:
+    """A clean shutdown: a final checkpoint when the policy asks for one and it adds anything.
+
+    Reopening a cleanly shut down log gives this same value back.
+    """
+    check_now(now)
+    ends_with_checkpoint = bool(log.records) and log.records[-1].kind == KIND_CHECKPOINT
+    if policy.on_shutdown and log.records and not ends_with_checkpoint:
+        return append_checkpoint(log, now)
+    return log
+
+
+@icontract.require(lambda log, kept: 0 <= kept <= size(log))
+@icontract.require(lambda log, kept, torn: not torn or kept < size(log))
+@icontract.require(lambda log, kept: all(offset < kept for offset in log.damaged))
+@icontract.ensure(lambda log, kept, result: result.records == log.records[:kept])
+@icontract.ensure(
+    lambda log, torn, result: result.generation == log.generation + (1 if torn else 0)
+)
+def recover_torn_tail(log: Log, kept: int, torn: bool, now: int) -> Log:
+    """What opening the log finds after a crash.
+
+    Records at `kept` and after were not durable and are gone (nothing was
+    acknowledged for them under the sync policy). When `torn`, record `kept`
+    was half-written: opening discards those bytes, and says so with a
+    `RecoveryRecord` for exactly that offset and a new generation. A clean
+    cut (`torn` false) leaves nothing to account for.
+    """
+    check_now(now)
+    survivors = replace(log, records=log.records[:kept])
+    if not torn:
+        return survivors
+    recovery = RecoveryRecord(
+        generation=log.generation + 1,
+        previous_generation=log.generation,
+        known_committed=kept,
+        discarded_range=(kept, kept + 1),
+        timestamp=now,
+    )
+    return replace(
+        survivors, generation=recovery.generation, recoveries=(*log.recoveries, recovery)
+    )
+
+
+@icontract.require(lambda log, offset: 0 <= offset < size(log))
+@icontract.ensure(lambda log, result: result.records == log.records)
+@icontract.ensure(lambda offset, result: offset in result.damaged)
+def corrupt(log: Log, offset: int) -> Log:
+    """The stored bytes of record `offset` were altered (a bit flip, an edit)."""
+    return replace(log, damaged=log.damaged | {offset})
+
+
+def check_offset(log: Log, offset: object) -> int:
+    checked = check_count("offset", offset)
+    if checked >= size(log):
+        raise NotFoundError("offset", checked, f"the log has {size(log)} records")
+    return checked
+
+
+def check_tree_size(log: Log, name: str, tree_size: object) -> int:
+    checked = check_count(name, tree_size)
+    if checked > size(log):
+        raise NotFoundError(name, checked, f"the log has {size(log)} records")
+    return checked
+
+
+def check_undamaged(log: Log, offset: int) -> None:
+    if offset in log.damaged:
+        raise CorruptionError(offset, "its stored bytes differ from the bytes written")
+
+
+@icontract.ensure(lambda offset, result: result.offset == offset)
+def read(log: Log, offset: int) -> Record:
+    """The record at `offset`."""
+    checked = check_offset(log, offset)
+    check_undamaged(log, checked)
+    return log.records[checked]
+
+
+def nearest_checkpoint(log: Log, offset: int) -> int | None:
+    """The offset of the last CHECKPOINT record at or before `offset`, or None."""
+    for candidate in range(offset, -1, -1):
+        if log.records[candidate].kind == KIND_CHECKPOINT:
+            return candidate
+    return None
+
+
+def check_checkpoint(log: Log, offset: int) -> None:
+    """A CHECKPOINT record must state exactly the records before it."""
+    statement = decode_checkpoint_payload(log.records[offset].payload)
+    if statement is None:
+        raise CorruptionError(offset, "a CHECKPOINT record without a checkpoint payload")
+    expected = CheckpointPayload(
+        record_count=offset,
+        chain_hash=log.records[offset].prev_hash,
+        merkle_root=merkle.mth(leaves(log, offset)),
+    )
+    if statement != expected:
+        raise CorruptionError(offset, "the checkpoint does not describe the records before it")
+
+
+@icontract.ensure(lambda offset, result: result.offset == offset)
+def read_verified(log: Log, offset: int) -> Record:
+    """The record at `offset`, with its chain checked back to the nearest checkpoint.
+
+    The checkpoint at or before `offset` (or the start of the log) is the
+    anchor; every record from the anchor to `offset` must be intact and link to
+    the one before it. The first record that is not raises `CorruptionError`.
+    """
+    checked = check_offset(log, offset)
+    anchor = nearest_checkpoint(log, checked)
+    start = 0 if anchor is None else anchor
+    for current in range(start, checked + 1):
+        check_undamaged(log, current)
+        expected_prev = ZERO_HASH if current == 0 else chain_hash(log.records[current - 1])
+        is_anchor = current == start and anchor is not None
+        if not is_anchor and log.records[current].prev_hash != expected_prev:
+            raise CorruptionError(current, "prev_hash does not match the record before")
+    return log.records[checked]
+
+
+@icontract.ensure(lambda log, result: result == size(log))
+def verify(log: Log) -> int:
+    """Check the whole log from its first record; return how many records were checked.
+
+    Every record must be intact, at its offset, linked to the record before it,
+    later than it, and every checkpoint must describe the records before it.
+    The first record that fails raises `CorruptionError`.
+    """
+    previous_hash = ZERO_HASH
+    previous_timestamp = -1
+    for offset, record in enumerate(log.records):
+        check_undamaged(log, offset)
+        if record.offset != offset or record.prev_hash != previous_hash:
+            raise CorruptionError(offset, "not linked to the record before it")
+        if record.timestamp <= previous_timestamp:
+            raise CorruptionError(offset, "timestamp does not increase")
+        if record.kind == KIND_CHECKPOINT:
+            check_checkpoint(log, offset)
+        previous_hash = chain_hash(record)
+        previous_timestamp = record.timestamp
+    return size(log)
+
+
+@icontract.ensure(lambda result: len(result) == 32)
+def merkle_root(log: Log, tree_size: int) -> bytes:
+    """The RFC 9162 Merkle tree hash over the first `tree_size` records.
+
+    The tree is over the records as written: damage to stored bytes does not
+    change what was committed to, so roots and consistency proofs stay
+    available (they come from stored node hashes, not from the damaged bytes).
+    """
+    checked = check_tree_size(log, "tree_size", tree_size)
+    return merkle.mth(leaves(log, checked))
+
+
+@icontract.ensure(
+    lambda log, leaf_index, tree_size, result: (
+        merkle_root_from_path(record_bytes(log.records[leaf_index]), leaf_index, tree_size, result)
+        == merkle.mth(leaves(log, tree_size))
+    )
+)
+def inclusion_proof(log: Log, leaf_index: int, tree_size: int) -> list[bytes]:
+    """RFC 9162 PATH(leaf_index, D[tree_size]): the audit path of one record.
+
+    The proof carries the leaf's bytes too, so a damaged leaf raises
+    `CorruptionError` instead of proving bytes that are no longer stored.
+    """
+    index = check_count("leaf_index", leaf_index)
+    checked_size = check_tree_size(log, "tree_size", tree_size)
+    if index >= checked_size:
+        raise InvalidArgumentError("leaf_index", index, f"must be < tree_size {checked_size}")
+    check_undamaged(log, index)
+    return merkle.path(index, leaves(log, checked_size))
+
+
+def merkle_root_from_path(leaf: bytes, leaf_index: int, tree_size: int, path: list[bytes]) -> bytes:
+    """The root an audit path implies (RFC 9162 §2.1.3.2), to state `inclusion_proof`'s result."""
+    fn, sn = leaf_index, tree_size - 1
+    root = merkle.leaf_hash(leaf)
+    for sibling in path:
+        if fn & 1 or fn == sn:
+            root = merkle.node_hash(sibling, root)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            root = merkle.node_hash(root, sibling)
+        fn >>= 1
+        sn >>= 1
+    return root
+
+
+def consistency_proof(log: Log, old_size: int, new_size: int) -> list[bytes]:
+    """RFC 9162 PROOF(old_size, D[new_size]): the first old_size records are a prefix."""
+    old = check_count("old_size", old_size)
+    new = check_tree_size(log, "new_size", new_size)
+    if old == 0:
+        raise InvalidArgumentError("old_size", old, "must be > 0")
+    if old > new:
+        raise InvalidArgumentError("old_size", old, f"must be <= new_size {new}")
+    return merkle.proof(old, leaves(log, new))
