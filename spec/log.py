@@ -43,6 +43,7 @@ from verity_spec.records import (
     chain_hash,
     decode_checkpoint_payload,
     encode_checkpoint_payload,
+    is_well_formed,
     record_bytes,
 )
 
@@ -159,6 +160,20 @@ def is_chained(log: Log) -> bool:
     return True
 
 
+def is_log(log: Log) -> bool:
+    """`log` is a value the operations below can produce.
+
+    Its records are well formed and chained, its damage lies within it, and
+    every generation after the first came from a recorded recovery.
+    """
+    return (
+        all(is_well_formed(record) for record in log.records)
+        and is_chained(log)
+        and all(0 <= offset < size(log) for offset in log.damaged)
+        and log.generation == len(log.recoveries)
+    )
+
+
 def data_records_since_checkpoint(log: Log) -> int:
     """How many records follow the last CHECKPOINT record (all of them are DATA)."""
     count = 0
@@ -209,12 +224,15 @@ def with_record(log: Log, record: Record) -> Log:
     return replace(log, records=(*log.records, record))
 
 
-@icontract.require(lambda log: is_chained(log))
+@icontract.require(lambda log: is_log(log))
 @icontract.ensure(lambda log, result: size(result) == size(log) + 1)
 @icontract.ensure(lambda log, result: result.records[-1].prev_hash == head_hash(log))
 @icontract.ensure(lambda result: result.records[-1].kind == KIND_CHECKPOINT)
 def append_checkpoint(log: Log, now: int) -> Log:
-    """Append a CHECKPOINT record stating the size, chain hash and Merkle root before it."""
+    """Append a CHECKPOINT record stating the size, chain hash and Merkle root before it.
+
+    :raises InvalidArgumentError: an argument can never be valid.
+    """
     check_now(now)
     statement = CheckpointPayload(
         record_count=size(log),
@@ -241,7 +259,7 @@ def check_payloads(payloads: object) -> tuple[bytes, ...]:
     return tuple(payloads)
 
 
-@icontract.require(lambda log: is_chained(log))
+@icontract.require(lambda log: is_log(log))
 @icontract.ensure(lambda log, result: result.records[: size(log)] == log.records)
 @icontract.ensure(
     lambda log, payloads, result: (
@@ -254,6 +272,8 @@ def append_batch(log: Log, payloads: tuple[bytes, ...], now: int, policy: Checkp
 
     Every payload is checked before anything is appended: a bad one rejects
     the whole batch and the log is unchanged.
+
+    :raises InvalidArgumentError: an argument can never be valid.
     """
     checked = check_payloads(payloads)
     check_now(now)
@@ -266,16 +286,22 @@ def append_batch(log: Log, payloads: tuple[bytes, ...], now: int, policy: Checkp
 
 
 def append(log: Log, payload: bytes, now: int, policy: CheckpointPolicy) -> Log:
-    """Append one DATA record (and the checkpoint it makes due)."""
+    """Append one DATA record (and the checkpoint it makes due).
+
+    :raises InvalidArgumentError: an argument can never be valid.
+    """
     return append_batch(log, (payload,), now, policy)
 
 
+@icontract.require(lambda log: is_log(log))
 @icontract.ensure(lambda log, result: result.records[: size(log)] == log.records)
 @icontract.ensure(lambda log, result: size(result) - size(log) in (0, 1))
 def shutdown(log: Log, now: int, policy: CheckpointPolicy) -> Log:
     """A clean shutdown: a final checkpoint when the policy asks for one and it adds anything.
 
     Reopening a cleanly shut down log gives this same value back.
+
+    :raises InvalidArgumentError: an argument can never be valid.
     """
     check_now(now)
     ends_with_checkpoint = bool(log.records) and log.records[-1].kind == KIND_CHECKPOINT
@@ -284,6 +310,7 @@ def shutdown(log: Log, now: int, policy: CheckpointPolicy) -> Log:
     return log
 
 
+@icontract.require(lambda log: is_log(log))
 @icontract.require(lambda log, kept: 0 <= kept <= size(log))
 @icontract.require(lambda log, kept, torn: not torn or kept < size(log))
 @icontract.require(lambda log, kept: all(offset < kept for offset in log.damaged))
@@ -299,6 +326,8 @@ def recover_torn_tail(log: Log, kept: int, torn: bool, now: int) -> Log:
     was half-written: opening discards those bytes, and says so with a
     `RecoveryRecord` for exactly that offset and a new generation. A clean
     cut (`torn` false) leaves nothing to account for.
+
+    :raises InvalidArgumentError: an argument can never be valid.
     """
     check_now(now)
     survivors = replace(log, records=log.records[:kept])
@@ -316,6 +345,7 @@ def recover_torn_tail(log: Log, kept: int, torn: bool, now: int) -> Log:
     )
 
 
+@icontract.require(lambda log: is_log(log))
 @icontract.require(lambda log, offset: 0 <= offset < size(log))
 @icontract.ensure(lambda log, result: result.records == log.records)
 @icontract.ensure(lambda offset, result: offset in result.damaged)
@@ -343,9 +373,15 @@ def check_undamaged(log: Log, offset: int) -> None:
         raise CorruptionError(offset, "its stored bytes differ from the bytes written")
 
 
+@icontract.require(lambda log: is_log(log))
 @icontract.ensure(lambda offset, result: result.offset == offset)
 def read(log: Log, offset: int) -> Record:
-    """The record at `offset`."""
+    """The record at `offset`.
+
+    :raises InvalidArgumentError: an argument can never be valid.
+    :raises NotFoundError: an offset or size beyond the end of the log.
+    :raises CorruptionError: a damaged record.
+    """
     checked = check_offset(log, offset)
     check_undamaged(log, checked)
     return log.records[checked]
@@ -373,6 +409,7 @@ def check_checkpoint(log: Log, offset: int) -> None:
         raise CorruptionError(offset, "the checkpoint does not describe the records before it")
 
 
+@icontract.require(lambda log: is_log(log))
 @icontract.ensure(lambda offset, result: result.offset == offset)
 def read_verified(log: Log, offset: int) -> Record:
     """The record at `offset`, with its chain checked back to the nearest checkpoint.
@@ -380,6 +417,10 @@ def read_verified(log: Log, offset: int) -> Record:
     The checkpoint at or before `offset` (or the start of the log) is the
     anchor; every record from the anchor to `offset` must be intact and link to
     the one before it. The first record that is not raises `CorruptionError`.
+
+    :raises InvalidArgumentError: an argument can never be valid.
+    :raises NotFoundError: an offset or size beyond the end of the log.
+    :raises CorruptionError: a damaged record.
     """
     checked = check_offset(log, offset)
     anchor = nearest_checkpoint(log, checked)
@@ -393,6 +434,7 @@ def read_verified(log: Log, offset: int) -> Record:
     return log.records[checked]
 
 
+@icontract.require(lambda log: is_log(log))
 @icontract.ensure(lambda log, result: result == size(log))
 def verify(log: Log) -> int:
     """Check the whole log from its first record; return how many records were checked.
@@ -400,6 +442,8 @@ def verify(log: Log) -> int:
     Every record must be intact, at its offset, linked to the record before it,
     later than it, and every checkpoint must describe the records before it.
     The first record that fails raises `CorruptionError`.
+
+    :raises CorruptionError: a damaged record.
     """
     previous_hash = ZERO_HASH
     previous_timestamp = -1
@@ -416,6 +460,7 @@ def verify(log: Log) -> int:
     return size(log)
 
 
+@icontract.require(lambda log: is_log(log))
 @icontract.ensure(lambda result: len(result) == 32)
 def merkle_root(log: Log, tree_size: int) -> bytes:
     """The RFC 9162 Merkle tree hash over the first `tree_size` records.
@@ -423,11 +468,15 @@ def merkle_root(log: Log, tree_size: int) -> bytes:
     The tree is over the records as written: damage to stored bytes does not
     change what was committed to, so roots and consistency proofs stay
     available (they come from stored node hashes, not from the damaged bytes).
+
+    :raises InvalidArgumentError: an argument can never be valid.
+    :raises NotFoundError: an offset or size beyond the end of the log.
     """
     checked = check_tree_size(log, "tree_size", tree_size)
     return merkle.mth(leaves(log, checked))
 
 
+@icontract.require(lambda log: is_log(log))
 @icontract.ensure(
     lambda log, leaf_index, tree_size, result: (
         merkle_root_from_path(record_bytes(log.records[leaf_index]), leaf_index, tree_size, result)
@@ -439,6 +488,10 @@ def inclusion_proof(log: Log, leaf_index: int, tree_size: int) -> list[bytes]:
 
     The proof carries the leaf's bytes too, so a damaged leaf raises
     `CorruptionError` instead of proving bytes that are no longer stored.
+
+    :raises InvalidArgumentError: an argument can never be valid.
+    :raises NotFoundError: an offset or size beyond the end of the log.
+    :raises CorruptionError: a damaged record.
     """
     index = check_count("leaf_index", leaf_index)
     checked_size = check_tree_size(log, "tree_size", tree_size)
@@ -465,8 +518,13 @@ def merkle_root_from_path(leaf: bytes, leaf_index: int, tree_size: int, path: li
     return root
 
 
+@icontract.require(lambda log: is_log(log))
 def consistency_proof(log: Log, old_size: int, new_size: int) -> list[bytes]:
-    """RFC 9162 PROOF(old_size, D[new_size]): the first old_size records are a prefix."""
+    """RFC 9162 PROOF(old_size, D[new_size]): the first old_size records are a prefix.
+
+    :raises InvalidArgumentError: an argument can never be valid.
+    :raises NotFoundError: an offset or size beyond the end of the log.
+    """
     old = check_count("old_size", old_size)
     new = check_tree_size(log, "new_size", new_size)
     if old == 0:
