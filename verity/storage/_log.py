@@ -218,6 +218,10 @@ class Log:
         self._leader_active = False
         self._pending_records = 0
         self._pending_since: float | None = None
+        # Appenders between entering `_append` and registering as pending: the
+        # group-commit leader waits for them (up to max_delay) and for no one else.
+        self._appenders_arriving = 0
+        self._arrival_lock = threading.Lock()
         self._retired_fds: list[int] = []
         self._merkle = MerkleStore(directory / "merkle")
         directory.mkdir(parents=True, exist_ok=True)
@@ -627,15 +631,31 @@ class Log:
         return self._append(self._check_payloads(payloads, "payloads"))
 
     def _append(self, payloads: Sequence[bytes]) -> Offset:
-        with self._lock:
-            self._check_open()
-            now = self._read_clock()
-            if max(now, self._last_ts + 1) + 2 * len(payloads) > U64_MAX:
-                raise InvalidArgument("clock()", now, "timestamps would pass 2**64-1")
-            first = self._size
-            self._guarded(lambda: self._append_locked(payloads, now))
-            self._guarded(lambda: self._make_durable(self._size - first))
-        return Offset(first)
+        group = self._sync_mode is SyncMode.GROUP_COMMIT
+        if group:
+            self._count_arrival(1)
+        departed = False
+        try:
+            with self._lock:
+                self._check_open()
+                now = self._read_clock()
+                if max(now, self._last_ts + 1) + 2 * len(payloads) > U64_MAX:
+                    raise InvalidArgument("clock()", now, "timestamps would pass 2**64-1")
+                first = self._size
+                self._guarded(lambda: self._append_locked(payloads, now))
+                if group:
+                    self._count_arrival(-1)
+                    departed = True
+                self._guarded(lambda: self._make_durable(self._size - first))
+            return Offset(first)
+        finally:
+            if group and not departed:
+                self._count_arrival(-1)
+
+    def _count_arrival(self, change: int) -> None:
+        with self._arrival_lock:
+            self._appenders_arriving += change
+            assert self._appenders_arriving >= 0
 
     def _guarded(self, action: Callable[[], None]) -> None:
         """Run a write; after an OS error the in-memory state is unknown: close the log."""
@@ -864,8 +884,10 @@ class Log:
 
         The caller's frames are already written (under the lock). One waiting
         appender leads: it waits until `max_batch` records are pending or the
-        oldest pending append is `max_delay_ms` old, then fsyncs outside the
-        lock while later appenders keep writing; everyone covered wakes up.
+        oldest pending append is `max_delay_ms` old or no other appender is on
+        its way (between entering `append` and writing its frames), then
+        fsyncs outside the lock while later appenders keep writing; everyone
+        covered wakes up.
         """
         lock = self._lock
         if self._pending_since is None:
@@ -885,7 +907,8 @@ class Log:
         try:
             while self._pending_records < self._group_max_batch and not self._closed:
                 since = self._pending_since
-                if since is None:
+                if since is None or self._appenders_arriving == 0:
+                    # No appender is on its way: waiting longer would only add latency.
                     break
                 remaining_s = since + self._group_delay_s - time.monotonic()
                 if remaining_s <= 0:
