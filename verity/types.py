@@ -22,6 +22,7 @@ __all__ = [
     "AppliedIndex",
     "Checkpoint",
     "CheckpointPolicy",
+    "DataClass",
     "Generation",
     "Hash",
     "IdempotencyId",
@@ -158,6 +159,25 @@ class RecordKind(enum.IntEnum):
     DATA = 0
     CHECKPOINT = 1
     TOMBSTONE = 2
+
+
+class DataClass(enum.IntEnum):
+    """How sensitive a stream's events are; the value is its byte on disk.
+
+    Every class but PUBLIC is stored encrypted with the tenant's keys, so a
+    byte search of the data folder never finds its plaintext. PUBLIC events
+    are stored verbatim so that third parties can check proofs over them.
+    """
+
+    PUBLIC = 0
+    INTERNAL = 1
+    CONFIDENTIAL = 2
+    PII = 3
+    PHI = 4
+
+    @property
+    def encrypted_at_rest(self) -> bool:
+        return self is not DataClass.PUBLIC
 
 
 @final
