@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import final
 
 __all__ = [
+    "AlreadyExists",
     "ChainBroken",
     "ClosedError",
+    "Conflict",
     "CorruptionError",
     "CryptoError",
     "InvalidArgument",
@@ -54,6 +56,29 @@ class NotFound(VerityError, LookupError):
         self.value = value
         suffix = f": {reason}" if reason else ""
         super().__init__(f"{what} {value!r} not found{suffix}")
+
+
+@final
+class AlreadyExists(VerityError):
+    """A thing the caller asked to create (a stream name, say) already exists."""
+
+    def __init__(self, what: str, value: object) -> None:
+        self.what = what
+        self.value = value
+        super().__init__(f"{what} {value!r} already exists")
+
+
+@final
+class Conflict(VerityError):
+    """An optimistic-concurrency check failed: the state moved since the caller looked.
+
+    Nothing was changed; re-read and retry.
+    """
+
+    def __init__(self, name: str, value: object, reason: str) -> None:
+        self.name = name
+        self.value = value
+        super().__init__(f"conflict on {name}={value!r}: {reason}")
 
 
 class CorruptionError(VerityError):
