@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SUITES = ["bench_log.py"]
+SUITES = ["bench_log.py", "bench_kernel.py"]
 
 
 def main() -> int:

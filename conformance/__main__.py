@@ -1,13 +1,28 @@
-"""`python -m verity_conformance generate [--out DIR]` | `run [--vectors DIR] [--adapter M:F]`."""
+"""`python -m verity_conformance generate [--out DIR]` | `run [--vectors DIR] [--adapter M:F]`.
+
+`generate` writes the vectors of every machine (`log-*.json`, `kernel-*.json`);
+`run` checks each file with the runner of its `machine` and prints one combined
+`N passed, N failed` line. `--adapter` chooses the log implementation,
+`--kernel-adapter` the kernel implementation.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 from pathlib import Path
 
-from verity_conformance.vectors import VECTORS_DIR, DriverFactory, default_factory, generate, run
+from verity_conformance import kernel_vectors
+from verity_conformance.vectors import (
+    VECTORS_DIR,
+    DriverFactory,
+    VectorResult,
+    default_factory,
+    generate,
+    run_vector,
+)
 
 
 def load_factory(spec: str | None) -> DriverFactory:
@@ -20,6 +35,23 @@ def load_factory(spec: str | None) -> DriverFactory:
     return factory
 
 
+def load_kernel_factory(spec: str | None) -> kernel_vectors.KernelDriverFactory:
+    if spec is None:
+        return kernel_vectors.default_kernel_factory
+    module_name, _, attribute = spec.partition(":")
+    if not attribute:
+        raise SystemExit(f"--kernel-adapter must be MODULE:FACTORY, got {spec!r}")
+    factory: kernel_vectors.KernelDriverFactory = getattr(
+        importlib.import_module(module_name), attribute
+    )
+    return factory
+
+
+def machine_of(path: Path) -> str:
+    machine = json.loads(path.read_text(encoding="utf-8")).get("machine", "log")
+    return str(machine)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m verity_conformance")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -28,14 +60,27 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("run", help="check an implementation against the vectors")
     check.add_argument("--vectors", type=Path, default=VECTORS_DIR)
     check.add_argument("--adapter", default=None, help="MODULE:FACTORY (default: verity.storage)")
+    check.add_argument(
+        "--kernel-adapter", default=None, help="MODULE:FACTORY (default: verity.kernel)"
+    )
     check.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
 
     if args.command == "generate":
-        paths = generate(args.out)
+        paths = generate(args.out) + kernel_vectors.generate(args.out)
         print(f"wrote {len(paths)} vector files to {args.out}")
         return 0
-    results = run(args.vectors, load_factory(args.adapter))
+    paths = sorted(args.vectors.glob("*.json"))
+    if not paths:
+        raise SystemExit(f"no vectors (*.json) in {args.vectors}")
+    factory = load_factory(args.adapter)
+    kernel_factory = load_kernel_factory(args.kernel_adapter)
+    results: list[VectorResult | kernel_vectors.KernelVectorResult] = [
+        kernel_vectors.run_vector(path, kernel_factory)
+        if machine_of(path) == "kernel"
+        else run_vector(path, factory)
+        for path in paths
+    ]
     passed = [r for r in results if r.failure is None]
     failed = [r for r in results if r.failure is not None]
     for result in results:

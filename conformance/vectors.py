@@ -416,7 +416,7 @@ def run_vector(path: Path, factory: DriverFactory) -> VectorResult:
 
 
 def run(vectors_dir: Path, factory: DriverFactory) -> list[VectorResult]:
-    paths = sorted(vectors_dir.glob("*.json"))
+    paths = sorted(vectors_dir.glob("log-*.json"))
     if not paths:
         raise FileNotFoundError(f"no vectors (*.json) in {vectors_dir}")
     return [run_vector(path, factory) for path in paths]

@@ -337,7 +337,10 @@ def decide_create_stream(state: KernelState, command: CreateStream) -> Outcome:
         return Rejected(RejectReason.INVALID_TIMESTAMP)
     if name_problem(command.name):
         return Rejected(RejectReason.INVALID_NAME)
-    if isinstance(command.data_class, bool) or command.data_class not in DATA_CLASSES:
+    data_class = command.data_class
+    if not isinstance(data_class, int) or isinstance(data_class, bool):
+        return Rejected(RejectReason.INVALID_DATA_CLASS)
+    if data_class not in DATA_CLASSES:
         return Rejected(RejectReason.INVALID_DATA_CLASS)
     if any(stream.name == command.name for stream in state.streams):
         return Rejected(RejectReason.DUPLICATE_NAME)
@@ -415,7 +418,13 @@ def decide(state: KernelState, command: Command) -> tuple[Outcome, Event | None]
 
 
 def event_fits(state: KernelState, event: Event) -> bool:
-    """`event` is one `decide` could have produced in `state`."""
+    """`event` can follow `state`: encodable, next in its stream, its id and name unused.
+
+    Replay accepts what is consistent with the state, which is slightly more
+    than `decide` produces: `decide` never records an empty or oversized batch,
+    but an EventsAppended with zero events (or more than the batch limits)
+    still replays without ambiguity, so it is not treated as corruption.
+    """
     if not is_encodable(event):
         return False
     if isinstance(event, StreamCreated):
