@@ -4,18 +4,33 @@ All data is an immutable, ordered, hash-chained log; all state is a derived
 view. This package is the optimized implementation; `verity_spec` is the
 executable specification it is proven equal to by `verity_conformance`.
 
-Public surface (anything not listed in `__all__` is private):
+Public surface (anything not listed in `__all__` is private; docs/sdk.md):
 
-- value types: `Offset`, `TenantId`, `StreamId`, `Hash`, `Timestamp`,
-  `RecordKind`, `RecordHeader`, `AppliedIndex`, `Checkpoint`,
+- the database: `open`, `Verity`, `TenantHandle`, `StreamInfo`,
+  `VerificationReport`, `BadRecord`;
+- proofs: `SignedCheckpoint`, `InclusionProof`, `ConsistencyProof` (checked
+  with the functions of `verity.proofs`);
+- value types: `Offset`, `TenantId`, `StreamId`, `DataClass`, `Hash`,
+  `Timestamp`, `RecordKind`, `RecordHeader`, `AppliedIndex`, `Checkpoint`,
   `CheckpointPolicy`, `IdempotencyId`, `Generation`, `RecoveryRecord`,
   `RecoveryReason`, `SyncPolicy`, `SyncMode`;
-- modules: `verity.errors`, `verity.crypto`, `verity.proofs`, `verity.storage`.
+- modules: `verity.errors`, `verity.crypto`, `verity.proofs`,
+  `verity.storage`, `verity.kernel`, `verity.directory`.
 """
 
+from verity._database import BadRecord as BadRecord
+from verity._database import TenantHandle as TenantHandle
+from verity._database import VerificationReport as VerificationReport
+from verity._database import Verity as Verity
+from verity._database import open as open
+from verity.kernel import StreamInfo as StreamInfo
+from verity.proofs import ConsistencyProof as ConsistencyProof
+from verity.proofs import InclusionProof as InclusionProof
+from verity.proofs import SignedCheckpoint as SignedCheckpoint
 from verity.types import AppliedIndex as AppliedIndex
 from verity.types import Checkpoint as Checkpoint
 from verity.types import CheckpointPolicy as CheckpointPolicy
+from verity.types import DataClass as DataClass
 from verity.types import Generation as Generation
 from verity.types import Hash as Hash
 from verity.types import IdempotencyId as IdempotencyId
@@ -34,20 +49,30 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AppliedIndex",
+    "BadRecord",
     "Checkpoint",
     "CheckpointPolicy",
+    "ConsistencyProof",
+    "DataClass",
     "Generation",
     "Hash",
     "IdempotencyId",
+    "InclusionProof",
     "Offset",
     "RecordHeader",
     "RecordKind",
     "RecoveryReason",
     "RecoveryRecord",
+    "SignedCheckpoint",
     "StreamId",
+    "StreamInfo",
     "SyncMode",
     "SyncPolicy",
+    "TenantHandle",
     "TenantId",
     "Timestamp",
+    "VerificationReport",
+    "Verity",
     "__version__",
+    "open",
 ]

@@ -1,30 +1,30 @@
 """The `verity` command line.
 
-- `verity demo DIR`: the main job on the embedded default: write records to a
-  log in DIR, checkpoint and sign, prove inclusion and consistency, then flip
-  one byte on disk and show that it is caught.
+- `verity demo DIR`: the main job on the embedded default, through the SDK:
+  a tenant with an encrypted PHI stream and a PUBLIC one, idempotent appends,
+  signed checkpoints, inclusion and consistency proofs, a byte search showing
+  the PHI plaintext is not on disk, then one flipped byte that is caught.
 - `verity verify LOG_DIR`: verify a whole log, with progress on long logs.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from verity.crypto import SigningKey, sign_checkpoint
-from verity.errors import CorruptionError, VerityError
+import verity
+from verity.errors import VerityError
 from verity.proofs import (
     verify_consistency,
     verify_inclusion,
     verify_signed_checkpoint,
 )
 from verity.storage import open_log
-from verity.types import CheckpointPolicy, SyncPolicy
+from verity.types import CheckpointPolicy, DataClass, IdempotencyId, SyncPolicy, TenantId
 
 
 def _say(text: str) -> None:
@@ -52,80 +52,95 @@ class _Progress:
 
 
 def demo(directory: Path) -> int:
-    log_dir = directory / "log"
-    if log_dir.exists():
-        # A previous demo's log: start over so the demo shows the same story every time.
-        shutil.rmtree(log_dir)
+    """The main job on the embedded default, through the SDK (docs/sdk.md)."""
+    database_dir = directory / "db"
+    if database_dir.exists():
+        # A previous demo's database: start over so the demo tells the same story every time.
+        shutil.rmtree(database_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    key_path = directory / "signing.key"
-    key = SigningKey.load_or_create(key_path)
-    public_key = key.public_key_bytes()
-    _say(f"VerityDB demo in {directory.resolve()}")
-    _say(f"  signing key {key_path} (public key {public_key.hex()})")
-
-    events = [
-        json.dumps({"patient": 1041, "event": "admitted", "ward": "cardiology"}),
-        json.dumps({"patient": 1041, "event": "ecg", "result": "sinus rhythm"}),
-        json.dumps({"patient": 2203, "event": "admitted", "ward": "oncology"}),
-        json.dumps({"patient": 1041, "event": "discharged"}),
-    ]
-    with open_log(
-        log_dir,
+    secret = b"patient 1041: ECG shows sinus rhythm"
+    bulletin = b"ward 3 reopens on monday"
+    _say(f"VerityDB demo in {database_dir.resolve()}")
+    with verity.open(
+        database_dir,
         sync_policy=SyncPolicy.every_record(),
         checkpoint_policy=CheckpointPolicy(every_n_records=3),
-    ) as log:
-        first = log.append_batch([e.encode() for e in events[:3]])
-        _say(f"1. appended 3 records from offset {int(first)}, each fsynced before returning")
-        early_size = log.size
-        early_root = log.merkle_root(early_size)
-        log.append(events[3].encode())
-        checkpoint = log.append_checkpoint()
+    ) as db:
+        t = db.tenant(TenantId(1))
+        admissions = t.create_stream("admissions", DataClass.PHI)
+        notices = t.create_stream("notices", DataClass.PUBLIC)
+        _say("1. tenant 1: streams 'admissions' (PHI, encrypted at rest) and 'notices' (PUBLIC)")
+        key = IdempotencyId.generate()
+        first = t.append(
+            admissions,
+            [b"patient 1041 admitted to cardiology", secret, b"patient 2203 admitted"],
+            idempotency_id=key,
+        )
+        retried = t.append(admissions, [b"(a retry)"], idempotency_id=key)
         _say(
-            f"2. checkpoint record at offset {int(checkpoint.offset)} covers "
-            f"{checkpoint.record_count} records (log size {log.size}, "
-            f"one automatic checkpoint after every 3 data records)"
+            f"2. appended 3 events at stream offset {int(first)}, fsynced before returning; "
+            f"a retry with the same idempotency id got offset {int(retried)} and appended nothing"
         )
-        size = log.size
-        signed = sign_checkpoint(
-            key, size, log.merkle_root(size), log.head_hash, int(log.last_timestamp)
-        )
+        t.append(notices, [bulletin])
+        earlier = t.checkpoint()
+        t.append(admissions, [b"patient 1041 discharged"])
+        signed = t.checkpoint()
+        public_key = t.public_key()
+        verify_signed_checkpoint(earlier, public_key)
         verify_signed_checkpoint(signed, public_key)
         _say(
             f"3. signed checkpoint: tree_size={signed.tree_size} root={signed.root.hex()[:16]}... "
-            f"signature verified with the public key alone"
+            f"verified with the public key alone"
         )
-        proof = log.inclusion_proof(1, size)
+        bulletin_leaf = _leaf_holding(t, bulletin, signed.tree_size)
+        proof = t.inclusion_proof(bulletin_leaf, signed.tree_size)
         verify_inclusion(proof, signed.root)
         _say(
-            f"4. inclusion proof of record 1 ({len(proof.path)} hashes) checks against the signed "
-            f"root: {proof.leaf[53:].decode()}"
+            f"4. inclusion proof of log record {bulletin_leaf} ({len(proof.path)} hashes) checks "
+            f"against the signed root; its PUBLIC event is in the leaf: {bulletin.decode()!r}"
         )
-        consistency = log.consistency_proof(early_size, size)
-        verify_consistency(consistency, early_root, signed.root)
+        consistency = t.consistency_proof(earlier.tree_size, signed.tree_size)
+        verify_consistency(consistency, earlier.root, signed.root)
         _say(
-            f"5. consistency proof {early_size} -> {size}: the earlier log is a prefix of the "
-            f"signed one"
+            f"5. consistency proof {earlier.tree_size} -> {signed.tree_size}: the earlier signed "
+            f"log is a prefix of the later one"
         )
-        checked = log.verify()
-        _say(f"6. full verification: {checked} records, chain and checkpoints intact")
-        segment = log.segments()[0].path
+        events = t.read_events(admissions)
+        _say(f"6. read back {len(events)} admissions events, decrypted: {events[1].decode()!r}")
+        report = db.verify()
+        _say(f"7. full verification: ok={report.ok}, {report.records_checked} records")
+    stored = b"".join(p.read_bytes() for p in database_dir.rglob("*") if p.is_file())
+    if secret in stored or bulletin not in stored:
+        _say("8. NOT ENCRYPTED AS PROMISED: the PHI plaintext is on disk")
+        return 1
+    _say(
+        "8. byte search of the data folder: the PHI event is not on disk in plaintext; "
+        "the PUBLIC one is"
+    )
 
-    # Flip one byte inside record 1's payload, as a disk or an editor might.
-    data = bytearray(Path(segment).read_bytes())
-    target = data.find(b"sinus rhythm")
-    assert target > 0
+    # Flip one byte inside the PUBLIC event on disk, as a failing disk or an editor might.
+    segment = next(p for p in database_dir.rglob("*.vlog") if bulletin in p.read_bytes())
+    data = bytearray(segment.read_bytes())
+    target = data.find(bulletin)
     data[target] ^= 0x20
-    Path(segment).write_bytes(bytes(data))
-    _say(f"7. flipped one byte at {Path(segment).name}:{target} ('sinus' -> 'Sinus')")
-    with open_log(log_dir) as log:
-        try:
-            log.verify()
-        except CorruptionError as failure:
-            _say(f"8. detected: {failure}")
-        else:
-            _say("8. NOT DETECTED: the flipped byte went unnoticed")
-            return 1
+    segment.write_bytes(bytes(data))
+    _say(f"9. flipped one byte at {segment.name}:{target} ('ward' -> 'Ward')")
+    with verity.open(database_dir) as db:
+        report = db.verify()
+    if report.ok or report.first_bad is None:
+        _say("10. NOT DETECTED: the flipped byte went unnoticed")
+        return 1
+    bad = report.first_bad
+    _say(f"10. detected: tenant {int(bad.tenant)}, record {bad.record_offset}: {bad.reason}")
     return 0
+
+
+def _leaf_holding(t: verity.TenantHandle, needle: bytes, tree_size: int) -> int:
+    """The log position whose record bytes contain `needle` (a PUBLIC event)."""
+    for leaf_index in range(tree_size):
+        if needle in t.inclusion_proof(leaf_index, tree_size).leaf:
+            return leaf_index
+    raise AssertionError("the PUBLIC event is in no leaf")
 
 
 def verify(log_dir: Path) -> int:

@@ -1,0 +1,721 @@
+"""The embedded database: `verity.open(path)` -> `Verity` -> `TenantHandle`.
+
+This is the imperative shell around the pure kernel (`verity.kernel`). Each
+tenant owns a folder (placed by `verity.directory`) holding its hash-chained
+log, its key ring and its signing key, and has its own kernel instance and
+lock: tenants are the unit of isolation and of parallelism.
+
+Every command runs the same way: read the clock once, let the kernel decide,
+append the decided event to the tenant's log (durable under the sync policy),
+then commit the decision to the kernel and answer. A rejected command, or an
+append that fails, leaves the kernel untouched, so state never runs ahead of
+the log. On open, the kernel is rebuilt by replaying the log.
+
+Encryption at rest (docs/formats.md §5.2): the events of every stream whose
+`DataClass` is not PUBLIC are stored as AES-256-GCM ciphertext under a data
+key (DEK) that is fresh for every session that writes, wrapped by the
+tenant's KEK, itself wrapped by the master key. The nonce is the record's log
+offset: offsets only grow within a session and a DEK never outlives its
+session, so no (key, nonce) pair repeats, even when a crash makes an offset
+be written twice. PUBLIC events, and stream names, are stored verbatim.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from array import array
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Final, final
+
+from verity.crypto import (
+    FileMasterKeyProvider,
+    MasterKeyProvider,
+    SegmentKey,
+    SigningKey,
+    TenantKeys,
+    sign_checkpoint,
+)
+from verity.directory import SHARD_COUNT_DEFAULT, Directory
+from verity.errors import (
+    AlreadyExists,
+    ClosedError,
+    Conflict,
+    CorruptionError,
+    InvalidArgument,
+    NotFound,
+    VerityError,
+)
+from verity.kernel import (
+    RETENTION_NS_DEFAULT,
+    AppendBatch,
+    Applied,
+    CreateStream,
+    Decision,
+    Kernel,
+    RejectReason,
+    StreamInfo,
+    decode_events,
+)
+from verity.proofs import ConsistencyProof, InclusionProof, SignedCheckpoint
+from verity.storage import Log, open_log
+from verity.storage._index import write_atomic
+from verity.types import (
+    CheckpointPolicy,
+    DataClass,
+    IdempotencyId,
+    Offset,
+    RecordKind,
+    RecoveryRecord,
+    StreamId,
+    SyncPolicy,
+    TenantId,
+)
+
+__all__ = ["BadRecord", "TenantHandle", "VerificationReport", "Verity", "open"]
+
+Clock = Callable[[], int]
+
+DATABASE_FILE: Final = "verity.json"
+MASTER_KEY_FILE: Final = "master.key"
+KEYRING_FILE: Final = "keyring.json"
+SIGNING_KEY_FILE: Final = "signing.key"
+DATABASE_FORMAT: Final = 1
+
+ENVELOPE_PLAIN: Final = 0x01  # an encoded kernel event, as is (its version byte)
+ENVELOPE_ENCRYPTED: Final = 0x02
+ENVELOPE_HEADER_BYTES: Final = 5  # marker u8 ‖ dek_id u32
+DEK_ID_MAX: Final = (1 << 32) - 1
+_OFFSET_ZERO: Final = Offset(0)
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class BadRecord:
+    """Where verification failed first."""
+
+    tenant: TenantId
+    record_offset: int | None
+    file: str | None
+    reason: str
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class VerificationReport:
+    """The result of `Verity.verify()`: every tenant's log from genesis."""
+
+    ok: bool
+    records_checked: int
+    tenants_checked: int
+    first_bad: BadRecord | None
+
+
+def _check_instance(name: str, value: object, expected: type, what: str) -> None:
+    if not isinstance(value, expected) or isinstance(value, bool):
+        raise InvalidArgument(name, value, f"must be {what}")
+
+
+def _event_list(events: object) -> tuple[bytes, ...]:
+    """`events` as a tuple of bytes, or InvalidArgument naming the first bad one."""
+    if isinstance(events, bytes | bytearray | memoryview | str) or not isinstance(events, Sequence):
+        raise InvalidArgument("events", events, "must be a list of bytes")
+    for position, event in enumerate(events):
+        if not isinstance(event, bytes):
+            raise InvalidArgument(f"events[{position}]", event, "must be bytes")
+    return tuple(events)
+
+
+class _Keyring:
+    """A tenant's wrapped KEK and every DEK its sessions created (keyring.json).
+
+    The file is replaced atomically and made durable before a new DEK encrypts
+    anything, so every stored ciphertext has its key on disk.
+    """
+
+    def __init__(self, path: Path, provider: MasterKeyProvider, tenant: TenantId) -> None:
+        self._path = path
+        self._tenant = tenant
+        self._open_keys: dict[int, SegmentKey] = {}
+        self._wrapped_deks: dict[int, bytes] = {}
+        if path.exists():
+            try:
+                fields = json.loads(path.read_text(encoding="utf-8"))
+                if fields["format"] != 1 or fields["tenant"] != int(tenant):
+                    raise ValueError(f"format {fields['format']}, tenant {fields['tenant']}")
+                wrapped_kek = bytes.fromhex(fields["wrapped_kek"])
+                for dek_id, wrapped in fields["deks"].items():
+                    self._wrapped_deks[int(dek_id)] = bytes.fromhex(wrapped)
+            except (ValueError, KeyError, TypeError) as failure:
+                raise CorruptionError(f"key ring unreadable: {failure}", file=str(path)) from None
+            self._keys = TenantKeys.load(provider, tenant, wrapped_kek)
+            self._wrapped_kek = wrapped_kek
+        else:
+            self._keys, self._wrapped_kek = TenantKeys.create(provider, tenant)
+            self._write()
+        self._session: tuple[int, SegmentKey] | None = None
+
+    def _write(self) -> None:
+        fields = {
+            "format": 1,
+            "tenant": int(self._tenant),
+            "wrapped_kek": self._wrapped_kek.hex(),
+            "deks": {str(k): v.hex() for k, v in sorted(self._wrapped_deks.items())},
+        }
+        write_atomic(self._path, json.dumps(fields, sort_keys=True).encode("utf-8"))
+
+    def session_key(self) -> tuple[int, SegmentKey]:
+        """This session's DEK, created (and made durable) on first use."""
+        if self._session is None:
+            dek_id = max(self._wrapped_deks, default=0) + 1
+            if dek_id > DEK_ID_MAX:
+                raise VerityError(f"tenant {int(self._tenant)} has used every DEK id")
+            key, wrapped = self._keys.new_segment_dek()
+            self._wrapped_deks[dek_id] = wrapped
+            self._write()
+            self._open_keys[dek_id] = key
+            self._session = (dek_id, key)
+        return self._session
+
+    def key(self, dek_id: int, log_offset: int) -> SegmentKey:
+        found = self._open_keys.get(dek_id)
+        if found is None:
+            wrapped = self._wrapped_deks.get(dek_id)
+            if wrapped is None:
+                raise CorruptionError(
+                    f"record names DEK {dek_id}, which the key ring does not hold",
+                    file=str(self._path),
+                    record_offset=log_offset,
+                )
+            found = self._keys.open_segment_dek(wrapped)
+            self._open_keys[dek_id] = found
+        return found
+
+    def close(self) -> None:
+        for key in self._open_keys.values():
+            key.close()
+        self._open_keys.clear()
+        self._keys.close()
+
+
+@final
+class TenantHandle:
+    """One tenant of a `Verity` database: its streams, events, checkpoints and proofs.
+
+    Get it from `Verity.tenant(id)`. Thread-safe: one lock per tenant.
+    """
+
+    def __init__(
+        self,
+        tenant: TenantId,
+        folder: Path,
+        provider: MasterKeyProvider,
+        sync_policy: SyncPolicy,
+        checkpoint_policy: CheckpointPolicy,
+        clock: Clock,
+        retention_ns: int,
+    ) -> None:
+        self._tenant = tenant
+        self._folder = folder
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._closed = False
+        folder.mkdir(parents=True, exist_ok=True)
+        self._keyring = _Keyring(folder / KEYRING_FILE, provider, tenant)
+        self._signing_key = SigningKey.load_or_create(folder / SIGNING_KEY_FILE)
+        self._kernel = Kernel(tenant, retention_ns)
+        # Per stream: the first stream offset of each record and that record's log offset.
+        self._firsts: dict[int, array[int]] = {}
+        self._positions: dict[int, array[int]] = {}
+        self._log: Log = open_log(
+            folder / "log",
+            sync_policy=sync_policy,
+            checkpoint_policy=checkpoint_policy,
+            clock=clock,
+        )
+        try:
+            self._replay()
+        except BaseException:
+            self._log.close()
+            raise
+
+    # ------------------------------------------------------------ open
+
+    def _replay(self) -> None:
+        log = self._log
+        for log_offset in range(log.size):
+            record = log.read(log_offset)
+            if record.header.kind is not RecordKind.DATA:
+                continue
+            payload = self._plain_payload(record.payload, log_offset)
+            try:
+                decision = self._kernel.replay(payload)
+            except CorruptionError as failure:
+                raise CorruptionError(
+                    f"log record does not replay: {failure.reason}",
+                    file=str(self._folder / "log"),
+                    record_offset=log_offset,
+                ) from None
+            self._index(decision, log_offset)
+
+    def _index(self, decision: Decision, log_offset: int) -> None:
+        if decision.count == 0:
+            self._firsts[decision.stream] = array("Q")
+            self._positions[decision.stream] = array("Q")
+            return
+        firsts = self._firsts[decision.stream]
+        assert not firsts or firsts[-1] < decision.first_offset
+        firsts.append(decision.first_offset)
+        self._positions[decision.stream].append(log_offset)
+
+    # ------------------------------------------------------------ encryption
+
+    def _aad(self, dek_id: int, log_offset: int) -> bytes:
+        return (
+            bytes([ENVELOPE_ENCRYPTED])
+            + dek_id.to_bytes(4, "big")
+            + int(self._tenant).to_bytes(8, "big")
+            + log_offset.to_bytes(8, "big")
+        )
+
+    def _stored_payload(self, decision: Decision, log_offset: int) -> bytes:
+        payload = decision.payload
+        assert payload is not None and payload[0] == ENVELOPE_PLAIN
+        if decision.count == 0 or not decision.data_class.encrypted_at_rest:
+            return payload
+        dek_id, key = self._keyring.session_key()
+        ciphertext = key.encrypt(log_offset, payload, self._aad(dek_id, log_offset))
+        return bytes([ENVELOPE_ENCRYPTED]) + dek_id.to_bytes(4, "big") + ciphertext
+
+    def _plain_payload(self, stored: bytes, log_offset: int) -> bytes:
+        if not stored or stored[0] != ENVELOPE_ENCRYPTED:
+            return stored
+        if len(stored) < ENVELOPE_HEADER_BYTES:
+            raise CorruptionError(
+                "encrypted record shorter than its header",
+                file=str(self._folder / "log"),
+                record_offset=log_offset,
+            )
+        dek_id = int.from_bytes(stored[1:5], "big")
+        key = self._keyring.key(dek_id, log_offset)
+        try:
+            return key.decrypt(log_offset, stored[5:], self._aad(dek_id, log_offset))
+        except VerityError as failure:
+            raise CorruptionError(
+                f"encrypted record fails authentication: {failure}",
+                file=str(self._folder / "log"),
+                record_offset=log_offset,
+            ) from None
+
+    # ------------------------------------------------------------ commands
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"tenant {int(self._tenant)}")
+
+    def _now(self) -> int:
+        now = self._clock()
+        if not isinstance(now, int) or isinstance(now, bool) or now < 0:
+            raise InvalidArgument("clock()", now, "must return ns since the epoch")
+        return now
+
+    def _execute(self, decision: Decision) -> None:
+        """Append the decided event durably, then commit it to the kernel."""
+        log_offset = self._log.size
+        stored = self._stored_payload(decision, log_offset)
+        written = self._log.append(stored)
+        assert int(written) == log_offset
+        self._kernel.commit(decision)
+        self._index(decision, log_offset)
+
+    def _raise_rejected(
+        self, reason: RejectReason, name: object, stream: object, command: object
+    ) -> None:
+        if reason is RejectReason.INVALID_NAME:
+            raise InvalidArgument(
+                "name", name, "must be 1..128 UTF-8 bytes of printable characters"
+            )
+        if reason is RejectReason.INVALID_DATA_CLASS:
+            raise InvalidArgument("data_class", command, "must be a DataClass")
+        if reason is RejectReason.DUPLICATE_NAME:
+            raise AlreadyExists("stream name", name)
+        if reason in (RejectReason.UNKNOWN_STREAM, RejectReason.STREAM_OF_ANOTHER_TENANT):
+            raise NotFound("stream", stream, f"tenant {int(self._tenant)} has no such stream")
+        if reason is RejectReason.OFFSET_MISMATCH:
+            next_offset = self._kernel.next_offset(int(stream))  # type: ignore[call-overload]
+            raise Conflict(
+                "expected_offset", command, f"stream {stream} is at offset {int(next_offset)}"
+            )
+        if reason is RejectReason.EMPTY_BATCH:
+            raise InvalidArgument("events", [], "must hold at least one event")
+        if reason is RejectReason.BATCH_TOO_LARGE:
+            raise InvalidArgument("events", command, "batch is over the event count or byte limit")
+        raise InvalidArgument(reason.value, command, "rejected by the kernel")
+
+    def create_stream(self, name: str, data_class: DataClass) -> StreamId:
+        """Create a stream; its name is unique within the tenant."""
+        _check_instance("name", name, str, "a str")
+        _check_instance("data_class", data_class, DataClass, "a DataClass")
+        with self._lock:
+            self._check_open()
+            command = CreateStream(self._tenant, name, int(data_class), self._now())
+            decision = self._kernel.decide(command)
+            outcome = decision.outcome
+            if not isinstance(outcome, Applied):
+                self._raise_rejected(outcome.reason, name, None, data_class)
+                raise AssertionError("unreachable")
+            self._execute(decision)
+            return StreamId(outcome.stream)
+
+    def streams(self) -> list[StreamInfo]:
+        """Every stream of the tenant, in creation order."""
+        with self._lock:
+            self._check_open()
+            return self._kernel.streams()
+
+    def append(
+        self,
+        stream: StreamId,
+        events: Sequence[bytes],
+        *,
+        idempotency_id: IdempotencyId | None = None,
+        expected_offset: Offset | None = None,
+    ) -> Offset:
+        """Append `events` in order; return the stream offset of the first.
+
+        With `idempotency_id`, a retry of an append that already committed
+        returns the original offset and appends nothing (also after a
+        restart). With `expected_offset`, the append happens only if the
+        stream's next offset is that value (else `Conflict`).
+        """
+        _check_instance("stream", stream, int, "a StreamId")
+        batch = _event_list(events)
+        if idempotency_id is not None:
+            _check_instance("idempotency_id", idempotency_id, IdempotencyId, "an IdempotencyId")
+        if expected_offset is not None:
+            _check_instance("expected_offset", expected_offset, int, "an Offset")
+        with self._lock:
+            self._check_open()
+            command = AppendBatch(
+                self._tenant,
+                int(stream),
+                batch,
+                None if idempotency_id is None else bytes(idempotency_id),
+                None if expected_offset is None else int(expected_offset),
+                self._now(),
+            )
+            decision = self._kernel.decide(command)
+            outcome = decision.outcome
+            if not isinstance(outcome, Applied):
+                self._raise_rejected(outcome.reason, None, stream, expected_offset)
+                raise AssertionError("unreachable")
+            if not outcome.duplicate:
+                self._execute(decision)
+            return Offset(outcome.offset)
+
+    def read_events(
+        self, stream: StreamId, from_offset: Offset = _OFFSET_ZERO, max_bytes: int = 1 << 20
+    ) -> list[bytes]:
+        """Events of `stream` from `from_offset` on, in order, up to `max_bytes` in total.
+
+        At least one event is returned when any is there and `max_bytes` > 0,
+        even one larger than `max_bytes`, so a reader always makes progress.
+        """
+        _check_instance("stream", stream, int, "a StreamId")
+        _check_instance("from_offset", from_offset, int, "an Offset")
+        _check_instance("max_bytes", max_bytes, int, "an int")
+        if max_bytes < 0:
+            raise InvalidArgument("max_bytes", max_bytes, "must be >= 0")
+        with self._lock:
+            self._check_open()
+            firsts = self._firsts.get(int(stream))
+            if firsts is None:
+                raise NotFound("stream", stream, f"tenant {int(self._tenant)} has no such stream")
+            positions = self._positions[int(stream)]
+            next_offset = int(self._kernel.next_offset(int(stream)))
+            if from_offset > next_offset:
+                raise NotFound(
+                    "from_offset", from_offset, f"stream {stream} has {next_offset} events"
+                )
+            result: list[bytes] = []
+            used_bytes = 0
+            batch_index = bisect_right(firsts, from_offset) - 1
+            skip = int(from_offset) - firsts[batch_index] if batch_index >= 0 else 0
+            batch_index = max(batch_index, 0)
+            while batch_index < len(firsts) and max_bytes > 0:
+                log_offset = positions[batch_index]
+                payload = self._plain_payload(self._log.read(log_offset).payload, log_offset)
+                _, first, events = decode_events(payload)
+                assert first == firsts[batch_index]
+                for event in events[skip:]:
+                    if result and used_bytes + len(event) > max_bytes:
+                        return result
+                    result.append(event)
+                    used_bytes += len(event)
+                skip = 0
+                batch_index += 1
+            return result
+
+    def committed(self, idempotency_id: IdempotencyId) -> Offset | None:
+        """The offset the append with `idempotency_id` got, or None if it never committed."""
+        _check_instance("idempotency_id", idempotency_id, IdempotencyId, "an IdempotencyId")
+        with self._lock:
+            self._check_open()
+            return self._kernel.committed(bytes(idempotency_id))
+
+    # ------------------------------------------------------------ proofs
+
+    def checkpoint(self) -> SignedCheckpoint:
+        """Append a checkpoint record and sign the log's size, root and head hash."""
+        with self._lock:
+            self._check_open()
+            self._log.append_checkpoint()
+            size = self._log.size
+            return sign_checkpoint(
+                self._signing_key,
+                size,
+                self._log.merkle_root(size),
+                self._log.head_hash,
+                int(self._log.last_timestamp),
+            )
+
+    def public_key(self) -> bytes:
+        """The raw 32-byte Ed25519 public key that signs this tenant's checkpoints."""
+        return self._signing_key.public_key_bytes()
+
+    def inclusion_proof(self, leaf_index: int, tree_size: int) -> InclusionProof:
+        """RFC 9162 inclusion proof of log record `leaf_index` in the first `tree_size`."""
+        with self._lock:
+            self._check_open()
+            return self._log.inclusion_proof(leaf_index, tree_size)
+
+    def consistency_proof(self, old_size: int, new_size: int) -> ConsistencyProof:
+        """RFC 9162 proof that the first `old_size` records are a prefix of `new_size`."""
+        with self._lock:
+            self._check_open()
+            return self._log.consistency_proof(old_size, new_size)
+
+    def log_size(self) -> int:
+        """How many records the tenant's log holds (leaves of its Merkle tree)."""
+        with self._lock:
+            self._check_open()
+            return self._log.size
+
+    def recoveries(self) -> list[RecoveryRecord]:
+        """Every recovery of the tenant's log (generation, discarded range), oldest first."""
+        with self._lock:
+            self._check_open()
+            return self._log.recoveries()
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def tenant(self) -> TenantId:
+        return self._tenant
+
+    def _sync(self) -> None:
+        with self._lock:
+            self._check_open()
+            self._log.sync()
+
+    def _verify(self) -> int:
+        with self._lock:
+            self._check_open()
+            return self._log.verify()
+
+    def _close(self, *, clean: bool) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                if clean:
+                    self._log.close()
+                else:
+                    self._log.abandon()
+            finally:
+                self._keyring.close()
+                self._signing_key.close()
+
+
+@final
+class Verity:
+    """An embedded VerityDB: a folder of tenants. Open it with `verity.open(path)`.
+
+    A context manager; `close()` shuts every tenant down cleanly (a checkpoint,
+    then fsync).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        sync_policy: SyncPolicy,
+        checkpoint_policy: CheckpointPolicy,
+        shard_count: int,
+        clock: Clock,
+        master_key_provider: MasterKeyProvider | None,
+        idempotency_retention_ns: int,
+    ) -> None:
+        self._path = path
+        self._sync_policy = sync_policy
+        self._checkpoint_policy = checkpoint_policy
+        self._clock = clock
+        self._retention_ns = idempotency_retention_ns
+        self._lock = threading.Lock()
+        self._closed = False
+        self._tenants: dict[int, TenantHandle] = {}
+        path.mkdir(parents=True, exist_ok=True)
+        self._directory = Directory(path, self._load_shard_count(shard_count))
+        self._owned_provider: FileMasterKeyProvider | None = None
+        if master_key_provider is None:
+            self._owned_provider = FileMasterKeyProvider.load_or_create(path / MASTER_KEY_FILE)
+            master_key_provider = self._owned_provider
+        self._provider = master_key_provider
+
+    def _load_shard_count(self, shard_count: int) -> int:
+        file = self._path / DATABASE_FILE
+        if not file.exists():
+            Directory(self._path, shard_count)  # validates the count before anything is written
+            fields = {"format": DATABASE_FORMAT, "shard_count": shard_count}
+            write_atomic(file, json.dumps(fields, sort_keys=True).encode("utf-8"))
+            return shard_count
+        try:
+            fields = json.loads(file.read_text(encoding="utf-8"))
+            stored = int(fields["shard_count"])
+            if fields["format"] != DATABASE_FORMAT:
+                raise ValueError(f"format {fields['format']!r}")
+        except (ValueError, KeyError, TypeError) as failure:
+            raise CorruptionError(f"database file unreadable: {failure}", file=str(file)) from None
+        return stored
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"database {self._path}")
+
+    def tenant(self, tenant: TenantId, *, create: bool = True) -> TenantHandle:
+        """The handle of `tenant`, opening (and, when `create`, creating) it on first use."""
+        _check_instance("tenant", tenant, TenantId, "a TenantId")
+        with self._lock:
+            self._check_open()
+            handle = self._tenants.get(int(tenant))
+            if handle is not None:
+                return handle
+            folder = self._directory.tenant_path(tenant)
+            if not create and not folder.exists():
+                raise NotFound("tenant", tenant, f"no tenant folder under {self._path}")
+            handle = TenantHandle(
+                tenant,
+                folder,
+                self._provider,
+                self._sync_policy,
+                self._checkpoint_policy,
+                self._clock,
+                self._retention_ns,
+            )
+            self._tenants[int(tenant)] = handle
+            return handle
+
+    def tenants(self) -> list[TenantId]:
+        """Every tenant the database holds, by id."""
+        with self._lock:
+            self._check_open()
+            return self._directory.tenants()
+
+    def sync(self) -> None:
+        """Make everything appended so far durable, in every open tenant."""
+        with self._lock:
+            self._check_open()
+            handles = list(self._tenants.values())
+        for handle in handles:
+            handle._sync()
+
+    def verify(self) -> VerificationReport:
+        """Verify every tenant's log from genesis; report the first bad record, if any."""
+        records = 0
+        checked = 0
+        for tenant in self.tenants():
+            try:
+                handle = self.tenant(tenant, create=False)
+                records += handle._verify()
+            except CorruptionError as failure:
+                bad = BadRecord(tenant, failure.record_offset, failure.file, failure.reason)
+                return VerificationReport(False, records, checked + 1, bad)
+            checked += 1
+        return VerificationReport(True, records, checked, None)
+
+    def close(self) -> None:
+        """Shut every tenant down cleanly; idempotent."""
+        self._shutdown(clean=True)
+
+    def _abandon(self) -> None:
+        """Stop without a clean shutdown, as a crash would (for tests and campaigns)."""
+        self._shutdown(clean=False)
+
+    def _shutdown(self, *, clean: bool) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            handles = list(self._tenants.values())
+            self._tenants.clear()
+        try:
+            for handle in handles:
+                handle._close(clean=clean)
+        finally:
+            if self._owned_provider is not None:
+                self._owned_provider.close()
+
+    def __enter__(self) -> Verity:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def open(  # `verity.open` is the documented entry point; it shadows the builtin here only
+    path: str | os.PathLike[str],
+    *,
+    sync_policy: SyncPolicy | None = None,
+    checkpoint_policy: CheckpointPolicy | None = None,
+    shard_count: int = SHARD_COUNT_DEFAULT,
+    clock: Clock = time.time_ns,
+    master_key_provider: MasterKeyProvider | None = None,
+    idempotency_retention_ns: int = RETENTION_NS_DEFAULT,
+) -> Verity:
+    """Open (or create) the database in folder `path`.
+
+    `sync_policy` defaults to `SyncPolicy.every_batch()` (each append call is
+    one fsync); `clock` returns ns since the epoch and is the only clock the
+    database reads; `master_key_provider` defaults to a key file in the folder
+    (`master.key`, mode 0600) and is where an HSM plugs in.
+    """
+    if not isinstance(path, str | os.PathLike):
+        raise InvalidArgument("path", path, "must be a str or os.PathLike")
+    if sync_policy is not None and not isinstance(sync_policy, SyncPolicy):
+        raise InvalidArgument("sync_policy", sync_policy, "must be a SyncPolicy")
+    if checkpoint_policy is not None and not isinstance(checkpoint_policy, CheckpointPolicy):
+        raise InvalidArgument("checkpoint_policy", checkpoint_policy, "must be a CheckpointPolicy")
+    _check_instance("idempotency_retention_ns", idempotency_retention_ns, int, "an int")
+    if idempotency_retention_ns < 0:
+        raise InvalidArgument("idempotency_retention_ns", idempotency_retention_ns, "must be >= 0")
+    return Verity(
+        Path(path),
+        sync_policy=sync_policy or SyncPolicy.every_batch(),
+        checkpoint_policy=checkpoint_policy or CheckpointPolicy(),
+        shard_count=shard_count,
+        clock=clock,
+        master_key_provider=master_key_provider,
+        idempotency_retention_ns=idempotency_retention_ns,
+    )
