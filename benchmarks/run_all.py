@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SUITES = ["bench_log.py", "bench_kernel.py"]
+SUITES = ["bench_log.py", "bench_kernel.py", "bench_sdk.py"]
 
 
 def main() -> int:
