@@ -53,12 +53,15 @@ def timed_appends(append: object, count: int) -> tuple[float, dict[str, float]]:
 def bench_append(work: Path, quick: bool) -> list[Result]:
     count = 300 if quick else 3_000
     results: list[Result] = []
+    warm_up = count // 10  # the first fsyncs of a new file are slower: leave them out
     with open_log(work / "bare", sync_policy=SyncPolicy.every_batch()) as log:
+        timed_appends(lambda: log.append(EVENT), warm_up)
         bare_rate, bare_latency = timed_appends(lambda: log.append(EVENT), count)
     for data_class in (DataClass.PUBLIC, DataClass.PHI):
         with verity.open(work / f"db-{data_class.name}") as db:
             t = db.tenant(TENANT)
             stream = t.create_stream("s", data_class)
+            timed_appends(lambda: t.append(stream, [EVENT]), warm_up)  # noqa: B023
             rate, latency = timed_appends(lambda: t.append(stream, [EVENT]), count)  # noqa: B023
         results.append(
             Result(
