@@ -21,6 +21,9 @@ __all__ = [
     "InvalidSignature",
     "KeyError_",
     "NotFound",
+    "SqlError",
+    "SqlSyntaxError",
+    "UnsupportedSql",
     "VerityError",
 ]
 
@@ -141,3 +144,33 @@ class InvalidSignature(CryptoError):
 @final
 class InvalidProof(VerityError):
     """A Merkle inclusion or consistency proof does not verify."""
+
+
+class SqlError(VerityError):
+    """A SQL statement cannot run: bad syntax, an unsupported construct, unknown names,
+    mismatched types or a violated constraint. Nothing is appended and nothing changes.
+
+    `kind` is one of: "syntax", "unsupported", "unknown_table", "unknown_column",
+    "type_mismatch", "constraint", "table_exists", "parameter".
+    """
+
+    def __init__(self, kind: str, construct: str, reason: str) -> None:
+        self.kind = kind
+        self.construct = construct
+        super().__init__(f"{kind}: {construct!r}: {reason}")
+
+
+@final
+class SqlSyntaxError(SqlError):
+    """The text is not SQL that parses."""
+
+    def __init__(self, construct: str, reason: str) -> None:
+        super().__init__("syntax", construct, reason)
+
+
+@final
+class UnsupportedSql(SqlError):
+    """Valid SQL that VerityDB does not run (JOIN, subqueries, unknown functions, ...)."""
+
+    def __init__(self, construct: str, reason: str) -> None:
+        super().__init__("unsupported", construct, reason)
