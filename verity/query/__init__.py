@@ -1,0 +1,89 @@
+"""VerityDB's SQL engine: tables as projections of the log, queried as of any position.
+
+Use:
+
+    engine = Engine(store)                       # any VersionedStore
+    plan = engine.plan_write("INSERT INTO users VALUES ($1, $2)", [1, "ada"])
+    position, log_hash = <append plan.event to the tenant's log>
+    store.write_batch(position, log_hash, plan.changes)
+    engine.query("SELECT * FROM users WHERE id = ?", [1])            # latest state
+    engine.query("SELECT COUNT(*) FROM users", as_of=position - 1)   # time travel
+    engine.explain("SELECT * FROM users WHERE id = ?")  # 'point lookup on users (id = ?)'
+
+Public API:
+
+- `Engine(store, *, cache_size=256)`: `prepare(sql) -> Prepared`, `query(sql, params=(),
+  as_of=None) -> QueryResult`, `plan_write(sql, params=()) -> WritePlan`,
+  `explain(sql, as_of=None) -> str`.
+- `QueryResult(columns, rows)`, `WritePlan(kind, rows_affected, changes, event)`,
+  `Prepared` (sql, kind, parameter_count, parameter_style, is_query).
+- `changes_of_event(event)` and `decode_event(event) -> DecodedEvent`: the changes an
+  event records, so the store can be rebuilt from the log alone.
+- `VersionedStore` (the Protocol the engine reads through), `Change`, and
+  `MemoryVersionedStore` (a reference store in memory, for tests and tools).
+
+Design:
+
+- Parsing (`_parse`): sqlglot with the Postgres grammar; a whitelist walk turns its
+  tree into frozen statement objects and refuses anything else with `SqlError`.
+  Parsing happens once per SQL text (LRU cache in the engine); a cached statement
+  never calls sqlglot again.
+- Storage layout (`_catalog`, `_keys`, `_rows`): tree `catalog` holds table
+  definitions (JSON) by name, so schema has history like data. Each table
+  incarnation's rows live in tree `t:<object id>:<name>`, keyed by an
+  order-preserving encoding of the primary key (bytewise order == SQL order), valued
+  by a tagged row encoding. An index lives in `i:<object id>:<index>`, keyed by
+  encode(value) + encode(primary key). Object ids come from a counter in the catalog,
+  so a dropped and re-created table starts empty while older positions still read the
+  old table, and a write plan is complete before its log position is known.
+- Planning (`_plan`): once per (statement, table definition), choosing a point lookup,
+  a primary key range scan, an index scan or a table scan; the rest of WHERE filters
+  rows with three-valued logic.
+- Writes: the engine never writes. `plan_write` checks the statement against the
+  latest state (types, NOT NULL, duplicate keys also within the statement, names) and
+  returns the changes and an event (`_events`) that holds them verbatim, plus the
+  statement's kind, table, rows affected and text. A failed statement raises and
+  produces no event.
+
+Where the dialect is silent, this engine chooses (and the tests pin down):
+
+- A comparison value must be a value the column accepts (as INSERT would), so a float
+  against a BIGINT column is "type_mismatch"; an int against DOUBLE is compared as a
+  float. NaN is refused; DOUBLE -0.0 is stored as 0.0.
+- Explicit NULL into a NOT NULL column is "type_mismatch" (the type rules: "NULL
+  accepted where nullable; anything else"); a NOT NULL column missing from INSERT's
+  column list is "constraint".
+- `ORDER BY col NULLS FIRST | NULLS LAST` is honoured; the default is the dialect's.
+- Index names form their own namespace (a duplicate index name is "table_exists");
+  DROP TABLE drops the table's indexes. Types take no parameters (`VARCHAR(10)` is
+  "unsupported"), and a parameter container other than a list or tuple, or of the
+  wrong length, is "parameter"; a parameter value of another Python type (a datetime,
+  a bytearray) is "type_mismatch". A wrong number of INSERT values is "syntax".
+- `query("EXPLAIN SELECT ...")` answers one row in one column named `plan`.
+"""
+
+from verity.query._engine import Engine as Engine
+from verity.query._engine import Prepared as Prepared
+from verity.query._engine import QueryResult as QueryResult
+from verity.query._engine import WritePlan as WritePlan
+from verity.query._events import DecodedEvent as DecodedEvent
+from verity.query._events import changes_of_event as changes_of_event
+from verity.query._events import decode_event as decode_event
+from verity.query._memory_store import MemoryVersionedStore as MemoryVersionedStore
+from verity.query._store_protocol import Change as Change
+from verity.query._store_protocol import VersionedStore as VersionedStore
+from verity.query._types import Value as Value
+
+__all__ = [
+    "Change",
+    "DecodedEvent",
+    "Engine",
+    "MemoryVersionedStore",
+    "Prepared",
+    "QueryResult",
+    "Value",
+    "VersionedStore",
+    "WritePlan",
+    "changes_of_event",
+    "decode_event",
+]

@@ -1,0 +1,481 @@
+"""The SQL engine: prepared statements, queries (also as of a log position), and write
+plans that the caller records in the log and then applies to the store.
+
+The engine never writes. `plan_write` checks a write statement against the current
+state and returns its changes and the event that records them; the caller appends
+the event to the log at position p and applies `store.write_batch(p, hash,
+plan.changes)`. Writes must be planned and applied one at a time (the caller's write
+lock), since a plan is checked against the state it was planned on.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, final
+
+from verity.errors import InvalidArgument, SqlError, SqlSyntaxError, UnsupportedSql
+from verity.query._catalog import (
+    CATALOG_TREE,
+    Catalog,
+    ColumnDef,
+    IndexDef,
+    TableDef,
+    encode_object_id,
+    encode_table,
+    index_key,
+    next_object_id_key,
+    table_key,
+)
+from verity.query._events import encode_event
+from verity.query._keys import encode_key, encode_value
+from verity.query._parse import (
+    CreateIndex,
+    CreateTable,
+    Delete,
+    DropTable,
+    Insert,
+    Parsed,
+    Select,
+    Statement,
+    Update,
+    parse,
+    predicate_columns,
+)
+from verity.query._plan import (
+    ReadPlan,
+    SelectPlan,
+    ValueSource,
+    column_position,
+    plan_read,
+    run_select,
+)
+from verity.query._rows import decode_row, encode_row
+from verity.query._store_protocol import Change, VersionedStore
+from verity.query._types import Value, describe_value
+
+__all__ = ["Engine", "Prepared", "QueryResult", "WritePlan"]
+
+CACHE_SIZE_DEFAULT: Final = 256
+_PLANS_PER_STATEMENT_MAX: Final = 16  # table definitions a prepared statement keeps plans for
+
+_EXPLAIN: Final = re.compile(r"\s*explain\s+", re.IGNORECASE)
+_PARAMETER_TYPES: Final = frozenset({type(None), bool, int, float, str, bytes})
+_KINDS: Final[dict[type, str]] = {
+    Select: "select",
+    Insert: "insert",
+    Update: "update",
+    Delete: "delete",
+    CreateTable: "create_table",
+    CreateIndex: "create_index",
+    DropTable: "drop_table",
+}
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    """The answer of a SELECT: column names and rows (tuples in column order)."""
+
+    columns: tuple[str, ...]
+    rows: list[tuple[Value, ...]]
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class WritePlan:
+    """A checked write statement: what it changes and the event that records it.
+
+    Append `event` to the log (position p, chain hash h), then apply
+    `store.write_batch(p, h, changes)`; `changes_of_event(event) == changes`.
+    """
+
+    kind: str
+    """"create_table", "create_index", "drop_table", "insert", "update" or "delete"."""
+    rows_affected: int
+    """Rows written by INSERT, UPDATE or DELETE; 0 for DDL."""
+    changes: list[Change]
+    """(tree, key, value or None to delete), for `VersionedStore.write_batch`."""
+    event: bytes
+    """The log record payload: `changes_of_event(event)` gives `changes` back."""
+
+
+@final
+class _InsertPlan:
+    """An INSERT bound to a table: the column each value goes to, checked literals."""
+
+    __slots__ = ("rows", "targets")
+
+    def __init__(self, insert: Insert, table: TableDef) -> None:
+        # Names, then each row's length, then literal types: the spec's order of checks.
+        if insert.columns is None:
+            targets = tuple(range(len(table.columns)))
+        else:
+            targets = tuple(column_position(table, name) for name in insert.columns)
+        for row in insert.rows:
+            if len(row) != len(targets):
+                raise SqlSyntaxError(
+                    f"INSERT INTO {table.name}", f"{len(row)} values for {len(targets)} columns"
+                )
+        self.targets = targets
+        self.rows = tuple(
+            tuple(
+                ValueSource(operand, table.columns[target])
+                for target, operand in zip(targets, row, strict=True)
+            )
+            for row in insert.rows
+        )
+
+
+@final
+class _UpdatePlan:
+    """An UPDATE bound to a table: its read plan and the checked assignments."""
+
+    __slots__ = ("assignments", "read")
+
+    def __init__(self, update: Update, table: TableDef) -> None:
+        # Names (SET, then WHERE), then the key rule, then literal types: the spec's order.
+        positions = [column_position(table, name) for name, _ in update.assignments]
+        for name in predicate_columns(update.where):
+            column_position(table, name)
+        for position in positions:
+            if position in table.primary_key:
+                raise UnsupportedSql(
+                    table.columns[position].name,
+                    "a primary key column cannot be updated; DELETE and INSERT instead",
+                )
+        self.assignments = tuple(
+            (position, ValueSource(operand, table.columns[position]))
+            for position, (_, operand) in zip(positions, update.assignments, strict=True)
+        )
+        self.read = plan_read(table, update.where)
+
+
+_Plan = SelectPlan | ReadPlan | _InsertPlan | _UpdatePlan
+
+
+@final
+class Prepared:
+    """A statement parsed once; plans for it are made once per table definition.
+
+    Read-only attributes: `sql`, `kind` ("select", "insert", "update", "delete",
+    "create_table", "create_index", "drop_table"), `parameter_count` (how many
+    parameters a call passes), `parameter_style` ("?", "$" or "") and `is_query`.
+    """
+
+    __slots__ = (
+        "_plans",
+        "kind",
+        "parameter_count",
+        "parameter_fault",
+        "parameter_style",
+        "sql",
+        "statement",
+    )
+
+    def __init__(self, sql: str, parsed: Parsed) -> None:
+        self.sql = sql
+        self.statement: Statement = parsed.statement
+        self.kind = _KINDS[type(parsed.statement)]
+        self.parameter_count = parsed.parameter_count
+        self.parameter_style = parsed.parameter_style
+        self.parameter_fault = parsed.parameter_error
+        self._plans: dict[TableDef, _Plan] = {}
+
+    @property
+    def is_query(self) -> bool:
+        """Whether the statement answers with rows (a SELECT)."""
+        return self.kind == "select"
+
+    def __repr__(self) -> str:
+        return f"Prepared({self.kind}, {self.sql!r})"
+
+    def checked(self, params: Sequence[object]) -> Sequence[object]:
+        """`params` if they fit the statement one to one, else SqlError("parameter")."""
+        if self.parameter_fault is not None:
+            raise SqlError("parameter", self.sql[:80], self.parameter_fault)
+        if type(params) is not tuple and type(params) is not list:
+            if isinstance(params, str | bytes | bytearray) or not isinstance(params, Sequence):
+                raise SqlError(
+                    "parameter", type(params).__name__, "parameters are a list or tuple of values"
+                )
+            params = tuple(params)
+        if len(params) != self.parameter_count:
+            raise SqlError(
+                "parameter",
+                f"{len(params)} parameters",
+                f"the statement takes {self.parameter_count}",
+            )
+        for number, value in enumerate(params, start=1):
+            if type(value) not in _PARAMETER_TYPES:
+                raise SqlError(
+                    "parameter",
+                    f"${number} = {describe_value(value)}",
+                    "a parameter is None, bool, int, float, str or bytes",
+                )
+        return params
+
+    def plan(self, table: TableDef) -> _Plan:
+        """The plan of this statement against `table` (made on first use, then kept)."""
+        plan = self._plans.get(table)
+        if plan is not None:
+            return plan
+        statement = self.statement
+        if isinstance(statement, Select):
+            plan = SelectPlan(statement, table)
+        elif isinstance(statement, Insert):
+            plan = _InsertPlan(statement, table)
+        elif isinstance(statement, Update):
+            plan = _UpdatePlan(statement, table)
+        else:
+            assert isinstance(statement, Delete)
+            plan = plan_read(table, statement.where)
+        if len(self._plans) >= _PLANS_PER_STATEMENT_MAX:
+            self._plans.clear()
+        self._plans[table] = plan
+        return plan
+
+
+@final
+class Engine:
+    """VerityDB's SQL engine over a `VersionedStore` (see the package docstring).
+
+    Thread-safe for queries; write plans must be made and applied one at a time.
+    Checks come in the spec's order: the text ("syntax", "unsupported"), then
+    parameters ("parameter"), names ("unknown_table", "table_exists",
+    "unknown_column"), INSERT row lengths ("syntax"), every value's type
+    ("type_mismatch"), and last the constraints ("constraint").
+    """
+
+    def __init__(self, store: VersionedStore, *, cache_size: int = CACHE_SIZE_DEFAULT) -> None:
+        if not isinstance(cache_size, int) or isinstance(cache_size, bool) or cache_size < 1:
+            raise InvalidArgument("cache_size", cache_size, "must be an int >= 1")
+        self._store = store
+        self._catalog = Catalog(store)
+        self._cache_size = cache_size
+        self._cache: OrderedDict[str, Prepared] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    def prepare(self, sql: str) -> Prepared:
+        """`sql` parsed and checked; cached by its text, so the same text is parsed once."""
+        if not isinstance(sql, str):
+            raise InvalidArgument("sql", sql, "must be a str")
+        with self._cache_lock:
+            prepared = self._cache.get(sql)
+            if prepared is not None:
+                self._cache.move_to_end(sql)
+                return prepared
+        prepared = Prepared(sql, parse(sql))
+        with self._cache_lock:
+            self._cache[sql] = prepared
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return prepared
+
+    def query(
+        self, sql: str, params: Sequence[object] = (), as_of: int | None = None
+    ) -> QueryResult:
+        """The answer of SELECT `sql` as of log position `as_of`: the state after every
+        write whose position is <= `as_of` (None: the latest state)."""
+        prepared = self.prepare(sql)
+        statement = prepared.statement
+        if not isinstance(statement, Select):
+            raise UnsupportedSql(
+                prepared.kind.replace("_", " ").upper(),
+                "query() answers SELECT; writes go through plan_write()",
+            )
+        checked = prepared.checked(params)
+        plan = prepared.plan(self._table(statement.table, as_of))
+        assert isinstance(plan, SelectPlan)
+        return QueryResult(plan.columns, run_select(plan, self._store, checked, as_of))
+
+    def explain(self, sql: str, as_of: int | None = None) -> str:
+        """How SELECT, UPDATE or DELETE `sql` (optionally written `EXPLAIN ...`) finds its
+        rows, e.g. "point lookup on users (id = $1)" or "table scan on users"."""
+        if not isinstance(sql, str):
+            raise InvalidArgument("sql", sql, "must be a str")
+        explained = _EXPLAIN.match(sql)
+        prepared = self.prepare(sql[explained.end() :] if explained is not None else sql)
+        statement = prepared.statement
+        if not isinstance(statement, Select | Update | Delete):
+            raise UnsupportedSql(
+                f"EXPLAIN {prepared.kind.replace('_', ' ').upper()}",
+                "EXPLAIN shows how SELECT, UPDATE or DELETE find rows",
+            )
+        if prepared.parameter_fault is not None:
+            raise SqlError("parameter", prepared.sql[:80], prepared.parameter_fault)
+        plan = prepared.plan(self._table(statement.table, as_of))
+        if isinstance(plan, SelectPlan | _UpdatePlan):
+            return plan.read.access.description
+        assert isinstance(plan, ReadPlan)
+        return plan.access.description
+
+    def plan_write(self, sql: str, params: Sequence[object] = ()) -> WritePlan:
+        """Check write statement `sql` against the latest state and return its changes
+        and event. Raises SqlError, changing nothing, if the statement cannot run."""
+        prepared = self.prepare(sql)
+        statement = prepared.statement
+        if isinstance(statement, Select):
+            raise UnsupportedSql("SELECT", "plan_write() takes writes; query() answers SELECT")
+        checked = prepared.checked(params)
+        rows_affected = 0
+        changes: list[Change]
+        if isinstance(statement, Insert):
+            changes, rows_affected = self._insert(prepared, statement, checked)
+        elif isinstance(statement, Update):
+            changes, rows_affected = self._update(prepared, statement, checked)
+        elif isinstance(statement, Delete):
+            changes, rows_affected = self._delete(prepared, statement, checked)
+        elif isinstance(statement, CreateTable):
+            changes = self._create_table(statement)
+        elif isinstance(statement, CreateIndex):
+            changes = self._create_index(statement)
+        else:
+            assert isinstance(statement, DropTable)
+            changes = self._drop_table(statement)
+        event = encode_event(prepared.kind, statement.table, rows_affected, sql, changes)
+        return WritePlan(prepared.kind, rows_affected, changes, event)
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def _table(self, name: str, as_of: int | None) -> TableDef:
+        if as_of is not None and (
+            not isinstance(as_of, int) or isinstance(as_of, bool) or as_of < 0
+        ):
+            raise InvalidArgument("as_of", as_of, "must be a log position (an int >= 0)")
+        table = self._catalog.table(name, as_of)
+        if table is None:
+            when = "" if as_of is None else f" as of position {as_of}"
+            raise SqlError("unknown_table", name, f"no table {name!r}{when}")
+        return table
+
+    # --- writes --------------------------------------------------------------------------
+
+    def _insert(
+        self, prepared: Prepared, insert: Insert, params: Sequence[object]
+    ) -> tuple[list[Change], int]:
+        table = self._table(insert.table, None)
+        plan = prepared.plan(table)
+        assert isinstance(plan, _InsertPlan)
+        width = len(table.columns)
+        rows: list[list[Value]] = []
+        for sources in plan.rows:  # every value's type before any constraint
+            values: list[Value] = [None] * width
+            for target, source in zip(plan.targets, sources, strict=True):
+                values[target] = source.get(params)
+            rows.append(values)
+        changes: list[Change] = []
+        keys: set[bytes] = set()
+        for values in rows:
+            _check_not_null(table, values)
+            key = encode_key([values[position] for position in table.primary_key])
+            if key in keys or self._store.get(table.data_tree, key) is not None:
+                shown = ", ".join(
+                    f"{table.columns[position].name}={values[position]!r}"
+                    for position in table.primary_key
+                )
+                raise SqlError("constraint", f"{table.name}({shown})", "duplicate primary key")
+            keys.add(key)
+            changes.append((table.data_tree, key, encode_row(values)))
+            for index in table.indexes:
+                changes.append((index.tree, encode_value(values[index.column]) + key, key))
+        assert len(keys) == len(rows)
+        return changes, len(rows)
+
+    def _update(
+        self, prepared: Prepared, update: Update, params: Sequence[object]
+    ) -> tuple[list[Change], int]:
+        table = self._table(update.table, None)
+        plan = prepared.plan(table)
+        assert isinstance(plan, _UpdatePlan)
+        assigned = [(position, source.get(params)) for position, source in plan.assignments]
+        found = plan.read.rows(self._store, params, None)  # binds (checks) WHERE's values
+        for position, value in assigned:
+            column = table.columns[position]
+            if value is None and column.not_null:
+                raise SqlError("constraint", column.name, "NULL in a NOT NULL column")
+        matched = list(found)
+        changes: list[Change] = []
+        for key, row in matched:
+            values = list(row)
+            for position, value in assigned:
+                values[position] = value
+            changes.append((table.data_tree, key, encode_row(values)))
+            for index in table.indexes:
+                before = encode_value(row[index.column])
+                after = encode_value(values[index.column])
+                if before != after:
+                    changes.append((index.tree, before + key, None))
+                    changes.append((index.tree, after + key, key))
+        return changes, len(matched)
+
+    def _delete(
+        self, prepared: Prepared, delete: Delete, params: Sequence[object]
+    ) -> tuple[list[Change], int]:
+        table = self._table(delete.table, None)
+        plan = prepared.plan(table)
+        assert isinstance(plan, ReadPlan)
+        matched = list(plan.rows(self._store, params, None))
+        changes: list[Change] = []
+        for key, row in matched:
+            changes.append((table.data_tree, key, None))
+            for index in table.indexes:
+                changes.append((index.tree, encode_value(row[index.column]) + key, None))
+        return changes, len(matched)
+
+    def _create_table(self, create: CreateTable) -> list[Change]:
+        if self._catalog.table(create.table) is not None:
+            raise SqlError("table_exists", create.table, f"table {create.table!r} exists")
+        positions = {column.name: position for position, column in enumerate(create.columns)}
+        for name in create.primary_key:
+            if name not in positions:
+                raise SqlError("unknown_column", name, "PRIMARY KEY names no column of the table")
+        object_id = self._catalog.next_object_id()
+        # Primary key columns are NOT NULL whether or not the SQL says so.
+        columns = tuple(
+            ColumnDef(
+                column.name, column.type, column.not_null or column.name in create.primary_key
+            )
+            for column in create.columns
+        )
+        primary_key = tuple(positions[name] for name in create.primary_key)
+        table = TableDef(create.table, object_id, columns, primary_key, ())
+        return [
+            (CATALOG_TREE, table_key(table.name), encode_table(table)),
+            (CATALOG_TREE, next_object_id_key(), encode_object_id(object_id + 1)),
+        ]
+
+    def _create_index(self, create: CreateIndex) -> list[Change]:
+        table = self._table(create.table, None)
+        position = column_position(table, create.column)
+        owner = self._catalog.index_owner(create.index)
+        if owner is not None:
+            raise SqlError(
+                "table_exists", create.index, f"index {create.index!r} exists (on {owner!r})"
+            )
+        object_id = self._catalog.next_object_id()
+        index = IndexDef(create.index, position, object_id)
+        changes: list[Change] = [
+            (CATALOG_TREE, table_key(table.name), encode_table(table.with_index(index))),
+            (CATALOG_TREE, index_key(index.name), table.name.encode("utf-8")),
+            (CATALOG_TREE, next_object_id_key(), encode_object_id(object_id + 1)),
+        ]
+        for key, data in self._store.scan(table.data_tree):
+            value = decode_row(data)[position]
+            changes.append((index.tree, encode_value(value) + key, key))
+        return changes
+
+    def _drop_table(self, drop: DropTable) -> list[Change]:
+        table = self._table(drop.table, None)
+        changes: list[Change] = [(CATALOG_TREE, table_key(table.name), None)]
+        changes.extend((CATALOG_TREE, index_key(index.name), None) for index in table.indexes)
+        return changes
+
+
+def _check_not_null(table: TableDef, values: Sequence[Value]) -> None:
+    for column, value in zip(table.columns, values, strict=True):
+        if value is None and column.not_null:
+            raise SqlError("constraint", column.name, "NULL in a NOT NULL column")
