@@ -16,12 +16,13 @@ def test_demo_proves_records_and_catches_a_flipped_byte(
     out = capsys.readouterr().out
     assert "verified with the public key alone" in out
     assert "a retry with the same idempotency id got offset 0 and appended nothing" in out
-    assert "its PUBLIC event is in the leaf: 'ward 3 reopens on monday'" in out
+    assert "(the PUBLIC event 'ward 3 reopens on monday', in the leaf)" in out
     assert "the PHI event is not on disk in plaintext" in out
-    assert "10. detected: tenant 1, record" in out
+    assert "3. SQL: table 'beds'" in out and "as of position" in out
+    assert "11. detected: tenant 1, record" in out
     # The demo can run again in the same folder and tells the same story.
     assert main(["demo", str(tmp_path)]) == 0
-    assert "10. detected" in capsys.readouterr().out
+    assert "11. detected" in capsys.readouterr().out
 
 
 def test_verify_fails_on_the_demo_log_it_damaged(
@@ -48,5 +49,43 @@ def test_verify_refuses_a_folder_that_does_not_exist(
 ) -> None:
     missing = tmp_path / "nowhere"
     assert main(["verify", str(missing)]) == 2
-    assert "is not a log folder" in capsys.readouterr().out
+    assert "is not a database or log folder" in capsys.readouterr().out
     assert not missing.exists()
+
+
+def test_sql_statements_time_travel_and_proofs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(tmp_path / "db")
+    assert (
+        main(
+            [
+                "sql",
+                db,
+                "--tenant",
+                "2",
+                "-c",
+                "CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT)",
+                "-c",
+                "INSERT INTO t VALUES (1, 'ada'), (2, 'bob')",
+                "-c",
+                "UPDATE t SET name = 'eve' WHERE id = 2",
+                "-c",
+                "SELECT * FROM t",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "ok: 2 rows; log position 1" in out and "2  | eve" in out
+    assert main(["sql", db, "--tenant", "2", "--at", "1", "-c", "SELECT name FROM t"]) == 0
+    assert "bob" in capsys.readouterr().out
+    assert main(["sql", db, "--tenant", "2", "-c", "SELECT * FROM missing"]) == 1
+    assert "error: unknown_table" in capsys.readouterr().out
+    assert main(["proof", db, "--tenant", "2", "--leaf", "2", "--old-size", "1"]) == 0
+    out = capsys.readouterr().out
+    assert '"inclusion"' in out and '"consistency"' in out and "checked:" in out
+    assert main(["checkpoint", db, "--tenant", "2"]) == 0
+    assert '"signature"' in capsys.readouterr().out
+    assert main(["verify", db]) == 0
+    assert "ok:" in capsys.readouterr().out

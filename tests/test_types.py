@@ -146,6 +146,8 @@ def test_public_export_list_is_locked() -> None:
             "IdempotencyId",
             "InclusionProof",
             "Offset",
+            "QueryResult",
+            "Receipt",
             "RecordHeader",
             "RecordKind",
             "RecoveryReason",

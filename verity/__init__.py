@@ -7,7 +7,7 @@ executable specification it is proven equal to by `verity_conformance`.
 Public surface (anything not listed in `__all__` is private; docs/sdk.md):
 
 - the database: `open`, `Verity`, `TenantHandle`, `StreamInfo`,
-  `VerificationReport`, `BadRecord`;
+  `VerificationReport`, `BadRecord`, `Receipt`, `QueryResult` (SQL);
 - proofs: `SignedCheckpoint`, `InclusionProof`, `ConsistencyProof` (checked
   with the functions of `verity.proofs`);
 - value types: `Offset`, `TenantId`, `StreamId`, `DataClass`, `Hash`,
@@ -15,10 +15,13 @@ Public surface (anything not listed in `__all__` is private; docs/sdk.md):
   `CheckpointPolicy`, `IdempotencyId`, `Generation`, `RecoveryRecord`,
   `RecoveryReason`, `SyncPolicy`, `SyncMode`;
 - modules: `verity.errors`, `verity.crypto`, `verity.proofs`,
-  `verity.storage`, `verity.kernel`, `verity.directory`.
+  `verity.storage`, `verity.kernel`, `verity.directory`, `verity.store`,
+  `verity.query`, `verity.dbapi` (PEP 249).
 """
 
 from verity._database import BadRecord as BadRecord
+from verity._database import QueryResult as QueryResult
+from verity._database import Receipt as Receipt
 from verity._database import TenantHandle as TenantHandle
 from verity._database import VerificationReport as VerificationReport
 from verity._database import Verity as Verity
@@ -59,6 +62,8 @@ __all__ = [
     "IdempotencyId",
     "InclusionProof",
     "Offset",
+    "QueryResult",
+    "Receipt",
     "RecordHeader",
     "RecordKind",
     "RecoveryReason",

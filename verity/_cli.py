@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import time
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import verity
+from verity._database import DATABASE_FILE
 from verity.errors import VerityError
 from verity.proofs import (
     verify_consistency,
@@ -84,37 +86,57 @@ def demo(directory: Path) -> int:
         t.append(notices, [bulletin])
         earlier = t.checkpoint()
         t.append(admissions, [b"patient 1041 discharged"])
+        t.execute("CREATE TABLE beds (bed BIGINT PRIMARY KEY, ward TEXT NOT NULL, patient TEXT)")
+        filled = t.execute(
+            "INSERT INTO beds VALUES (1, 'cardiology', 'p1041'), (2, 'cardiology', NULL), "
+            "(3, 'oncology', 'p2203')"
+        )
+        moved = t.execute("UPDATE beds SET patient = ? WHERE bed = ?", ["p3310", 2])
+        now = t.query("SELECT bed, patient FROM beds WHERE ward = 'cardiology' ORDER BY bed")
+        then = t.query_at(
+            "SELECT bed, patient FROM beds WHERE ward = 'cardiology' ORDER BY bed",
+            [],
+            int(filled.offset),
+        )
+        _say(
+            f"3. SQL: table 'beds', 3 rows inserted (log position {int(filled.offset)}), "
+            f"bed 2 assigned (position {int(moved.offset)}); now {now.rows}, "
+            f"as of position {int(filled.offset)} {then.rows}"
+        )
         signed = t.checkpoint()
         public_key = t.public_key()
         verify_signed_checkpoint(earlier, public_key)
         verify_signed_checkpoint(signed, public_key)
         _say(
-            f"3. signed checkpoint: tree_size={signed.tree_size} root={signed.root.hex()[:16]}... "
+            f"4. signed checkpoint: tree_size={signed.tree_size} root={signed.root.hex()[:16]}... "
             f"verified with the public key alone"
         )
         bulletin_leaf = _leaf_holding(t, bulletin, signed.tree_size)
         proof = t.inclusion_proof(bulletin_leaf, signed.tree_size)
         verify_inclusion(proof, signed.root)
+        update_proof = t.inclusion_proof(int(moved.offset), signed.tree_size)
+        verify_inclusion(update_proof, signed.root)
         _say(
-            f"4. inclusion proof of log record {bulletin_leaf} ({len(proof.path)} hashes) checks "
-            f"against the signed root; its PUBLIC event is in the leaf: {bulletin.decode()!r}"
+            f"5. inclusion proofs of log records {bulletin_leaf} (the PUBLIC event "
+            f"{bulletin.decode()!r}, in the leaf) and {int(moved.offset)} (the UPDATE) check "
+            f"against the signed root"
         )
         consistency = t.consistency_proof(earlier.tree_size, signed.tree_size)
         verify_consistency(consistency, earlier.root, signed.root)
         _say(
-            f"5. consistency proof {earlier.tree_size} -> {signed.tree_size}: the earlier signed "
+            f"6. consistency proof {earlier.tree_size} -> {signed.tree_size}: the earlier signed "
             f"log is a prefix of the later one"
         )
         events = t.read_events(admissions)
-        _say(f"6. read back {len(events)} admissions events, decrypted: {events[1].decode()!r}")
+        _say(f"7. read back {len(events)} admissions events, decrypted: {events[1].decode()!r}")
         report = db.verify()
-        _say(f"7. full verification: ok={report.ok}, {report.records_checked} records")
+        _say(f"8. full verification: ok={report.ok}, {report.records_checked} records")
     stored = b"".join(p.read_bytes() for p in database_dir.rglob("*") if p.is_file())
     if secret in stored or bulletin not in stored:
-        _say("8. NOT ENCRYPTED AS PROMISED: the PHI plaintext is on disk")
+        _say("9. NOT ENCRYPTED AS PROMISED: the PHI plaintext is on disk")
         return 1
     _say(
-        "8. byte search of the data folder: the PHI event is not on disk in plaintext; "
+        "9. byte search of the data folder: the PHI event is not on disk in plaintext; "
         "the PUBLIC one is"
     )
 
@@ -124,14 +146,14 @@ def demo(directory: Path) -> int:
     target = data.find(bulletin)
     data[target] ^= 0x20
     segment.write_bytes(bytes(data))
-    _say(f"9. flipped one byte at {segment.name}:{target} ('ward' -> 'Ward')")
+    _say(f"10. flipped one byte at {segment.name}:{target} ('ward' -> 'Ward')")
     with verity.open(database_dir) as db:
         report = db.verify()
     if report.ok or report.first_bad is None:
-        _say("10. NOT DETECTED: the flipped byte went unnoticed")
+        _say("11. NOT DETECTED: the flipped byte went unnoticed")
         return 1
     bad = report.first_bad
-    _say(f"10. detected: tenant {int(bad.tenant)}, record {bad.record_offset}: {bad.reason}")
+    _say(f"11. detected: tenant {int(bad.tenant)}, record {bad.record_offset}: {bad.reason}")
     return 0
 
 
@@ -143,13 +165,33 @@ def _leaf_holding(t: verity.TenantHandle, needle: bytes, tree_size: int) -> int:
     raise AssertionError("the PUBLIC event is in no leaf")
 
 
-def verify(log_dir: Path) -> int:
-    if not log_dir.is_dir():
+def _is_database(path: Path) -> bool:
+    return (path / DATABASE_FILE).is_file()
+
+
+def verify(path: Path) -> int:
+    """Verify a database folder (every tenant) or a bare log folder, end to end."""
+    if not path.is_dir():
         # Opening would create an empty log: verifying nothing must not look like success.
-        _say(f"FAILED: {log_dir} is not a log folder")
+        _say(f"FAILED: {path} is not a database or log folder")
         return 2
+    if _is_database(path):
+        with verity.open(path) as db:
+            progress = _Progress("verify")
+            report = db.verify(progress=lambda tenant, done, total: progress(done, total))
+        if report.ok:
+            tenants = report.tenants_checked
+            _say(
+                f"ok: {report.records_checked} records in {tenants} "
+                f"tenant{'s' if tenants != 1 else ''}"
+            )
+            return 0
+        bad = report.first_bad
+        assert bad is not None
+        _say(f"FAILED: tenant {int(bad.tenant)}, record {bad.record_offset}: {bad.reason}")
+        return 1
     try:
-        with open_log(log_dir) as log:
+        with open_log(path) as log:
             checked = log.verify(progress=_Progress("verify"))
             _say(
                 f"ok: {checked} records verified; head {log.head_hash.hex()}; "
@@ -161,17 +203,170 @@ def verify(log_dir: Path) -> int:
     return 0
 
 
+def _format_value(value: object) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bytes):
+        return "x'" + value.hex() + "'"
+    return str(value)
+
+
+def _print_rows(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    cells = [[_format_value(v) for v in row] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    _say(" | ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    _say("-+-".join("-" * w for w in widths))
+    for row in cells:
+        _say(" | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    _say(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+
+
+def _run_statement(t: verity.TenantHandle, statement: str, at: int | None) -> bool:
+    """Run one statement and print its answer; False when it failed."""
+    text = statement.strip().rstrip(";").strip()
+    if not text:
+        return True
+    try:
+        head = text.split(None, 1)[0].upper()
+        if head == "EXPLAIN":
+            _say(t.explain(text.split(None, 1)[1]))
+        elif head == "SELECT":
+            result = t.query(text) if at is None else t.query_at(text, [], at)
+            _print_rows(result.columns, result.rows)
+            _say(f"as of log position {result.position}")
+        else:
+            receipt = t.execute(text)
+            _say(
+                f"ok: {receipt.rows_affected} rows; log position {int(receipt.offset)}, "
+                f"record hash {receipt.hash.hex()}"
+            )
+    except VerityError as failure:
+        _say(f"error: {failure}")
+        return False
+    return True
+
+
+def sql(path: Path, tenant: int, commands: list[str] | None, at: int | None) -> int:
+    """`verity sql`: run `-c` statements, or an interactive shell reading stdin."""
+    with verity.open(path) as db:
+        t = db.tenant(TenantId(tenant))
+        if commands:
+            return 0 if all([_run_statement(t, c, at) for c in commands]) else 1
+        interactive = sys.stdin.isatty()
+        if interactive:
+            _say(f"VerityDB {path} tenant {tenant}. End statements with ';'. \\q quits.")
+        pending = ""
+        failed = False
+        while True:
+            if interactive:
+                sys.stdout.write("verity> " if not pending else "   ...> ")
+                sys.stdout.flush()
+            line = sys.stdin.readline()
+            if not line or line.strip() in ("\\q", "quit", "exit"):
+                break
+            pending += line
+            if pending.rstrip().endswith(";"):
+                failed |= not _run_statement(t, pending, at)
+                pending = ""
+        if pending.strip():
+            failed |= not _run_statement(t, pending, at)
+        return 1 if failed else 0
+
+
+def _checkpoint_json(signed: verity.SignedCheckpoint, public_key: bytes) -> dict[str, object]:
+    return {
+        "tree_size": signed.tree_size,
+        "root": signed.root.hex(),
+        "chain_hash": signed.chain_hash.hex(),
+        "timestamp": signed.timestamp,
+        "key_id": signed.key_id.hex(),
+        "signature": signed.signature.hex(),
+        "public_key": public_key.hex(),
+    }
+
+
+def checkpoint(path: Path, tenant: int) -> int:
+    """`verity checkpoint`: append a checkpoint and print it, signed, as JSON."""
+    with verity.open(path) as db:
+        t = db.tenant(TenantId(tenant), create=False)
+        signed = t.checkpoint()
+        public_key = t.public_key()
+        verify_signed_checkpoint(signed, public_key)
+        _say(json.dumps(_checkpoint_json(signed, public_key), indent=1))
+    return 0
+
+
+def proof(path: Path, tenant: int, leaf: int | None, old_size: int | None) -> int:
+    """`verity proof`: sign a checkpoint, then print and check an inclusion or consistency proof."""
+    with verity.open(path) as db:
+        t = db.tenant(TenantId(tenant), create=False)
+        signed = t.checkpoint()
+        public_key = t.public_key()
+        verify_signed_checkpoint(signed, public_key)
+        document: dict[str, object] = {"checkpoint": _checkpoint_json(signed, public_key)}
+        try:
+            if leaf is not None:
+                inclusion = t.inclusion_proof(leaf, signed.tree_size)
+                verify_inclusion(inclusion, signed.root)
+                document["inclusion"] = {
+                    "leaf_index": inclusion.leaf_index,
+                    "tree_size": inclusion.tree_size,
+                    "leaf": inclusion.leaf.hex(),
+                    "path": [node.hex() for node in inclusion.path],
+                }
+            if old_size is not None:
+                consistency = t.consistency_proof(old_size, signed.tree_size)
+                document["consistency"] = {
+                    "old_size": consistency.old_size,
+                    "new_size": consistency.new_size,
+                    "path": [node.hex() for node in consistency.path],
+                }
+        except VerityError as failure:
+            _say(f"FAILED: {failure}")
+            return 1
+        _say(json.dumps(document, indent=1))
+        _say("checked: the signature, and every proof against the signed root")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="verity", description="VerityDB command line")
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser("demo", help="run the demo in a folder")
     demo_parser.add_argument("directory", type=Path)
-    verify_parser = commands.add_parser("verify", help="verify a log folder end to end")
-    verify_parser.add_argument("log_dir", type=Path)
+    verify_parser = commands.add_parser(
+        "verify", help="verify a database (every tenant) or a log folder, end to end"
+    )
+    verify_parser.add_argument("path", type=Path)
+    sql_parser = commands.add_parser("sql", help="run SQL (-c) or an interactive shell")
+    sql_parser.add_argument("path", type=Path)
+    sql_parser.add_argument("--tenant", type=int, required=True)
+    sql_parser.add_argument("-c", "--command", action="append", dest="commands")
+    sql_parser.add_argument("--at", type=int, default=None, help="answer as of a log position")
+    checkpoint_parser = commands.add_parser("checkpoint", help="append and sign a checkpoint")
+    checkpoint_parser.add_argument("path", type=Path)
+    checkpoint_parser.add_argument("--tenant", type=int, required=True)
+    proof_parser = commands.add_parser("proof", help="print and check RFC 9162 proofs")
+    proof_parser.add_argument("path", type=Path)
+    proof_parser.add_argument("--tenant", type=int, required=True)
+    proof_parser.add_argument("--leaf", type=int, default=None, help="inclusion of this record")
+    proof_parser.add_argument("--old-size", type=int, default=None, help="consistency from size")
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        return demo(args.directory)
-    return verify(args.log_dir)
+    try:
+        if args.command == "demo":
+            return demo(args.directory)
+        if args.command == "sql":
+            return sql(args.path, args.tenant, args.commands, args.at)
+        if args.command == "checkpoint":
+            return checkpoint(args.path, args.tenant)
+        if args.command == "proof":
+            if args.leaf is None and args.old_size is None:
+                parser.error("proof needs --leaf and/or --old-size")
+            return proof(args.path, args.tenant, args.leaf, args.old_size)
+        return verify(args.path)
+    except VerityError as failure:
+        _say(f"error: {failure}")
+        return 1
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ be written twice. PUBLIC events, and stream names, are stored verbatim.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -30,6 +31,7 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Final, final
@@ -64,8 +66,11 @@ from verity.kernel import (
     decode_events,
 )
 from verity.proofs import ConsistencyProof, InclusionProof, SignedCheckpoint
+from verity.query import Engine, changes_of_event
+from verity.query import QueryResult as EngineResult
 from verity.storage import Log, open_log
 from verity.storage._index import write_atomic
+from verity.store import Store, open_store
 from verity.types import (
     CheckpointPolicy,
     DataClass,
@@ -78,7 +83,17 @@ from verity.types import (
     TenantId,
 )
 
-__all__ = ["BadRecord", "TenantHandle", "VerificationReport", "Verity", "open"]
+__all__ = [
+    "BadRecord",
+    "QueryResult",
+    "Receipt",
+    "TenantHandle",
+    "VerificationReport",
+    "Verity",
+    "open",
+]
+
+logger = logging.getLogger("verity")
 
 Clock = Callable[[], int]
 
@@ -90,6 +105,8 @@ DATABASE_FORMAT: Final = 1
 
 ENVELOPE_PLAIN: Final = 0x01  # an encoded kernel event, as is (its version byte)
 ENVELOPE_ENCRYPTED: Final = 0x02
+ENVELOPE_TABLES: Final = 0x03  # a SQL write statement's event (verity.query), as is
+STORE_FOLDER: Final = "store"
 ENVELOPE_HEADER_BYTES: Final = 5  # marker u8 ‖ dek_id u32
 DEK_ID_MAX: Final = (1 << 32) - 1
 _OFFSET_ZERO: Final = Offset(0)
@@ -104,6 +121,29 @@ class BadRecord:
     record_offset: int | None
     file: str | None
     reason: str
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What a SQL write statement did: the log position and chain hash of its record."""
+
+    offset: Offset
+    """The log position of the statement's record; `query_at(..., offset)` includes it."""
+    hash: bytes
+    """The chain hash of that record (docs/formats.md §1.3)."""
+    rows_affected: int
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    """The answer of a SELECT, and the log position it was answered as of."""
+
+    columns: tuple[str, ...]
+    rows: list[tuple[object, ...]]
+    position: int
+    """Every write at a log position <= this one is seen; -1 for an empty log."""
 
 
 @final
@@ -130,6 +170,16 @@ def _event_list(events: object) -> tuple[bytes, ...]:
         if not isinstance(event, bytes):
             raise InvalidArgument(f"events[{position}]", event, "must be bytes")
     return tuple(events)
+
+
+def _params(params: object) -> tuple[object, ...]:
+    if isinstance(params, str | bytes) or not isinstance(params, Sequence):
+        raise InvalidArgument("params", params, "must be a list or tuple of values")
+    return tuple(params)
+
+
+def _result(result: EngineResult, position: int) -> QueryResult:
+    return QueryResult(result.columns, list(result.rows), position)
 
 
 class _Keyring:
@@ -240,6 +290,8 @@ class TenantHandle:
             clock=clock,
         )
         try:
+            self._store: Store = self._open_store()
+            self._engine = Engine(self._store)
             self._replay()
         except BaseException:
             self._log.close()
@@ -247,11 +299,47 @@ class TenantHandle:
 
     # ------------------------------------------------------------ open
 
+    def _open_store(self) -> Store:
+        """The projection store, if it describes a prefix of this log; else rebuilt from it.
+
+        The store is derived data: one that names a position the log does not
+        have, or a different record there, is set aside and rebuilt from the log
+        (with a warning), never trusted.
+        """
+        folder = self._folder / STORE_FOLDER
+        store = open_store(folder)
+        applied = store.applied()
+        if applied is None:
+            return store
+        position, record_hash = applied
+        if position < self._log.size and self._log.read(position).chain_hash() == record_hash:
+            return store
+        store.close()
+        aside = folder.with_name(f"{STORE_FOLDER}.stale-{time.time_ns()}")
+        folder.rename(aside)
+        logger.warning(
+            "projection store %s applied position %d, which this log does not hold as recorded; "
+            "moved it to %s and rebuilding from the log",
+            folder,
+            position,
+            aside,
+        )
+        return open_store(folder)
+
     def _replay(self) -> None:
         log = self._log
+        applied = self._store.applied()
+        store_from = 0 if applied is None else applied[0] + 1
+        caught_up = False
         for log_offset in range(log.size):
             record = log.read(log_offset)
             if record.header.kind is not RecordKind.DATA:
+                continue
+            if record.payload[:1] == bytes([ENVELOPE_TABLES]):
+                if log_offset >= store_from:
+                    changes = changes_of_event(record.payload[1:])
+                    self._store.write_batch(log_offset, record.chain_hash(), changes, sync=False)
+                    caught_up = True
                 continue
             payload = self._plain_payload(record.payload, log_offset)
             try:
@@ -263,6 +351,8 @@ class TenantHandle:
                     record_offset=log_offset,
                 ) from None
             self._index(decision, log_offset)
+        if caught_up:
+            self._store.sync()
 
     def _index(self, decision: Decision, log_offset: int) -> None:
         if decision.count == 0:
@@ -469,6 +559,58 @@ class TenantHandle:
             self._check_open()
             return self._kernel.committed(bytes(idempotency_id))
 
+    # ------------------------------------------------------------ tables (SQL)
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> Receipt:
+        """Run one SQL write statement (DDL or DML); it becomes one record of the log.
+
+        The statement is checked against the current tables first; a bad one
+        raises a `SqlError` (naming the construct) and appends nothing.
+        """
+        _check_instance("sql", sql, str, "a str")
+        checked = _params(params)
+        with self._lock:
+            self._check_open()
+            if self._engine.prepare(sql).is_query:
+                raise InvalidArgument("sql", sql, "is a query: use query() or query_at()")
+            plan = self._engine.plan_write(sql, checked)
+            log_offset = self._log.size
+            written = self._log.append(bytes([ENVELOPE_TABLES]) + plan.event)
+            assert int(written) == log_offset
+            record_hash = self._log.read(log_offset).chain_hash()
+            # The log is durable; the store catches up from it after a crash, so its
+            # own fsync can wait for sync() or close().
+            self._store.write_batch(log_offset, record_hash, plan.changes, sync=False)
+            return Receipt(Offset(log_offset), bytes(record_hash), plan.rows_affected)
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> QueryResult:
+        """Answer a SELECT on the tables as they are now."""
+        _check_instance("sql", sql, str, "a str")
+        checked = _params(params)
+        with self._lock:
+            self._check_open()
+            result = self._engine.query(sql, checked)
+            return _result(result, self._log.size - 1)
+
+    def query_at(self, sql: str, params: Sequence[object], position: int) -> QueryResult:
+        """Answer a SELECT as of log position `position`: every write at <= it is seen."""
+        _check_instance("sql", sql, str, "a str")
+        _check_instance("position", position, int, "an int log position")
+        checked = _params(params)
+        with self._lock:
+            self._check_open()
+            if not 0 <= position < self._log.size:
+                raise NotFound("position", position, f"the log has {self._log.size} records")
+            result = self._engine.query(sql, checked, as_of=int(position))
+            return _result(result, int(position))
+
+    def explain(self, sql: str) -> str:
+        """How a SELECT would run: point lookup, range scan, index scan or table scan."""
+        _check_instance("sql", sql, str, "a str")
+        with self._lock:
+            self._check_open()
+            return self._engine.explain(sql)
+
     # ------------------------------------------------------------ proofs
 
     def checkpoint(self) -> SignedCheckpoint:
@@ -523,11 +665,12 @@ class TenantHandle:
         with self._lock:
             self._check_open()
             self._log.sync()
+            self._store.sync()
 
-    def _verify(self) -> int:
+    def _verify(self, progress: Callable[[int, int], None] | None = None) -> int:
         with self._lock:
             self._check_open()
-            return self._log.verify()
+            return self._log.verify(progress)
 
     def _close(self, *, clean: bool) -> None:
         with self._lock:
@@ -536,8 +679,10 @@ class TenantHandle:
             self._closed = True
             try:
                 if clean:
+                    self._store.close()
                     self._log.close()
                 else:
+                    self._store.abandon()
                     self._log.abandon()
             finally:
                 self._keyring.close()
@@ -636,14 +781,20 @@ class Verity:
         for handle in handles:
             handle._sync()
 
-    def verify(self) -> VerificationReport:
-        """Verify every tenant's log from genesis; report the first bad record, if any."""
+    def verify(
+        self, progress: Callable[[TenantId, int, int], None] | None = None
+    ) -> VerificationReport:
+        """Verify every tenant's log from genesis; report the first bad record, if any.
+
+        `progress(tenant, records_done, records_total)` is called as each log is read.
+        """
         records = 0
         checked = 0
         for tenant in self.tenants():
             try:
                 handle = self.tenant(tenant, create=False)
-                records += handle._verify()
+                per_tenant = None if progress is None else partial(progress, tenant)
+                records += handle._verify(per_tenant)
             except CorruptionError as failure:
                 bad = BadRecord(tenant, failure.record_offset, failure.file, failure.reason)
                 return VerificationReport(False, records, checked + 1, bad)

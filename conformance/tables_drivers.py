@@ -1,0 +1,172 @@
+"""Drivers of the `tables` machine: one SQL statement, two engines, the same observation.
+
+`SpecTablesDriver` runs `verity_spec.tables` (plain dictionaries per log
+position); `EngineTablesDriver` runs `verity.query.Engine` over the real
+projection store `verity.store` in a folder. Observations are JSON-able:
+
+    {"written": rows_affected}
+    {"rows": {"columns": [...], "rows": [[value, ...], ...]}}
+    {"failed": kind}
+
+Values are encoded for JSON as `{"int": n}`, `{"float": repr}`, `{"text": s}`,
+`{"bool": b}`, `{"bytes": hex}` or `null`, so that 1, 1.0 and True stay apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Protocol
+
+import verity_spec.tables as spec_tables
+from verity.errors import SqlError
+from verity.query import Engine
+from verity.store import Store, open_store
+
+Observation = dict[str, Any]
+
+
+def encode_value(value: object) -> object:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return {"bool": value}
+    if isinstance(value, int):
+        return {"int": value}
+    if isinstance(value, float):
+        return {"float": repr(value)}
+    if isinstance(value, str):
+        return {"text": value}
+    if isinstance(value, bytes):
+        return {"bytes": value.hex()}
+    raise AssertionError(f"not a SQL value: {value!r}")
+
+
+def decode_value(value: object) -> object:
+    if value is None:
+        return None
+    assert isinstance(value, dict) and len(value) == 1, value
+    [(tag, raw)] = value.items()
+    if tag == "float":
+        return float(raw)
+    if tag == "bytes":
+        return bytes.fromhex(raw)
+    return raw
+
+
+def rows_observation(columns: tuple[str, ...] | list[str], rows: Any) -> Observation:
+    return {
+        "rows": {
+            "columns": list(columns),
+            "rows": [[encode_value(v) for v in row] for row in rows],
+        }
+    }
+
+
+class TablesDriver(Protocol):
+    def execute(self, sql: str, params: tuple[object, ...], position: int) -> Observation: ...
+    def query_at(self, sql: str, params: tuple[object, ...], position: int) -> Observation: ...
+    def reopen(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class SpecTablesDriver:
+    """The specification: its observations are the expected ones."""
+
+    def __init__(self) -> None:
+        self.history = spec_tables.empty_history()
+
+    @staticmethod
+    def observe(outcome: spec_tables.Outcome) -> Observation:
+        if isinstance(outcome, spec_tables.Written):
+            return {"written": outcome.rows_affected}
+        if isinstance(outcome, spec_tables.Rows):
+            return rows_observation(outcome.columns, outcome.rows)
+        return {"failed": outcome.kind}
+
+    def execute(self, sql: str, params: tuple[object, ...], position: int) -> Observation:
+        self.history, outcome = spec_tables.execute(self.history, sql, params, position)
+        return self.observe(outcome)
+
+    def query_at(self, sql: str, params: tuple[object, ...], position: int) -> Observation:
+        return self.observe(spec_tables.query_at(self.history, sql, params, position))
+
+    def reopen(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class EngineTablesDriver:
+    """The implementation: `verity.query.Engine` over a real `verity.store.Store`.
+
+    Each successful write's event is kept, as the tenant log would keep it, so
+    `rebuild` can make a fresh store from the events alone.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.store: Store = open_store(directory / "store", page_cache_pages=64)
+        self.engine = Engine(self.store)
+        self.events: list[tuple[int, bytes]] = []
+        self.rebuilds = 0
+
+    def execute(self, sql: str, params: tuple[object, ...], position: int) -> Observation:
+        try:
+            prepared = self.engine.prepare(sql)
+            if prepared.is_query:
+                result = self.engine.query(sql, params)
+                return rows_observation(result.columns, result.rows)
+            plan = self.engine.plan_write(sql, params)
+        except SqlError as failure:
+            return {"failed": failure.kind}
+        log_hash = hashlib.sha256(plan.event).digest()
+        self.store.write_batch(position, log_hash, plan.changes)
+        self.events.append((position, plan.event))
+        return {"written": plan.rows_affected}
+
+    def query_at(self, sql: str, params: tuple[object, ...], position: int) -> Observation:
+        try:
+            prepared = self.engine.prepare(sql)
+            if not prepared.is_query:
+                return {"failed": "unsupported"}
+            result = self.engine.query(sql, params, as_of=position)
+        except SqlError as failure:
+            return {"failed": failure.kind}
+        return rows_observation(result.columns, result.rows)
+
+    def reopen(self) -> None:
+        self.store.close()
+        self.store = open_store(self.directory / "store", page_cache_pages=64)
+        self.engine = Engine(self.store)
+
+    def rebuild(self) -> None:
+        """Delete the store's files and rebuild it from the recorded events alone."""
+        from verity.query import changes_of_event
+
+        self.store.close()
+        self.rebuilds += 1
+        fresh = self.directory / f"rebuilt-{self.rebuilds}"
+        self.store = open_store(fresh, page_cache_pages=64)
+        for position, event in self.events:
+            self.store.write_batch(
+                position, hashlib.sha256(event).digest(), changes_of_event(event)
+            )
+        self.engine = Engine(self.store)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def params_to_json(params: tuple[object, ...]) -> list[object]:
+    return [encode_value(p) for p in params]
+
+
+def params_from_json(raw: list[object]) -> tuple[object, ...]:
+    return tuple(decode_value(p) for p in raw)
+
+
+def dumps(observation: Observation) -> str:
+    return json.dumps(observation, sort_keys=True)
