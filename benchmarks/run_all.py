@@ -12,7 +12,13 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SUITES = ["bench_log.py", "bench_kernel.py", "bench_sdk.py"]
+SUITES = [
+    "bench_log.py",
+    "bench_kernel.py",
+    "bench_sdk.py",
+    "bench_store.py",
+    "bench_tables.py",
+]
 
 
 def main() -> int:
