@@ -1,6 +1,7 @@
 """`python -m verity_conformance generate [--out DIR]` | `run [--vectors DIR] [--adapter M:F]`.
 
-`generate` writes the vectors of every machine (`log-*.json`, `kernel-*.json`);
+`generate` writes the vectors of every machine (`log-*.json`, `kernel-*.json`,
+`tables-*.json`);
 `run` checks each file with the runner of its `machine` and prints one combined
 `N passed, N failed` line. `--adapter` chooses the log implementation,
 `--kernel-adapter` the kernel implementation.
@@ -14,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from verity_conformance import kernel_vectors
+from verity_conformance import kernel_vectors, tables_vectors
 from verity_conformance.vectors import (
     VECTORS_DIR,
     DriverFactory,
@@ -67,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "generate":
-        paths = generate(args.out) + kernel_vectors.generate(args.out)
+        paths = (
+            generate(args.out)
+            + kernel_vectors.generate(args.out)
+            + tables_vectors.generate(args.out)
+        )
         print(f"wrote {len(paths)} vector files to {args.out}")
         return 0
     paths = sorted(args.vectors.glob("*.json"))
@@ -75,12 +80,17 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no vectors (*.json) in {args.vectors}")
     factory = load_factory(args.adapter)
     kernel_factory = load_kernel_factory(args.kernel_adapter)
-    results: list[VectorResult | kernel_vectors.KernelVectorResult] = [
-        kernel_vectors.run_vector(path, kernel_factory)
-        if machine_of(path) == "kernel"
-        else run_vector(path, factory)
-        for path in paths
-    ]
+    results: list[
+        VectorResult | kernel_vectors.KernelVectorResult | tables_vectors.TablesVectorResult
+    ] = []
+    for path in paths:
+        machine = machine_of(path)
+        if machine == "kernel":
+            results.append(kernel_vectors.run_vector(path, kernel_factory))
+        elif machine == "tables":
+            results.append(tables_vectors.run_vector(path, tables_vectors.default_tables_factory))
+        else:
+            results.append(run_vector(path, factory))
     passed = [r for r in results if r.failure is None]
     failed = [r for r in results if r.failure is not None]
     for result in results:

@@ -108,7 +108,8 @@ class EngineTablesDriver:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.store: Store = open_store(directory / "store", page_cache_pages=64)
+        self.store_path = directory / "store"
+        self.store: Store = open_store(self.store_path, page_cache_pages=64)
         self.engine = Engine(self.store)
         self.events: list[tuple[int, bytes]] = []
         self.rebuilds = 0
@@ -139,7 +140,7 @@ class EngineTablesDriver:
 
     def reopen(self) -> None:
         self.store.close()
-        self.store = open_store(self.directory / "store", page_cache_pages=64)
+        self.store = open_store(self.store_path, page_cache_pages=64)
         self.engine = Engine(self.store)
 
     def rebuild(self) -> None:
@@ -148,8 +149,8 @@ class EngineTablesDriver:
 
         self.store.close()
         self.rebuilds += 1
-        fresh = self.directory / f"rebuilt-{self.rebuilds}"
-        self.store = open_store(fresh, page_cache_pages=64)
+        self.store_path = self.directory / f"rebuilt-{self.rebuilds}"
+        self.store = open_store(self.store_path, page_cache_pages=64)
         for position, event in self.events:
             self.store.write_batch(
                 position, hashlib.sha256(event).digest(), changes_of_event(event)

@@ -1,0 +1,308 @@
+"""Test vectors of the `tables` machine: SQL statements, results computed by the spec.
+
+Each scenario is a list of steps, run in order against an empty tenant:
+
+    {"op": "execute", "sql": TEXT, "params": [VALUE...], "position": N, "expect": OBS}
+    {"op": "query_at", "sql": TEXT, "params": [VALUE...], "position": N, "expect": OBS}
+    {"op": "reopen", "expect": {}}          close and reopen the implementation's store
+    {"op": "rebuild", "expect": {}}         rebuild the store from the recorded events alone
+
+`position` is the log position of the statement's record (gaps stand for
+other records of the tenant log). VALUE and OBS are encoded as in
+`verity_conformance.tables_drivers` (docs/conformance.md).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from verity_conformance.tables_drivers import (
+    EngineTablesDriver,
+    Observation,
+    SpecTablesDriver,
+    TablesDriver,
+    params_from_json,
+    params_to_json,
+)
+
+FORMAT = "verity-conformance-vectors/1"
+Step = dict[str, Any]
+TablesDriverFactory = Callable[[Path], TablesDriver]
+
+
+def default_tables_factory(directory: Path) -> TablesDriver:
+    return EngineTablesDriver(directory)
+
+
+@dataclass
+class Scenario:
+    name: str
+    description: str
+    statements: list[tuple[str, str, tuple[object, ...]]]
+    """(op, sql, params); op is "execute", "query_at:<back>" (positions back), "reopen"."""
+
+
+SCHEMA = (
+    "CREATE TABLE patients (id BIGINT PRIMARY KEY, name TEXT NOT NULL, score DOUBLE, "
+    "active BOOLEAN, photo BYTES, seen TIMESTAMP)"
+)
+
+
+def scenario_basics() -> Scenario:
+    return Scenario(
+        "basics",
+        "create, insert several rows, select with every clause, update, delete, count",
+        [
+            ("execute", SCHEMA, ()),
+            (
+                "execute",
+                "INSERT INTO patients VALUES (1, 'ada', 1.5, TRUE, X'00ff', 10), "
+                "(2, 'bob', NULL, FALSE, NULL, 20), (3, 'cy', 3, NULL, X'', NULL)",
+                (),
+            ),
+            ("execute", "SELECT * FROM patients", ()),
+            ("execute", "SELECT name, score FROM patients WHERE score > 1 ORDER BY score DESC", ()),
+            ("execute", "SELECT id FROM patients WHERE active IS NULL OR id IN (1, 2)", ()),
+            ("execute", "SELECT id FROM patients ORDER BY active, id DESC LIMIT 2 OFFSET 1", ()),
+            ("execute", "SELECT COUNT(*) FROM patients WHERE name <> 'bob'", ()),
+            ("execute", "UPDATE patients SET score = ? WHERE id = ?", (9.25, 2)),
+            ("execute", "DELETE FROM patients WHERE id = $1", (3,)),
+            ("execute", "SELECT * FROM patients", ()),
+            ("execute", "SELECT id FROM patients WHERE NOT (id = 1)", ()),
+        ],
+    )
+
+
+def scenario_errors() -> Scenario:
+    return Scenario(
+        "errors",
+        "every error kind; a failed statement changes nothing",
+        [
+            ("execute", SCHEMA, ()),
+            ("execute", "INSERT INTO patients (id, name) VALUES (1, 'ada')", ()),
+            ("execute", "INSERT INTO patients (id, name) VALUES (1, 'again')", ()),
+            ("execute", "INSERT INTO patients (id, name) VALUES (2, 'x'), (2, 'y')", ()),
+            ("execute", "INSERT INTO patients (id) VALUES (5)", ()),
+            ("execute", "INSERT INTO patients (id, name) VALUES ('seven', 'x')", ()),
+            ("execute", SCHEMA, ()),
+            ("execute", "CREATE TABLE nokey (a BIGINT)", ()),
+            ("execute", "SELECT * FROM nowhere", ()),
+            ("execute", "SELECT nothing FROM patients", ()),
+            ("execute", "SELECT * FROM patients JOIN other ON patients.id = other.id", ()),
+            ("execute", "SELECT lower(name) FROM patients", ()),
+            ("execute", "SELEC * FROM patients", ()),
+            ("execute", "SELECT * FROM patients WHERE id = ?", ()),
+            ("execute", "SELECT * FROM patients WHERE id = ? AND id = $1", (1,)),
+            ("execute", "UPDATE patients SET id = 4 WHERE id = 1", ()),
+            ("execute", "SELECT COUNT(*) FROM patients", ()),
+        ],
+    )
+
+
+def scenario_time_travel() -> Scenario:
+    return Scenario(
+        "time-travel",
+        "query_at every earlier position, across UPDATE, DELETE, DROP and re-CREATE",
+        [
+            ("execute", "CREATE TABLE t (k BIGINT PRIMARY KEY, v TEXT)", ()),
+            ("execute", "INSERT INTO t VALUES (1, 'one'), (2, 'two')", ()),
+            ("query_at:1", "SELECT * FROM t", ()),
+            ("execute", "UPDATE t SET v = 'uno' WHERE k = 1", ()),
+            ("query_at:1", "SELECT * FROM t", ()),
+            ("execute", "DELETE FROM t WHERE k = 2", ()),
+            ("query_at:2", "SELECT * FROM t", ()),
+            ("execute", "DROP TABLE t", ()),
+            ("execute", "SELECT * FROM t", ()),
+            ("query_at:1", "SELECT * FROM t", ()),
+            ("execute", "CREATE TABLE t (k BIGINT PRIMARY KEY, v TEXT)", ()),
+            ("execute", "SELECT * FROM t", ()),
+            ("query_at:3", "SELECT COUNT(*) FROM t", ()),
+            ("query_at:100", "SELECT * FROM t", ()),
+            ("reopen", "", ()),
+            ("query_at:4", "SELECT * FROM t", ()),
+            ("rebuild", "", ()),
+            ("query_at:4", "SELECT * FROM t", ()),
+        ],
+    )
+
+
+def scenario_indexes() -> Scenario:
+    return Scenario(
+        "indexes",
+        "secondary and composite keys answer equality and range predicates like a scan",
+        [
+            (
+                "execute",
+                "CREATE TABLE visits (patient BIGINT, ward TEXT, seen TIMESTAMP, "
+                "PRIMARY KEY (patient, ward))",
+                (),
+            ),
+            ("execute", "CREATE INDEX by_seen ON visits (seen)", ()),
+            (
+                "execute",
+                "INSERT INTO visits VALUES (1, 'a', 30), (1, 'b', 10), (2, 'a', 20), "
+                "(3, 'c', NULL), (2, 'b', 20)",
+                (),
+            ),
+            ("execute", "SELECT * FROM visits WHERE seen = 20", ()),
+            ("execute", "SELECT * FROM visits WHERE seen >= 15 AND seen < 40", ()),
+            ("execute", "SELECT ward FROM visits WHERE patient = 1", ()),
+            ("execute", "SELECT * FROM visits WHERE patient = 2 AND ward = 'b'", ()),
+            ("execute", "SELECT * FROM visits WHERE patient > 1 ORDER BY seen DESC", ()),
+            ("execute", "UPDATE visits SET seen = 5 WHERE seen = 20", ()),
+            ("execute", "SELECT * FROM visits WHERE seen = 20", ()),
+            ("execute", "SELECT * FROM visits WHERE seen = 5", ()),
+            ("execute", "CREATE INDEX by_seen ON visits (ward)", ()),
+        ],
+    )
+
+
+def scenario_random(seed: int) -> Scenario:
+    rng = random.Random(2000 + seed)
+    statements: list[tuple[str, str, tuple[object, ...]]] = [
+        ("execute", "CREATE TABLE r (k BIGINT PRIMARY KEY, n TEXT, x DOUBLE)", ())
+    ]
+    for _ in range(30):
+        choice = rng.random()
+        if choice < 0.35:
+            rows = [
+                (rng.randrange(12), rng.choice(["a", "b", None]), rng.choice([0.5, 2, None]))
+                for _ in range(rng.randrange(1, 4))
+            ]
+            text = "INSERT INTO r VALUES " + ", ".join(["(?, ?, ?)"] * len(rows))
+            statements.append(("execute", text, tuple(v for row in rows for v in row)))
+        elif choice < 0.5:
+            statements.append(
+                (
+                    "execute",
+                    "UPDATE r SET n = ? WHERE k < ?",
+                    (rng.choice(["c", None]), rng.randrange(12)),
+                )
+            )
+        elif choice < 0.6:
+            statements.append(("execute", "DELETE FROM r WHERE k = ?", (rng.randrange(12),)))
+        elif choice < 0.8:
+            statements.append(
+                (
+                    "execute",
+                    "SELECT k, n FROM r WHERE n IS NOT NULL OR k > ? ORDER BY n DESC",
+                    (rng.randrange(12),),
+                )
+            )
+        elif choice < 0.95:
+            statements.append((f"query_at:{rng.randrange(1, 8)}", "SELECT * FROM r", ()))
+        else:
+            statements.append(("reopen", "", ()))
+    return Scenario(
+        f"random-{seed:02d}", f"random statements over one table, seed {seed}", statements
+    )
+
+
+def scenarios() -> list[Scenario]:
+    fixed = [scenario_basics(), scenario_errors(), scenario_time_travel(), scenario_indexes()]
+    return fixed + [scenario_random(seed) for seed in range(6)]
+
+
+def build_vector(scenario: Scenario) -> dict[str, Any]:
+    spec = SpecTablesDriver()
+    steps: list[Step] = []
+    position = 0
+    for op, sql, params in scenario.statements:
+        if op in ("reopen", "rebuild"):
+            steps.append({"op": op, "expect": {}})
+            continue
+        if op.startswith("query_at:"):
+            at = max(0, position - int(op.split(":")[1]))
+            expect = spec.query_at(sql, params, at)
+            steps.append(
+                {
+                    "op": "query_at",
+                    "sql": sql,
+                    "params": params_to_json(params),
+                    "position": at,
+                    "expect": expect,
+                }
+            )
+            continue
+        position += 2  # another record of the tenant log sits between statements
+        expect = spec.execute(sql, params, position)
+        steps.append(
+            {
+                "op": "execute",
+                "sql": sql,
+                "params": params_to_json(params),
+                "position": position,
+                "expect": expect,
+            }
+        )
+    return {
+        "format": FORMAT,
+        "machine": "tables",
+        "name": scenario.name,
+        "description": scenario.description,
+        "config": {},
+        "steps": steps,
+    }
+
+
+def generate(out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for scenario in scenarios():
+        path = out_dir / f"tables-{scenario.name}.json"
+        path.write_text(json.dumps(build_vector(scenario), indent=1, sort_keys=True) + "\n")
+        written.append(path)
+    return written
+
+
+@dataclass
+class TablesVectorResult:
+    path: Path
+    steps: int
+    failure: str | None
+
+
+def perform(driver: TablesDriver, step: Step) -> Observation:
+    if step["op"] == "reopen":
+        driver.reopen()
+        return {}
+    if step["op"] == "rebuild":
+        rebuild = getattr(driver, "rebuild", None)
+        if rebuild is not None:
+            rebuild()
+        return {}
+    params = params_from_json(step["params"])
+    if step["op"] == "query_at":
+        return driver.query_at(step["sql"], params, step["position"])
+    return driver.execute(step["sql"], params, step["position"])
+
+
+def run_vector(path: Path, factory: TablesDriverFactory) -> TablesVectorResult:
+    vector = json.loads(path.read_text(encoding="utf-8"))
+    if vector.get("format") != FORMAT or vector.get("machine") != "tables":
+        return TablesVectorResult(path, 0, "not a tables vector")
+    directory = Path(tempfile.mkdtemp(prefix="verity-tables-vector-"))
+    driver = factory(directory)
+    try:
+        for number, step in enumerate(vector["steps"]):
+            actual = perform(driver, step)
+            if actual != step["expect"]:
+                return TablesVectorResult(
+                    path,
+                    number,
+                    f"step {number} {step['op']} {step.get('sql', '')[:120]!r}: "
+                    f"expected {json.dumps(step['expect'])[:200]}, got {json.dumps(actual)[:200]}",
+                )
+        return TablesVectorResult(path, len(vector["steps"]), None)
+    except Exception as failure:  # an implementation crash is a failed vector
+        return TablesVectorResult(path, 0, f"raised {type(failure).__name__}: {failure}")
+    finally:
+        driver.close()
+        shutil.rmtree(directory, ignore_errors=True)
