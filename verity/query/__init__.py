@@ -45,21 +45,29 @@ Design:
   statement's kind, table, rows affected and text. A failed statement raises and
   produces no event.
 
-Where the dialect is silent, this engine chooses (and the tests pin down):
+Where the dialect is silent, this engine makes the choices the spec model
+(`verity_spec.tables`, the authority) documents, so conformance compares equal
+answers and equal error kinds; among them:
 
-- A comparison value must be a value the column accepts (as INSERT would), so a float
-  against a BIGINT column is "type_mismatch"; an int against DOUBLE is compared as a
-  float. NaN is refused; DOUBLE -0.0 is stored as 0.0.
-- Explicit NULL into a NOT NULL column is "type_mismatch" (the type rules: "NULL
-  accepted where nullable; anything else"); a NOT NULL column missing from INSERT's
-  column list is "constraint".
-- `ORDER BY col NULLS FIRST | NULLS LAST` is honoured; the default is the dialect's.
-- Index names form their own namespace (a duplicate index name is "table_exists");
-  DROP TABLE drops the table's indexes. Types take no parameters (`VARCHAR(10)` is
-  "unsupported"), and a parameter container other than a list or tuple, or of the
-  wrong length, is "parameter"; a parameter value of another Python type (a datetime,
-  a bytearray) is "type_mismatch". A wrong number of INSERT values is "syntax".
-- `query("EXPLAIN SELECT ...")` answers one row in one column named `plan`.
+- Checks come in a fixed order, so a statement with several faults reports the
+  first: the text ("syntax", "unsupported"), parameters ("parameter"), names
+  ("unknown_table", "table_exists", "unknown_column"), an INSERT row's length
+  ("syntax"), every value's type ("type_mismatch"), constraints ("constraint").
+- A value compared with a column must be one the column accepts (so a float
+  against BIGINT is "type_mismatch"); DOUBLE compares with `float(value)`. NaN and
+  strings with lone surrogates are refused; DOUBLE -0.0 is stored as 0.0. NULL, as
+  a value, fits every type: NULL into a NOT NULL column (explicit or missing) is
+  "constraint", as is SET col = NULL of a NOT NULL column even when no row matches.
+- Refused as "unsupported": qualified columns (`t.a`), NULLS FIRST/LAST (sqlglot
+  cannot tell them from the default), `0x..`, a minus before anything but a number,
+  `EXPLAIN` as SQL text (use `Engine.explain`), types with a length (`VARCHAR(10)`),
+  nesting deeper than 16 parentheses or 16 NOTs. "syntax": a name twice, two primary
+  keys, `IN ()`, a wrong number of INSERT values, not exactly one statement.
+- Parameters: the numbers used must be exactly 1..n; `?` with `$n`, `$0`, `:name`,
+  a gap, a wrong count, or a value that is not exactly None, bool, int, float, str
+  or bytes is "parameter".
+- Index names form their own namespace (a duplicate is "table_exists"); DROP TABLE
+  drops the table's indexes.
 """
 
 from verity.query._engine import Engine as Engine

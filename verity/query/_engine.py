@@ -182,7 +182,7 @@ class Prepared:
         self.kind = _KINDS[type(parsed.statement)]
         self.parameter_count = parsed.parameter_count
         self.parameter_style = parsed.parameter_style
-        self.parameter_fault = parsed.parameter_error
+        self.parameter_fault = parsed.parameter_fault
         self._plans: dict[TableDef, _Plan] = {}
 
     @property

@@ -15,7 +15,7 @@ that a statement with several faults fails with the same kind here and there:
    tree cannot tell apart from accepted forms ("unsupported");
 2. the statement's shape, in the order the walk meets its parts ("unsupported";
    "syntax" for a malformed list: a name twice, an empty IN, two primary keys);
-3. parameters (`Parsed.parameter_error`, raised when the statement runs).
+3. parameters (`Parsed.parameter_fault`, raised when the statement runs).
 
 Names are lower-cased (identifiers are case-insensitive, quoted or not). The k-th
 `?` in the text is read as `$k` before parsing, so both styles number parameters
@@ -65,7 +65,6 @@ __all__ = [
     "Update",
     "parse",
     "predicate_columns",
-    "predicate_operands",
     "render_operand",
 ]
 
@@ -264,14 +263,14 @@ class Parsed:
     `parameter_count` is how many parameters a call must pass (the number of `?`,
     or the highest `$n`); `parameter_style` is "?", "$" or "" (none). When no list
     of parameters can fit the text (`?` mixed with `$n`, a gap in the numbers, `$0`,
-    `:name`), `parameter_error` says why; the statement still parses, and running it
+    `:name`), `parameter_fault` says why; the statement still parses, and running it
     raises SqlError("parameter").
     """
 
     statement: Statement
     parameter_count: int
     parameter_style: Literal["?", "$", ""]
-    parameter_error: str | None
+    parameter_fault: str | None
 
 
 # --- reading the text -----------------------------------------------------------------
@@ -450,7 +449,7 @@ class _Parameters:
 
 def parse(sql: str) -> Parsed:
     """The statement `sql` holds; SqlError ("syntax" or "unsupported") if it is not one
-    of the dialect. Parameter faults are kept in `Parsed.parameter_error`."""
+    of the dialect. Parameter faults are kept in `Parsed.parameter_fault`."""
     tokens = _tokens(sql)
     too_deep = _too_deeply_nested(tokens)
     if too_deep is not None:
@@ -681,20 +680,7 @@ def predicate_columns(predicate: Predicate | None) -> list[str]:
     return [name for item in predicate.items for name in predicate_columns(item)]
 
 
-def predicate_operands(predicate: Predicate | None) -> list[Operand]:
-    """The values `predicate` compares with, in text order."""
-    if predicate is None or isinstance(predicate, IsNull):
-        return []
-    if isinstance(predicate, Comparison):
-        return [predicate.operand]
-    if isinstance(predicate, InList):
-        return list(predicate.operands)
-    if isinstance(predicate, Not):
-        return predicate_operands(predicate.item)
-    return [operand for item in predicate.items for operand in predicate_operands(item)]
-
-
-# --- statements ------------------------------------------------------------------------
+# --- walking the statements ------------------------------------------------------------
 
 _SELECT_ARGS: Final = frozenset({"expressions", "from_", "where", "order", "limit", "offset"})
 
