@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from _campaign import campaign
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
@@ -36,7 +37,7 @@ TestKernelLockstep.settings = lockstep_settings
 def test_kernel_lockstep_long_campaign() -> None:
     run_state_machine_as_test(
         KernelLockstep,
-        settings=settings(lockstep_settings, max_examples=400, stateful_step_count=80),
+        settings=settings(lockstep_settings, max_examples=campaign(400), stateful_step_count=80),
     )
 
 

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from _campaign import campaign
 from hypothesis import HealthCheck, settings
 
 from verity_conformance.log_machine import LogLockstep
@@ -30,7 +31,7 @@ def test_log_lockstep_long_campaign() -> None:
 
     run_state_machine_as_test(
         LogLockstep,
-        settings=settings(lockstep_settings, max_examples=400, stateful_step_count=60),
+        settings=settings(lockstep_settings, max_examples=campaign(400), stateful_step_count=60),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from _campaign import campaign
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
@@ -23,5 +24,6 @@ TestSdkLockstep.settings = sdk_settings
 @pytest.mark.slow
 def test_sdk_lockstep_long_campaign() -> None:
     run_state_machine_as_test(
-        SdkLockstep, settings=settings(sdk_settings, max_examples=200, stateful_step_count=60)
+        SdkLockstep,
+        settings=settings(sdk_settings, max_examples=campaign(200), stateful_step_count=60),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from _campaign import campaign
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
@@ -23,5 +24,6 @@ TestTablesLockstep.settings = tables_settings
 @pytest.mark.slow
 def test_tables_lockstep_long_campaign() -> None:
     run_state_machine_as_test(
-        TablesLockstep, settings=settings(tables_settings, max_examples=300, stateful_step_count=50)
+        TablesLockstep,
+        settings=settings(tables_settings, max_examples=campaign(300), stateful_step_count=50),
     )

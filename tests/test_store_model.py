@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from _campaign import campaign
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -198,7 +199,7 @@ def test_store_matches_model_long_campaign() -> None:
     run_state_machine_as_test(
         StoreMatchesModel,
         settings=settings(
-            max_examples=300,
+            max_examples=campaign(300),
             stateful_step_count=60,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
