@@ -44,6 +44,7 @@ class LogDriver(Protocol):
     def append_checkpoint(self, now: int) -> Observation: ...
     def read(self, offset: int) -> Observation: ...
     def read_verified(self, offset: int) -> Observation: ...
+    def records(self, start: int, end: int) -> Observation: ...
     def verify(self) -> Observation: ...
     def state(self) -> Observation: ...
     def merkle_root(self, tree_size: int) -> Observation: ...
@@ -120,6 +121,13 @@ class SpecLogDriver:
 
     def read_verified(self, offset: int) -> Observation:
         return self._guard(lambda: self._record(spec_log.read_verified(self.log, offset)))
+
+    def records(self, start: int, end: int) -> Observation:
+        def run() -> Observation:
+            found = spec_log.records(self.log, start, end)
+            return ok(chain_hashes=[spec_records.chain_hash(r).hex() for r in found])
+
+        return self._guard(run)
 
     def verify(self) -> Observation:
         return self._guard(lambda: ok(records_checked=spec_log.verify(self.log)))
@@ -247,6 +255,11 @@ class StorageLogDriver:
 
     def read_verified(self, offset: int) -> Observation:
         return self._guard(lambda: self._record(offset, verified=True))
+
+    def records(self, start: int, end: int) -> Observation:
+        return self._guard(
+            lambda: ok(chain_hashes=[r.chain_hash().hex() for r in self.log.records(start, end)])
+        )
 
     def verify(self) -> Observation:
         return self._guard(lambda: ok(records_checked=self.log.verify()))

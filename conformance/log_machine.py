@@ -124,6 +124,14 @@ class LogLockstep(RuleBasedStateMachine):
             self.impl.read_verified(offset),
         )
 
+    @rule(data=st.data())
+    def records(self, data: st.DataObject) -> None:
+        start = data.draw(st.integers(min_value=0, max_value=self.size), label="start")
+        end = data.draw(st.integers(min_value=start, max_value=self.size + 1), label="end")
+        agree(
+            f"records({start}, {end})", self.spec.records(start, end), self.impl.records(start, end)
+        )
+
     @rule()
     def verify(self) -> None:
         agree("verify", self.spec.verify(), self.impl.verify())

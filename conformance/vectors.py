@@ -43,6 +43,8 @@ def perform(driver: LogDriver, step: Step) -> Observation:
         return driver.read(step["offset"])
     if op == "read_verified":
         return driver.read_verified(step["offset"])
+    if op == "records":
+        return driver.records(step["start"], step["end"])
     if op == "verify":
         return driver.verify()
     if op == "state":
@@ -117,6 +119,7 @@ def scenario_basic() -> Scenario:
         )
     steps.append({"op": "append_batch", "payloads": [_payload(rng)], "now": clock.tick()})
     steps += list(_all_reads(6))
+    steps += [{"op": "records", "start": 0, "end": 6}, {"op": "records", "start": 2, "end": 2}]
     steps += [{"op": "read", "offset": 6}, {"op": "verify"}, {"op": "state"}]
     return Scenario("basic", "append batches, read every record back, verify", _policy(1000), steps)
 
@@ -239,6 +242,12 @@ def scenario_corruption() -> Scenario:
         {"op": "verify"},
     ]
     steps += list(_all_reads(16))
+    steps += [
+        {"op": "records", "start": 0, "end": 16},
+        {"op": "records", "start": 8, "end": 16},
+        {"op": "records", "start": 3, "end": 7},
+        {"op": "records", "start": 16, "end": 17},
+    ]
     steps += [
         {"op": "append_batch", "payloads": [_payload(rng)], "now": clock.tick()},
         {"op": "read_verified", "offset": 16},

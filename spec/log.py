@@ -64,6 +64,7 @@ __all__ = [
     "nearest_checkpoint",
     "read",
     "read_verified",
+    "records",
     "recover_torn_tail",
     "shutdown",
     "size",
@@ -385,6 +386,22 @@ def read(log: Log, offset: int) -> Record:
     checked = check_offset(log, offset)
     check_undamaged(log, checked)
     return log.records[checked]
+
+
+@icontract.require(lambda log: is_log(log))
+@icontract.ensure(lambda start, result: all(r.offset == start + i for i, r in enumerate(result)))
+def records(log: Log, start: int, end: int) -> tuple[Record, ...]:
+    """The records `start .. end-1`, in order: `read` of each, as one answer.
+
+    :raises InvalidArgumentError: an argument can never be valid.
+    :raises NotFoundError: an offset or size beyond the end of the log.
+    :raises CorruptionError: a damaged record (the first one in the range).
+    """
+    first = check_count("start", start)
+    stop = check_tree_size(log, "end", end)
+    for offset in range(first, stop):
+        check_undamaged(log, offset)
+    return log.records[first:stop]
 
 
 def nearest_checkpoint(log: Log, offset: int) -> int | None:

@@ -331,8 +331,8 @@ class TenantHandle:
         applied = self._store.applied()
         store_from = 0 if applied is None else applied[0] + 1
         caught_up = False
-        for log_offset in range(log.size):
-            record = log.read(log_offset)
+        for record in log.records():
+            log_offset = int(record.header.offset)
             if record.header.kind is not RecordKind.DATA:
                 continue
             if record.payload[:1] == bytes([ENVELOPE_TABLES]):
