@@ -289,12 +289,20 @@ class TenantHandle:
             checkpoint_policy=checkpoint_policy,
             clock=clock,
         )
+        store: Store | None = None
         try:
-            self._store: Store = self._open_store()
-            self._engine = Engine(self._store)
+            store = self._open_store()
+            self._store: Store = store
+            self._engine = Engine(store)
             self._replay()
         except BaseException:
-            self._log.close()
+            # Abandon, never close: a clean close would append a shutdown checkpoint
+            # to a log that was just found corrupt. Release every file and key.
+            if store is not None:
+                store.abandon()
+            self._log.abandon()
+            self._keyring.close()
+            self._signing_key.close()
             raise
 
     # ------------------------------------------------------------ open
@@ -577,7 +585,14 @@ class TenantHandle:
             log_offset = self._log.size
             written = self._log.append(bytes([ENVELOPE_TABLES]) + plan.event)
             assert int(written) == log_offset
-            record_hash = self._log.read(log_offset).chain_hash()
+            if self._log.size == log_offset + 1:
+                # Appends happen under this lock, so the head is this record: its chain
+                # hash is at hand, without reading the (possibly large) record back.
+                record_hash = self._log.head_hash
+            else:
+                # An automatic checkpoint record followed it.
+                record_hash = self._log.read(log_offset).chain_hash()
+            assert len(record_hash) == 32, record_hash
             # The log is durable; the store catches up from it after a crash, so its
             # own fsync can wait for sync() or close().
             self._store.write_batch(log_offset, record_hash, plan.changes, sync=False)

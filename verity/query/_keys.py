@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterable
-from typing import Final
+from collections.abc import Iterable, Sequence
+from typing import Final, cast
 
 from verity.errors import InvalidArgument
 from verity.query._types import INT64_MAX, INT64_MIN, Value
 
-__all__ = ["NOT_NULL_LOW", "PREFIX_END", "encode_key", "encode_value"]
+__all__ = ["NOT_NULL_LOW", "PREFIX_END", "encode_key", "encode_value", "encode_values"]
 
 NOT_NULL_LOW: Final = b"\x01"
 """Greater than the encoding of NULL, smaller than that of any other value."""
@@ -86,3 +86,25 @@ def encode_value(value: Value) -> bytes:
 def encode_key(values: Iterable[Value]) -> bytes:
     """The order-preserving encoding of a tuple of values (a composite key)."""
     return b"".join([encode_value(value) for value in values])
+
+
+def encode_values(values: Sequence[Value]) -> list[bytes]:
+    """`[encode_value(value) for value in values]`, a column at a time: ints and strs (the
+    usual key columns) are encoded in one comprehension each."""
+    kinds = set(map(type, values))
+    if kinds == {int}:
+        ints = cast("Sequence[int]", values)
+        if min(ints) < INT64_MIN or max(ints) > INT64_MAX:
+            return [encode_value(value) for value in values]  # raises for the first outlier
+        pack = _TAGGED_U64.pack
+        return [pack(_TAG_INT, value + _SIGN_BIT) for value in ints]
+    if kinds == {str}:
+        texts = cast("Sequence[str]", values)
+        tag = _TAG_STR
+        terminator = _TERMINATOR
+        return [
+            tag + text.encode("utf-8").replace(b"\x00", b"\x00\xff") + terminator for text in texts
+        ]
+    encoded = [encode_value(value) for value in values]
+    assert len(encoded) == len(values)
+    return encoded

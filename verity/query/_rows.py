@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from typing import Final
+from typing import Final, cast
 
 from verity.errors import CorruptionError, InvalidArgument
 from verity.query._types import Value
 
-__all__ = ["decode_row", "encode_row"]
+__all__ = ["decode_row", "encode_row", "encode_rows"]
 
 _FORMAT: Final = 1
 _TAG_NULL: Final = 0
@@ -33,6 +33,11 @@ _TAG_BYTES: Final = 6
 _INT: Final = struct.Struct(">Bq")
 _FLOAT: Final = struct.Struct(">Bd")
 _LENGTH: Final = struct.Struct(">BI")
+_FORMAT_BYTE: Final = bytes((_FORMAT,))
+_NULL_BYTE: Final = b"\x00"
+# The tag and length of each str of fewer than 256 bytes.
+_SHORT_STR_HEADS: Final = tuple(_LENGTH.pack(_TAG_STR, length) for length in range(256))
+_NONE_TYPE: Final = type(None)
 _UNPACK_INT: Final = struct.Struct(">q").unpack_from
 _UNPACK_FLOAT: Final = struct.Struct(">d").unpack_from
 _UNPACK_LENGTH: Final = struct.Struct(">I").unpack_from
@@ -65,6 +70,51 @@ def encode_row(values: Sequence[Value]) -> bytes:
         else:
             raise InvalidArgument("value", value, "not a SQL value")
     return b"".join(parts)
+
+
+def encode_rows(columns: Sequence[Sequence[Value]]) -> list[bytes]:
+    """`encode_row` of every row, where row i holds `column[i]` of each of `columns` (in
+    table order): the same bytes, made a column at a time, which is several times quicker
+    for a many-row INSERT than encoding row by row."""
+    assert columns, "a table has columns"
+    count = len(columns[0])
+    parts: list[Sequence[bytes]] = [[_FORMAT_BYTE] * count]
+    for column in columns:
+        assert len(column) == count, (len(column), count)
+        parts.append(_encode_column(column))
+    return list(map(b"".join, zip(*parts, strict=True)))
+
+
+def _encode_column(values: Sequence[Value]) -> list[bytes]:
+    """The encoded field of each of `values` (one column of several rows)."""
+    kinds = set(map(type, values))
+    has_null = _NONE_TYPE in kinds
+    kinds.discard(_NONE_TYPE)
+    if kinds == {int}:
+        pack_int = _INT.pack
+        if not has_null:
+            return [pack_int(_TAG_INT, value) for value in cast("Sequence[int]", values)]
+        return [
+            _NULL_BYTE if value is None else pack_int(_TAG_INT, value)
+            for value in cast("Sequence[int | None]", values)
+        ]
+    if kinds == {str}:
+        pack_length = _LENGTH.pack
+        if not has_null:
+            raws = [value.encode("utf-8") for value in cast("Sequence[str]", values)]
+            if max(map(len, raws)) < len(_SHORT_STR_HEADS):
+                heads = _SHORT_STR_HEADS  # a lookup is quicker than a pack per value
+                return [heads[len(raw)] + raw for raw in raws]
+            return [pack_length(_TAG_STR, len(raw)) + raw for raw in raws]
+        return [
+            _NULL_BYTE if value is None else pack_length(_TAG_STR, len(raw := value.encode())) + raw
+            for value in cast("Sequence[str | None]", values)
+        ]
+    if kinds == {float} and not has_null:
+        pack_float = _FLOAT.pack
+        return [pack_float(_TAG_FLOAT, value) for value in cast("Sequence[float]", values)]
+    # Columns of NULL, bool, bytes or float with NULLs: value by value, as `encode_row` does.
+    return [encode_row((value,))[1:] for value in values]
 
 
 def decode_row(data: bytes) -> tuple[Value, ...]:

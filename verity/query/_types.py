@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import Final, TypeAlias, final
+from collections.abc import Sequence
+from typing import Final, TypeAlias, cast, final
 
 from verity.errors import SqlError
 
@@ -28,6 +29,7 @@ __all__ = [
     "Value",
     "check_count",
     "coerce",
+    "coerce_column",
     "describe_value",
 ]
 
@@ -102,6 +104,57 @@ def coerce(column_type: ColumnType, value: object, construct: str) -> Value:
         return bytes(value)
     reason = f"{column_type.value} does not accept {describe_value(value)}"
     raise SqlError("type_mismatch", construct, reason)
+
+
+_NONE_TYPE: Final = type(None)
+_COLUMN_PYTHON_TYPES: Final[dict[ColumnType, type]] = {
+    ColumnType.BIGINT: int,
+    ColumnType.INTEGER: int,
+    ColumnType.TIMESTAMP: int,
+    ColumnType.DOUBLE: float,
+    ColumnType.TEXT: str,
+    ColumnType.BOOLEAN: bool,
+    ColumnType.BYTES: bytes,
+}
+
+
+def coerce_column(column_type: ColumnType, values: Sequence[object]) -> Sequence[Value] | None:
+    """`[coerce(column_type, value, ...) for value in values]` when every value is NULL or
+    already of the column's own Python type and in range, checked a column at a time;
+    None when some value needs `coerce` itself (a conversion, or an error to raise).
+
+    The bulk INSERT path binds a column with this; on None it goes row by row, so that
+    errors come in the spec's order.
+    """
+    kinds = set(map(type, values))
+    present = values
+    if _NONE_TYPE in kinds:
+        kinds.discard(_NONE_TYPE)
+        present = [value for value in values if value is not None]
+    if not kinds:
+        return cast("Sequence[None]", values)
+    if len(kinds) != 1 or kinds.pop() is not _COLUMN_PYTHON_TYPES[column_type]:
+        return None
+    if column_type in _INT_TYPES:
+        ints = cast("Sequence[int]", present)
+        if min(ints) < INT64_MIN or max(ints) > INT64_MAX:
+            return None
+    elif column_type is ColumnType.TEXT:
+        joined = "".join(cast("Sequence[str]", present))
+        if not joined.isascii():
+            try:
+                joined.encode("utf-8")  # a lone surrogate has no UTF-8 form: refused
+            except UnicodeEncodeError:
+                return None
+    elif column_type is ColumnType.DOUBLE:
+        reals = cast("Sequence[float]", present)
+        if any(map(math.isnan, reals)):
+            return None
+        if 0.0 in reals:
+            # -0.0 == 0.0: both are stored as 0.0, as `coerce` stores them.
+            return [0.0 if value == 0.0 else value for value in cast("Sequence[Value]", values)]
+    assert len(present) <= len(values)
+    return cast("Sequence[Value]", values)
 
 
 def _double(real: float, construct: str) -> float:

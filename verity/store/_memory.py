@@ -59,15 +59,16 @@ class MemoryStore:
     ) -> None:
         """Apply the batch and record `(position, log_hash)` as applied (see `Store`)."""
         self._check_open()
-        latest = check_batch(position, log_hash, changes, self._applied)
-        for (tree, key), value in latest.items():
+        runs = check_batch(position, log_hash, changes, self._applied)
+        for tree, (keys, values) in runs.items():
             ordered_keys, versions = self._trees.setdefault(tree, ([], {}))
-            history = versions.get(key)
-            if history is None:
-                history = versions[key] = _Versions()
-                insort(ordered_keys, key)
-            history.positions.append(position)
-            history.values.append(value)
+            for key, value in zip(keys, values, strict=True):
+                history = versions.get(key)
+                if history is None:
+                    history = versions[key] = _Versions()
+                    insort(ordered_keys, key)
+                history.positions.append(position)
+                history.values.append(value)
         self._applied = (position, bytes(log_hash))
 
     def write_batches(self, batches: Iterable[tuple[int, bytes, Sequence[Change]]]) -> None:

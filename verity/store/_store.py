@@ -43,6 +43,7 @@ from verity.errors import ClosedError, CorruptionError, InvalidArgument
 from verity.store._api import (
     KEY_BYTES_MAX,
     Change,
+    Runs,
     StoreStats,
     check_as_of,
     check_batch,
@@ -286,8 +287,8 @@ class Store:
         """
         with self._lock:
             self._check_open()
-            latest = check_batch(position, log_hash, changes, self._applied)
-            self._run_guarded(partial(self._apply, position, bytes(log_hash), latest, sync))
+            runs = check_batch(position, log_hash, changes, self._applied)
+            self._run_guarded(partial(self._apply, position, bytes(log_hash), runs, sync))
 
     def write_batches(self, batches: Iterable[tuple[int, bytes, Sequence[Change]]]) -> None:
         """Apply several (position, log_hash, changes) batches in order, then commit once.
@@ -299,10 +300,8 @@ class Store:
             self._check_open()
             try:
                 for position, log_hash, changes in batches:
-                    latest = check_batch(position, log_hash, changes, self._applied)
-                    self._run_guarded(
-                        partial(self._apply, position, bytes(log_hash), latest, False)
-                    )
+                    runs = check_batch(position, log_hash, changes, self._applied)
+                    self._run_guarded(partial(self._apply, position, bytes(log_hash), runs, False))
             finally:
                 if not self._closed:
                     self._run_guarded(self._commit)
@@ -323,39 +322,37 @@ class Store:
             self._file.close()
             raise
 
-    def _apply(
-        self,
-        position: int,
-        log_hash: bytes,
-        latest: dict[tuple[str, bytes], bytes | None],
-        sync: bool,
-    ) -> None:
-        pager = self._pager
+    def _apply(self, position: int, log_hash: bytes, runs: Runs, sync: bool) -> None:
         suffix = _TERMINATOR + _VERSION.pack(_NEWEST - position)
-        entries: list[tuple[bytes, bytes]] = []
-        tree = ""
-        # Sorted by (tree, key); escaping keeps key order, so each tree's run is sorted too.
-        for (change_tree, key), value in sorted(latest.items()):
-            if change_tree != tree:
-                if entries:
-                    self._insert_entries(tree, entries)
-                tree = change_tree
-                entries = []
-            entry_key = key.replace(b"\x00", b"\x00\xff") + suffix
-            if value is None:
-                stored = _TOMBSTONE
-            elif LEAF_ENTRY_OVERHEAD_BYTES + len(entry_key) + 1 + len(value) <= ENTRY_BYTES_MAX:
-                stored = _VALUE_PREFIX + value
-            else:
-                first_page = pager.write_overflow(value)
-                stored = _OVERFLOW_REF.pack(_TAG_OVERFLOW, first_page, len(value))
-            entries.append((entry_key, stored))
-        if entries:
-            self._insert_entries(tree, entries)
+        for tree in sorted(runs):
+            keys, values = runs[tree]
+            self._insert_entries(tree, self._entries(keys, values, suffix))
         self._applied = (position, log_hash)
         self._uncommitted = True
         if sync:
             self._commit()
+
+    def _entries(
+        self, keys: Sequence[bytes], values: Sequence[bytes | None], suffix: bytes
+    ) -> list[tuple[bytes, bytes]]:
+        """The (entry key, stored value) of each change of one tree, keys ascending; values
+        too large for a leaf are written to overflow pages, in key order."""
+        # Escaping keeps key order, so the entries ascend too.
+        entry_keys = [key.replace(b"\x00", b"\x00\xff") + suffix for key in keys]
+        stored = [_TOMBSTONE if value is None else _VALUE_PREFIX + value for value in values]
+        inline_max = ENTRY_BYTES_MAX - LEAF_ENTRY_OVERHEAD_BYTES
+        if max(map(len, entry_keys)) + max(map(len, stored)) <= inline_max:
+            return list(zip(entry_keys, stored, strict=True))  # every entry fits a leaf
+        for index in [
+            index
+            for index, (entry_key, value) in enumerate(zip(entry_keys, stored, strict=True))
+            if len(entry_key) + len(value) > inline_max
+        ]:
+            value = stored[index][1:]
+            assert values[index] == value, "a tombstone always fits a leaf"
+            first_page = self._pager.write_overflow(value)
+            stored[index] = _OVERFLOW_REF.pack(_TAG_OVERFLOW, first_page, len(value))
+        return list(zip(entry_keys, stored, strict=True))
 
     def _insert_entries(self, tree: str, entries: list[tuple[bytes, bytes]]) -> None:
         root = self._roots.get(tree, 0)

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
+from itertools import accumulate, repeat
+from operator import add, itemgetter
 from typing import Final, final
 
 from verity.errors import CorruptionError
@@ -49,6 +51,9 @@ __all__ = ["LEAF_ENTRY_OVERHEAD_BYTES", "Node", "Pager", "decode_node"]
 LEAF_ENTRY_OVERHEAD_BYTES: Final = 4
 # Per branch separator: a u16 length and one more u32 child pointer.
 _BRANCH_ENTRY_OVERHEAD_BYTES: Final = 6
+# The key and the value of an (entry key, value) item.
+_key: Final = itemgetter(0)
+_value: Final = itemgetter(1)
 
 
 @final
@@ -382,21 +387,41 @@ class Pager:
 
         After a full descent for one key, the following keys that stay below the
         leaf's upper bound and fit go straight into the same leaf: a batch of
-        neighbouring keys pays one descent per leaf, not one per key.
+        neighbouring keys pays one descent per leaf, not one per key. Keys past the
+        leaf's last one (ascending ids) are appended as a run: as many as fit, at once.
         """
         count = len(items)
+        # ends[i]: content bytes of items[:i] as leaf entries, to size a run in one bisect.
+        entry_sizes = map(
+            add,
+            map(add, map(len, map(_key, items)), map(len, map(_value, items))),
+            repeat(LEAF_ENTRY_OVERHEAD_BYTES),
+        )
+        ends = list(accumulate(entry_sizes, initial=0))
         index = 0
         while index < count:
             key, value = items[index]
             root, leaf, high = self._insert_one(root, key, value)
             index += 1
-            if leaf is None:
-                continue
             keys = leaf.keys
             values = leaf.values
             size = leaf.size
             slot = bisect_left(keys, key) + 1
             while index < count:
+                if slot == len(keys):
+                    # Every key left is past the leaf's last: append those below `high`
+                    # that fit, in one go.
+                    stop = count if high is None else bisect_left(items, high, index, key=_key)
+                    fits = bisect_right(ends, ends[index] + NODE_CONTENT_BYTES - size) - 1
+                    stop = min(stop, fits)
+                    if stop > index:
+                        run = items[index:stop]
+                        assert run[0][0] > keys[-1], "items must ascend"
+                        keys.extend([run_key for run_key, _ in run])
+                        values.extend([run_value for _, run_value in run])
+                        size += ends[stop] - ends[index]
+                        index = stop
+                    break  # the leaf is full, or the next key belongs to another leaf
                 key, value = items[index]
                 if high is not None and key >= high:
                     break
@@ -415,14 +440,14 @@ class Pager:
                 slot += 1
                 index += 1
             leaf.size = size
+            assert size <= NODE_CONTENT_BYTES, size
             self.put_dirty(leaf)
         return root
 
-    def _insert_one(
-        self, root: int, key: bytes, value: bytes
-    ) -> tuple[int, Node | None, bytes | None]:
-        """Insert (or replace) `key`: (new root page, the leaf that holds `key` now unless
-        it split, the bound every key of that leaf stays below or None)."""
+    def _insert_one(self, root: int, key: bytes, value: bytes) -> tuple[int, Node, bytes | None]:
+        """Insert (or replace) `key`: (new root page, the leaf that holds `key` now (after
+        a split, the half that does), the bound every key of that leaf stays below or
+        None)."""
         assert LEAF_ENTRY_OVERHEAD_BYTES + len(key) + len(value) <= ENTRY_BYTES_MAX
         if root == 0:
             leaf = self.new_leaf([key], [value])
@@ -454,14 +479,22 @@ class Pager:
             values.insert(index, value)
             leaf.size += LEAF_ENTRY_OVERHEAD_BYTES + len(key) + len(value)
         appended = rightmost and index == len(keys) - 1
-        split = self._split_leaf(leaf, appended) if leaf.size > NODE_CONTENT_BYTES else None
+        holder = leaf
+        split: tuple[bytes, int] | None = None
+        if leaf.size > NODE_CONTENT_BYTES:
+            separator, right = self._split_leaf(leaf, appended)
+            split = separator, right.page
+            if key >= separator:
+                holder = right  # its bound stays `high`
+            else:
+                high = separator
         self.put_dirty(leaf)
-        same_leaf = leaf if split is None else None
+        assert high is None or holder.keys[-1] < high
         child_page = leaf.page
         moved = child_page != old_page
         for depth in range(len(path) - 1, -1, -1):
             if split is None and not moved:
-                return root, same_leaf, high  # changed in place: nothing above changes
+                return root, holder, high  # changed in place: nothing above changes
             old_page = path[depth].page
             parent = self.writable(path[depth])
             slot = slots[depth]
@@ -482,11 +515,12 @@ class Pager:
             moved = child_page != old_page
         if split is not None:
             separator, right_page = split
-            return self.new_branch([separator], [child_page, right_page]).page, None, None
-        return child_page, same_leaf, high
+            return self.new_branch([separator], [child_page, right_page]).page, holder, high
+        return child_page, holder, high
 
-    def _split_leaf(self, leaf: Node, appended: bool) -> tuple[bytes, int]:
-        """Split an overfull leaf; `appended`: the new key is the largest of the tree."""
+    def _split_leaf(self, leaf: Node, appended: bool) -> tuple[bytes, Node]:
+        """Split an overfull leaf: (separator, the new right leaf); `appended`: the new key
+        is the largest of the tree."""
         keys = leaf.keys
         values = leaf.values
         count = len(keys)
@@ -506,7 +540,7 @@ class Pager:
         leaf.size -= right.size
         assert leaf.size == _leaf_size(keys, values)
         assert right.size <= NODE_CONTENT_BYTES and leaf.size <= NODE_CONTENT_BYTES
-        return _separator(keys[-1], right.keys[0]), right.page
+        return _separator(keys[-1], right.keys[0]), right
 
     def _split_branch(self, branch: Node, appended: bool) -> tuple[bytes, int]:
         keys = branch.keys

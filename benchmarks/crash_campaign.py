@@ -1,0 +1,1566 @@
+"""Crash, corruption and rebuild campaign (issue 5): `crash_campaign.py --trials N`.
+
+Three kinds of trial, each printing one line; the last line of the run is
+
+    trials=N acknowledged=N lost=N corruptions_injected=N detected=N rebuilt=N
+
+- **Crash trials** (`--trials N`). A child process (this script with `--child`)
+  opens the database under one of the sync policies (every_record,
+  every_batch, group_commit(max_delay_ms=2, max_batch=64), rotating) and runs
+  three writer threads, two on tenant 1 and one on tenant 2: batches of events
+  of random sizes to a PHI (encrypted) and a PUBLIC stream, some with
+  idempotency ids, retries of acknowledged idempotent appends, SQL INSERTs of
+  one to four rows (some large enough for overflow pages) and signed
+  checkpoints. After each call returns it prints what was acknowledged (one
+  JSON line, flushed). The parent kills it with SIGKILL at a random moment
+  (usually while it writes, sometimes while it starts or replays), reopens
+  the folder and checks that `verify()` is ok; that every acknowledged batch
+  is at its acknowledged offset with identical bytes, every acknowledged row
+  is queryable with identical values and every SQL receipt's record is at its
+  position with its chain hash; that every acknowledged signed checkpoint is
+  consistent with the log now (an RFC 9162 consistency proof to a new signed
+  checkpoint); that idempotency ids still answer their offsets; that every
+  event and row present is one the workload wrote, once, with batches whole
+  and each writer's calls in order; and that no recovery cut below an
+  acknowledged position. In three trials of ten the parent also appends a
+  torn frame to a tenant's newest segment after the kill, and in three of
+  ten after its audit, for the next child to recover (what a power cut in the
+  middle of a write leaves, which SIGKILL rarely does): recovery must discard
+  exactly it and report it. An acknowledged call found missing or
+  different is *lost*. Trials run on top of each other in one folder (in groups of 2, 1,
+  3 and 4 trials) and then start a fresh folder; between trials the parent
+  closes the folder cleanly or abandons it as a crash would.
+- **Corruption trials** (`--corruption-trials`, default 4N). On a copy of a
+  cleanly closed folder, one random byte inside one random stored record's
+  frame (length ‖ CRC ‖ 53-byte header ‖ payload, docs/formats.md §4.1) is
+  flipped. It is *detected* when `verify()` reports exactly that tenant and
+  record and opening the tenant raises `CorruptionError` naming the record;
+  the other tenant must still open.
+- **Rebuild trials** (`--rebuild-trials`, default max(N, number of damage
+  kinds)). On a copy of a cleanly closed folder, a derived file is deleted,
+  truncated or has a byte flipped: offset indexes, Merkle node files, the
+  checkpoint list, the projection store. The folder is then asked everything
+  (every stream's events, idempotency answers, every row now and past row
+  counts, every record, every inclusion and consistency proof at the full
+  size and some past ones, recoveries, `verify()`), twice, by two opens.
+  *Rebuilt*: the answers equal those of the undamaged copy. *Reported*: a
+  `CorruptionError` names the damaged file instead (the checkpoint list is a
+  trusted anchor, and store pages fail their CRC; docs/formats.md §4.4).
+  Anything else, above all a different answer, fails the run.
+
+SIGKILL keeps the operating system's page cache, so crash trials test the
+process's crash consistency (acknowledge only what is written, recover a torn
+tail without cutting acknowledged records, catch derived data up), not the
+fsyncs against power loss. `verity.open` takes no segment size (production
+segments are 16 MiB, which a campaign of seconds never fills), so the campaign
+wraps the log opener the SDK calls to roll segments at `--segment-bytes`
+(default 256 KiB); sealed segments are where offset indexes, coverage marks
+and Merkle flushes happen. `--segment-bytes 0` keeps the SDK default.
+
+The exit status is 1 when anything was lost, a flip went undetected, a
+rebuild answered differently or any other check failed. Every trial line
+carries the seed of its workload; `--seed S` replays the same choices (the
+kill moments are wall-clock, so a crash replays its workload, not its exact
+instant).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Final, TypeAlias, final
+
+import verity
+import verity._database as verity_database
+from verity import (
+    CheckpointPolicy,
+    DataClass,
+    IdempotencyId,
+    Offset,
+    SignedCheckpoint,
+    StreamId,
+    SyncPolicy,
+    TenantHandle,
+    TenantId,
+)
+from verity.errors import CorruptionError, NotFound, SqlError, VerityError
+from verity.proofs import verify_consistency, verify_signed_checkpoint
+from verity.storage import Log
+
+SCRIPT: Final = Path(__file__).resolve()
+POLICIES: Final = ("every_record", "every_batch", "group_commit")
+# Writer threads of the child and the tenant each writes to: two share tenant 1's lock and log.
+WRITER_TENANTS: Final = (TenantId(1), TenantId(1), TenantId(2))
+STREAMS: Final = (("phi", DataClass.PHI), ("public", DataClass.PUBLIC))
+TABLE_SCHEMA: Final = (
+    "CREATE TABLE rows (id BIGINT PRIMARY KEY, seed BIGINT NOT NULL, writer BIGINT NOT NULL, "
+    "seq BIGINT NOT NULL, part BIGINT NOT NULL, parts BIGINT NOT NULL, body BYTES NOT NULL)"
+)
+SELECT_ROWS: Final = "SELECT id, seed, writer, seq, part, parts, body FROM rows"
+CHECKPOINT_EVERY_RECORDS: Final = 100  # automatic checkpoint records inside every trial
+SEGMENT_BYTES_DEFAULT: Final = 256 * 1024
+KILL_MS_MAX_DEFAULT: Final = 1000
+EARLY_KILL_FRACTION: Final = 0.15  # trials killed at a random moment after spawn, ready or not
+EARLY_KILL_MS_MAX: Final = 700
+TORN_TAIL_FRACTION: Final = 0.3  # trials whose newest segment gets a torn frame after the kill
+READY_TIMEOUT_S: Final = 60.0
+CHILD_SECONDS_MAX: Final = 60.0  # a child the parent forgot stops on its own
+FOLDER_GROUP_TRIALS: Final = (2, 1, 3, 4)  # crash trials per folder, cycled
+# docs/formats.md §1.3: a receipt's hash is SHA-256(CHAIN_DOMAIN ‖ record bytes).
+CHAIN_DOMAIN: Final = b"verity.chain.v1\x00"
+# An event: seed u64 ‖ writer u16 ‖ call u32 ‖ part u16 ‖ parts u16 ‖ body, all derivable.
+EVENT_HEADER_BYTES: Final = 18
+READ_BYTES_MAX: Final = 4 * 1024 * 1024
+PROBLEMS_SHOWN_MAX: Final = 12  # per trial; a broken folder can fail every event in it
+
+Json: TypeAlias = dict[str, Any]
+
+
+@final
+class CampaignFailure(Exception):
+    """The child saw VerityDB break a promise (an idempotent retry got a new offset)."""
+
+
+# =================================================================== the workload
+
+
+def sync_policy_of(name: str) -> SyncPolicy:
+    if name == "every_record":
+        return SyncPolicy.every_record()
+    if name == "every_batch":
+        return SyncPolicy.every_batch()
+    assert name == "group_commit", name
+    return SyncPolicy.group_commit(max_delay_ms=2, max_batch=64)
+
+
+def _piece_rng(kind: str, seed: int, writer: int, call: int, part: int) -> random.Random:
+    return random.Random(f"{kind}/{seed}/{writer}/{call}/{part}")
+
+
+def event_bytes(seed: int, writer: int, call: int, part: int, parts: int) -> bytes:
+    """Event `part` of `parts` of a writer's call: a header naming it, then derived bytes.
+
+    Mostly small, some of a few KiB, a few up to 64 KiB, so frames vary and
+    segments roll inside batches.
+    """
+    rng = _piece_rng("event", seed, writer, call, part)
+    roll = rng.random()
+    if roll < 0.70:
+        body_bytes = rng.randrange(0, 200)
+    elif roll < 0.95:
+        body_bytes = rng.randrange(200, 4_000)
+    else:
+        body_bytes = rng.randrange(4_000, 64 * 1024)
+    header = (
+        seed.to_bytes(8, "big")
+        + writer.to_bytes(2, "big")
+        + call.to_bytes(4, "big")
+        + part.to_bytes(2, "big")
+        + parts.to_bytes(2, "big")
+    )
+    return header + rng.randbytes(body_bytes)
+
+
+def row_body(seed: int, writer: int, call: int, part: int) -> bytes:
+    """The `body` of row `part` of a writer's INSERT; some overflow a page (> ~2,000 bytes)."""
+    rng = _piece_rng("row", seed, writer, call, part)
+    body_bytes = rng.randrange(0, 300) if rng.random() < 0.85 else rng.randrange(2_000, 6_000)
+    return rng.randbytes(body_bytes)
+
+
+def idempotency_id_of(seed: int, writer: int, call: int) -> IdempotencyId:
+    digest = hashlib.sha256(f"idempotency/{seed}/{writer}/{call}".encode()).digest()
+    return IdempotencyId(digest[:16])
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class EventKey:
+    """Who wrote an event: the workload seed, writer thread, call and place in the batch."""
+
+    seed: int
+    writer: int
+    call: int
+    part: int
+    parts: int
+
+
+def event_key(event: bytes) -> EventKey | None:
+    """The key an event's header names, unchecked; None if it has no such header."""
+    if len(event) < EVENT_HEADER_BYTES:
+        return None
+    key = EventKey(
+        int.from_bytes(event[0:8], "big"),
+        int.from_bytes(event[8:10], "big"),
+        int.from_bytes(event[10:14], "big"),
+        int.from_bytes(event[14:16], "big"),
+        int.from_bytes(event[16:18], "big"),
+    )
+    return key if key.part < key.parts and key.writer < len(WRITER_TENANTS) else None
+
+
+def parse_event(event: bytes) -> EventKey | None:
+    """The key of an event the workload wrote, or None if these bytes are not such an event."""
+    key = event_key(event)
+    if key is None or event_bytes(key.seed, key.writer, key.call, key.part, key.parts) != event:
+        return None
+    return key
+
+
+# ------------------------------------------------------------------ acknowledgements
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class AckedAppend:
+    """`append` returned `first` for events `0..parts-1` of a writer's call."""
+
+    tenant: int
+    stream: str
+    first: int
+    seed: int
+    writer: int
+    call: int
+    parts: int
+    idempotent: bool
+
+    @property
+    def key(self) -> str:
+        return f"append tenant {self.tenant} {self.stream}@{self.first} call {self.call_name}"
+
+    @property
+    def call_name(self) -> str:
+        return f"{self.seed}/{self.writer}/{self.call}"
+
+    def events(self) -> list[bytes]:
+        return [
+            event_bytes(self.seed, self.writer, self.call, part, self.parts)
+            for part in range(self.parts)
+        ]
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class AckedStatement:
+    """`execute` returned a receipt for an INSERT of rows `first_id .. first_id+parts-1`."""
+
+    tenant: int
+    offset: int
+    chain_hash: bytes
+    first_id: int
+    seed: int
+    writer: int
+    call: int
+    parts: int
+
+    @property
+    def key(self) -> str:
+        return (
+            f"insert tenant {self.tenant} @{self.offset} call {self.seed}/{self.writer}/{self.call}"
+        )
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class AckedCheckpoint:
+    """`checkpoint` returned this signed checkpoint."""
+
+    tenant: int
+    checkpoint: SignedCheckpoint
+
+    @property
+    def key(self) -> str:
+        return f"checkpoint tenant {self.tenant} size {self.checkpoint.tree_size}"
+
+
+Ack: TypeAlias = AckedAppend | AckedStatement | AckedCheckpoint
+
+
+def ack_to_json(ack: Ack) -> Json:
+    if isinstance(ack, AckedAppend):
+        return {"op": "append", **{name: getattr(ack, name) for name in AckedAppend.__slots__}}
+    if isinstance(ack, AckedStatement):
+        fields = {name: getattr(ack, name) for name in AckedStatement.__slots__}
+        return {"op": "insert", **fields, "chain_hash": ack.chain_hash.hex()}
+    checkpoint = ack.checkpoint
+    return {
+        "op": "checkpoint",
+        "tenant": ack.tenant,
+        "tree_size": checkpoint.tree_size,
+        "root": checkpoint.root.hex(),
+        "chain_hash": checkpoint.chain_hash.hex(),
+        "timestamp": checkpoint.timestamp,
+        "key_id": checkpoint.key_id.hex(),
+        "signature": checkpoint.signature.hex(),
+    }
+
+
+def ack_from_json(fields: Json) -> Ack | None:
+    """The acknowledgement on one line of the child, or None for a control line."""
+    op = fields.pop("op")
+    if op == "append":
+        return AckedAppend(**fields)
+    if op == "insert":
+        return AckedStatement(**{**fields, "chain_hash": bytes.fromhex(fields["chain_hash"])})
+    if op == "checkpoint":
+        checkpoint = SignedCheckpoint(
+            fields["tree_size"],
+            bytes.fromhex(fields["root"]),
+            bytes.fromhex(fields["chain_hash"]),
+            fields["timestamp"],
+            bytes.fromhex(fields["key_id"]),
+            bytes.fromhex(fields["signature"]),
+        )
+        return AckedCheckpoint(fields["tenant"], checkpoint)
+    return None
+
+
+# =================================================================== the child
+
+
+@final
+class RowIds:
+    """Primary keys for one tenant's rows, handed out in runs to the writers that share it."""
+
+    def __init__(self, next_id: int) -> None:
+        self._next_id = next_id
+        self._lock = threading.Lock()
+
+    def take(self, count: int) -> int:
+        with self._lock:
+            first = self._next_id
+            self._next_id += count
+            return first
+
+
+def prepare_tenant(handle: TenantHandle) -> tuple[dict[str, StreamId], RowIds]:
+    """The tenant's streams and table, created unless an earlier trial made them."""
+    streams = {info.name: info.stream_id for info in handle.streams()}
+    for name, data_class in STREAMS:
+        if name not in streams:
+            streams[name] = handle.create_stream(name, data_class)
+    try:
+        last = handle.query("SELECT id FROM rows ORDER BY id DESC LIMIT 1").rows
+    except SqlError as failure:
+        if failure.kind != "unknown_table":
+            raise
+        handle.execute(TABLE_SCHEMA)
+        last = []
+    # Ids continue after every row present, acknowledged or not, so keys never collide.
+    last_id = last[0][0] if last else -1
+    assert isinstance(last_id, int)
+    return streams, RowIds(last_id + 1)
+
+
+Emit = Callable[[Json], None]
+
+
+@final
+class Writer:
+    """One writer thread of the child: a seeded sequence of SDK calls, each acknowledged."""
+
+    def __init__(
+        self,
+        seed: int,
+        writer: int,
+        handle: TenantHandle,
+        streams: dict[str, StreamId],
+        row_ids: RowIds,
+        emit: Emit,
+    ) -> None:
+        self._seed = seed
+        self._writer = writer
+        self._handle = handle
+        self._streams = streams
+        self._row_ids = row_ids
+        self._emit = emit
+        self._rng = random.Random(f"writer/{seed}/{writer}")
+        self._call = 0
+        self._idempotent: list[AckedAppend] = []
+
+    def step(self) -> None:
+        """Make one call and acknowledge it once it returned."""
+        self._call += 1
+        roll = self._rng.random()
+        if roll < 0.46:
+            self._append("phi")
+        elif roll < 0.72:
+            self._append("public")
+        elif roll < 0.92:
+            self._insert()
+        elif roll < 0.97:
+            self._retry()
+        else:
+            self._checkpoint()
+
+    def _parts(self) -> int:
+        roll = self._rng.random()
+        if roll < 0.6:
+            return 1
+        return self._rng.randint(2, 8) if roll < 0.9 else self._rng.randint(9, 32)
+
+    def _append(self, stream: str) -> None:
+        parts = self._parts()
+        idempotent = self._rng.random() < 0.3
+        events = [
+            event_bytes(self._seed, self._writer, self._call, part, parts) for part in range(parts)
+        ]
+        idempotency_id = (
+            idempotency_id_of(self._seed, self._writer, self._call) if idempotent else None
+        )
+        first = self._handle.append(self._streams[stream], events, idempotency_id=idempotency_id)
+        tenant = int(self._handle.tenant)
+        ack = AckedAppend(
+            tenant, stream, int(first), self._seed, self._writer, self._call, parts, idempotent
+        )
+        self._emit(ack_to_json(ack))
+        if idempotent:
+            self._idempotent.append(ack)
+
+    def _retry(self) -> None:
+        """Send an acknowledged idempotent append again: it must answer its first offset."""
+        if not self._idempotent:
+            self._append("phi")
+            return
+        ack = self._rng.choice(self._idempotent)
+        again = self._handle.append(
+            self._streams[ack.stream],
+            ack.events(),
+            idempotency_id=idempotency_id_of(ack.seed, ack.writer, ack.call),
+        )
+        if int(again) != ack.first:
+            raise CampaignFailure(f"retry of {ack.key} answered offset {int(again)}")
+
+    def _insert(self) -> None:
+        parts = self._rng.randint(1, 4)
+        first_id = self._row_ids.take(parts)
+        placeholders = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * parts)
+        values: list[object] = []
+        for part in range(parts):
+            body = row_body(self._seed, self._writer, self._call, part)
+            values += [first_id + part, self._seed, self._writer, self._call, part, parts, body]
+        receipt = self._handle.execute(f"INSERT INTO rows VALUES {placeholders}", values)
+        assert receipt.rows_affected == parts
+        ack = AckedStatement(
+            int(self._handle.tenant),
+            int(receipt.offset),
+            receipt.hash,
+            first_id,
+            self._seed,
+            self._writer,
+            self._call,
+            parts,
+        )
+        self._emit(ack_to_json(ack))
+
+    def _checkpoint(self) -> None:
+        checkpoint = self._handle.checkpoint()
+        self._emit(ack_to_json(AckedCheckpoint(int(self._handle.tenant), checkpoint)))
+
+
+def open_database(folder: Path, sync_policy: SyncPolicy) -> verity.Verity:
+    checkpoint_policy = CheckpointPolicy(every_n_records=CHECKPOINT_EVERY_RECORDS)
+    return verity.open(folder, sync_policy=sync_policy, checkpoint_policy=checkpoint_policy)
+
+
+def run_child(folder: Path, policy: str, seed: int, seconds_max: float) -> int:
+    """Write until killed; print one JSON line per acknowledged call, flushed at once."""
+    output_lock = threading.Lock()
+
+    def emit(fields: Json) -> None:
+        line = json.dumps(fields, separators=(",", ":")) + "\n"
+        with output_lock:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+
+    db = open_database(folder, sync_policy_of(policy))
+    prepared = {int(tenant): prepare_tenant(db.tenant(tenant)) for tenant in set(WRITER_TENANTS)}
+    writers = []
+    for writer, tenant in enumerate(WRITER_TENANTS):
+        streams, row_ids = prepared[int(tenant)]
+        writers.append(Writer(seed, writer, db.tenant(tenant), streams, row_ids, emit))
+    emit({"op": "ready"})
+    deadline = time.monotonic() + seconds_max
+
+    def run(writer: Writer) -> None:
+        try:
+            while time.monotonic() < deadline:
+                writer.step()
+        except BaseException as failure:
+            emit({"op": "error", "message": f"{type(failure).__name__}: {failure}"})
+            os._exit(3)  # the process is the unit of failure: stop every writer now
+
+    threads = [threading.Thread(target=run, args=(writer,)) for writer in writers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    db.close()
+    emit({"op": "done"})
+    return 0
+
+
+# =================================================================== crash trials
+
+
+@final
+@dataclass
+class FolderHistory:
+    """Everything acknowledged in one folder, over all its crash trials so far."""
+
+    folder: Path
+    seeds: list[int] = field(default_factory=list)  # workload seed of each trial, in order
+    acks: list[Ack] = field(default_factory=list)
+    floor_by_tenant: dict[int, int] = field(default_factory=dict)
+    recoveries_seen: dict[int, int] = field(default_factory=dict)
+    torn_for_next_trial: list[TornTail] = field(default_factory=list)
+    lost_keys: set[str] = field(default_factory=set)  # counted once, in the trial that lost them
+
+    def durable_floor(self, tenant: int) -> int:
+        """Log size every recovery must keep: the end of the last acknowledged record known."""
+        return self.floor_by_tenant.get(tenant, 0)
+
+    def add_acks(self, acks: list[Ack]) -> None:
+        """Record a trial's acknowledgements, once it has been audited."""
+        self.acks += acks
+        for ack in acks:
+            if isinstance(ack, AckedStatement):
+                end = ack.offset + 1
+            elif isinstance(ack, AckedCheckpoint):
+                end = ack.checkpoint.tree_size
+            else:
+                continue
+            self.floor_by_tenant[ack.tenant] = max(self.durable_floor(ack.tenant), end)
+
+
+@final
+class ChildOutput:
+    """Reads the child's lines in a thread: acknowledgements, readiness, errors."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self.acks: list[Ack] = []
+        self.errors: list[str] = []
+        self.ready = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        for line in self._stream:
+            if not line.endswith("\n"):
+                break  # cut by the kill: never acknowledged
+            fields = json.loads(line)
+            op = fields["op"]
+            if op == "ready":
+                self.ready.set()
+            elif op == "error":
+                self.errors.append(fields["message"])
+            elif op != "done":
+                ack = ack_from_json(fields)
+                assert ack is not None, line
+                self.acks.append(ack)
+
+    def join(self) -> None:
+        self._thread.join()
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Lost:
+    """An acknowledged call the reopened database does not hold as acknowledged."""
+
+    key: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.reason}"
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class AuditResult:
+    lost: list[Lost]
+    problems: list[str]
+    recoveries: list[str]
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class TornTail:
+    """Bytes the parent appended to a tenant's active segment, as a write cut short leaves them."""
+
+    tenant: int
+    segment: str
+    start: int
+    end: int
+
+
+def tear_tail(folder: Path, rng: random.Random) -> TornTail | None:
+    """Append a torn frame to the newest segment of a random tenant (None: no segment yet).
+
+    SIGKILL rarely cuts a write in the middle, and a power cut would: the
+    prefix of a frame (from a few bytes of its length field up to a whole
+    frame whose CRC fails) is what recovery must discard and report.
+    """
+    segments = {
+        tenant: max(log_segments)
+        for tenant, path in tenant_folders(folder).items()
+        if (log_segments := sorted((path / "log").glob("*.vlog")))
+    }
+    if not segments:
+        return None
+    tenant = rng.choice(sorted(segments))
+    declared_bytes = rng.randrange(53, 70_000)
+    frame = declared_bytes.to_bytes(4, "big") + rng.randbytes(4 + declared_bytes)
+    torn = frame[: rng.randint(1, len(frame))]
+    segment = segments[tenant]
+    start = segment.stat().st_size
+    with segment.open("ab") as file:
+        file.write(torn)
+    return TornTail(tenant, segment.name, start, start + len(torn))
+
+
+def read_all(handle: TenantHandle, stream: StreamId) -> list[bytes]:
+    events: list[bytes] = []
+    while True:
+        more = handle.read_events(stream, Offset(len(events)), READ_BYTES_MAX)
+        if not more:
+            return events
+        events += more
+
+
+def chain_hash_at(handle: TenantHandle, offset: int, size: int) -> bytes:
+    """Chain hash of the record at `offset`, from its bytes as an inclusion proof carries them."""
+    leaf = handle.inclusion_proof(offset, size).leaf
+    return hashlib.sha256(CHAIN_DOMAIN + leaf).digest()
+
+
+def audit_events(
+    tenant: int, stream: str, events: list[bytes], trial_of_seed: dict[int, int]
+) -> list[str]:
+    """Problems with the events present: unknown bytes, duplicates, torn batches, reordering."""
+    problems: list[str] = []
+    seen: set[tuple[int, int, int, int]] = set()
+    last_call: dict[tuple[int, int], tuple[int, int]] = {}
+    last_trial = -1
+    open_batch: EventKey | None = None
+    where = f"tenant {tenant} stream {stream}"
+    for position, event in enumerate(events):
+        key = parse_event(event)
+        if key is None:
+            problems.append(f"{where} offset {position}: bytes the workload never wrote")
+            open_batch = None
+            continue
+        identity = (key.seed, key.writer, key.call, key.part)
+        if identity in seen:
+            problems.append(f"{where} offset {position}: event {identity} is there twice")
+        seen.add(identity)
+        trial = trial_of_seed.get(key.seed)
+        if trial is None:
+            problems.append(f"{where} offset {position}: seed {key.seed} of no trial here")
+        elif trial < last_trial:
+            problems.append(f"{where} offset {position}: trial {trial} after trial {last_trial}")
+        else:
+            last_trial = trial
+        if open_batch is not None:
+            continues = (key.seed, key.writer, key.call, key.parts) == (
+                open_batch.seed,
+                open_batch.writer,
+                open_batch.call,
+                open_batch.parts,
+            )
+            if not continues or key.part != open_batch.part + 1:
+                problems.append(f"{where} offset {position}: batch {open_batch} is torn")
+        elif key.part != 0:
+            problems.append(f"{where} offset {position}: part {key.part} without its batch")
+        open_batch = key if key.part + 1 < key.parts else None
+        previous = last_call.get((key.seed, key.writer))
+        if previous is not None and previous >= (key.call, key.part):
+            problems.append(
+                f"{where} offset {position}: writer {key.writer} call {key.call} part "
+                f"{key.part} after call {previous[0]} part {previous[1]}"
+            )
+        last_call[(key.seed, key.writer)] = (key.call, key.part)
+    if open_batch is not None:
+        problems.append(f"{where}: the last batch {open_batch} is torn")
+    return problems
+
+
+def audit_rows(tenant: int, rows: list[tuple[object, ...]]) -> list[str]:
+    """Problems with the rows present: unknown values, torn statements."""
+    problems: list[str] = []
+    parts_found: dict[tuple[int, int, int], set[int]] = {}
+    parts_wanted: dict[tuple[int, int, int], int] = {}
+    for row in rows:
+        row_id, seed, writer, call, part, parts, body = row
+        assert isinstance(seed, int) and isinstance(writer, int) and isinstance(call, int)
+        assert isinstance(part, int) and isinstance(parts, int)
+        if body != row_body(seed, writer, call, part):
+            problems.append(f"tenant {tenant} row {row_id}: a body the workload never wrote")
+        parts_found.setdefault((seed, writer, call), set()).add(part)
+        parts_wanted[(seed, writer, call)] = parts
+    for statement, found in parts_found.items():
+        if found != set(range(parts_wanted[statement])):
+            problems.append(
+                f"tenant {tenant} INSERT {statement}: rows {sorted(found)} of a torn one"
+            )
+    return problems
+
+
+def audit_checkpoints(handle: TenantHandle, acks: list[AckedCheckpoint]) -> list[Lost]:
+    """Lost checkpoints: each acknowledged one must be a prefix of the log as signed now.
+
+    Signs a new checkpoint (appending its record) and checks an RFC 9162
+    consistency proof from every acknowledged one to it, as an auditor would.
+    """
+    if not acks:
+        return []
+    public_key = handle.public_key()
+    now = handle.checkpoint()
+    verify_signed_checkpoint(now, public_key)
+    lost = []
+    for ack in acks:
+        signed = ack.checkpoint
+        try:
+            verify_signed_checkpoint(signed, public_key)
+            proof = handle.consistency_proof(signed.tree_size, now.tree_size)
+            verify_consistency(proof, signed.root, now.root)
+        except VerityError as failure:
+            lost.append(Lost(ack.key, f"not a prefix of the log now ({failure})"))
+            continue
+        end = signed.tree_size - 1
+        if chain_hash_at(handle, end, now.tree_size) != signed.chain_hash:
+            lost.append(Lost(ack.key, f"record {end} is not the one signed"))
+    return lost
+
+
+def audit_recoveries(
+    handle: TenantHandle, history: FolderHistory, floor: int, torn_tails: list[TornTail]
+) -> tuple[list[str], list[str]]:
+    """`(problems, descriptions)` of the recoveries since the last audit.
+
+    None may keep fewer records than were acknowledged before the trial, and
+    every torn tail the parent appended must be reported, discarding exactly
+    it (or more, starting earlier, if the kill itself tore a write).
+    """
+    tenant = int(handle.tenant)
+    problems: list[str] = []
+    described: list[str] = []
+    recoveries = handle.recoveries()
+    unreported = list(torn_tails)
+    for recovery in recoveries[history.recoveries_seen.get(tenant, 0) :]:
+        described.append(
+            f"tenant {tenant} generation {int(recovery.generation)} kept "
+            f"{int(recovery.known_committed)} records, discarded bytes {recovery.discarded_bytes}"
+        )
+        if int(recovery.known_committed) < floor:
+            problems.append(
+                f"tenant {tenant}: recovery kept {int(recovery.known_committed)} records, "
+                f"below the {floor} acknowledged before the trial"
+            )
+        cut = recovery.discarded_bytes
+        unreported = [
+            torn
+            for torn in unreported
+            if cut is None or (cut[0], cut[2]) != (torn.segment, torn.end) or cut[1] > torn.start
+        ]
+    history.recoveries_seen[tenant] = len(recoveries)
+    problems += [
+        f"tenant {tenant}: no recovery reports the torn tail {torn}" for torn in unreported
+    ]
+    return problems, described
+
+
+def audit_tenant(
+    handle: TenantHandle,
+    history: FolderHistory,
+    acks: list[Ack],
+    floor: int,
+    torn_tails: list[TornTail],
+) -> tuple[list[Lost], list[str], list[str]]:
+    """`(lost, problems, recoveries)` of one tenant against its acknowledgements."""
+    tenant = int(handle.tenant)
+    lost: list[Lost] = []
+    problems: list[str] = []
+    trial_of_seed = {seed: trial for trial, seed in enumerate(history.seeds)}
+    streams = {info.name: info.stream_id for info in handle.streams()}
+    events_by_stream: dict[str, list[bytes]] = {}
+    for name, stream in streams.items():
+        events_by_stream[name] = read_all(handle, stream)
+        problems += audit_events(tenant, name, events_by_stream[name], trial_of_seed)
+    try:
+        rows = handle.query(SELECT_ROWS).rows
+    except SqlError as failure:
+        if failure.kind != "unknown_table":
+            raise
+        rows = []
+    problems += audit_rows(tenant, rows)
+    rows_by_id = {row[0]: row for row in rows}
+    size = handle.log_size()
+    for ack in acks:
+        if isinstance(ack, AckedAppend):
+            events = events_by_stream.get(ack.stream, [])
+            if events[ack.first : ack.first + ack.parts] != ack.events():
+                lost.append(Lost(ack.key, f"{ack.parts} events missing or different"))
+            elif ack.idempotent:
+                committed = handle.committed(idempotency_id_of(ack.seed, ack.writer, ack.call))
+                if committed != ack.first:
+                    problems.append(f"{ack.key}: its idempotency id answers {committed}")
+        elif isinstance(ack, AckedStatement):
+            expected = [
+                (
+                    ack.first_id + part,
+                    ack.seed,
+                    ack.writer,
+                    ack.call,
+                    part,
+                    ack.parts,
+                    row_body(ack.seed, ack.writer, ack.call, part),
+                )
+                for part in range(ack.parts)
+            ]
+            found = [rows_by_id.get(ack.first_id + part) for part in range(ack.parts)]
+            if found != expected:
+                lost.append(Lost(ack.key, f"rows {ack.first_id}.. missing or different"))
+            elif ack.offset >= size or chain_hash_at(handle, ack.offset, size) != ack.chain_hash:
+                lost.append(
+                    Lost(ack.key, "the record at the receipt's offset is not the receipt's")
+                )
+    lost += audit_checkpoints(handle, [ack for ack in acks if isinstance(ack, AckedCheckpoint)])
+    recovery_problems, recoveries = audit_recoveries(handle, history, floor, torn_tails)
+    return lost, problems + recovery_problems, recoveries
+
+
+def audit(
+    folder: Path,
+    history: FolderHistory,
+    acks: list[Ack],
+    torn_tails: list[TornTail],
+    *,
+    clean_close: bool,
+) -> AuditResult:
+    """Reopen `folder` after a crash and check every acknowledgement so far against it."""
+    lost: list[Lost] = []
+    problems: list[str] = []
+    recoveries: list[str] = []
+    db = open_database(folder, SyncPolicy.every_batch())
+    try:
+        report = db.verify()
+        if not report.ok:
+            problems.append(f"verify() failed: {report.first_bad}")
+        every = history.acks + acks
+        for tenant in sorted(set(WRITER_TENANTS)):
+            tenant_acks = [ack for ack in every if ack.tenant == int(tenant)]
+            try:
+                handle = db.tenant(tenant, create=False)
+            except NotFound:
+                lost += [Lost(ack.key, f"tenant {int(tenant)} is gone") for ack in tenant_acks]
+                continue
+            floor = history.durable_floor(int(tenant))
+            torn_here = [torn for torn in torn_tails if torn.tenant == int(tenant)]
+            found = audit_tenant(handle, history, tenant_acks, floor, torn_here)
+            lost += found[0]
+            problems += found[1]
+            recoveries += found[2]
+    except VerityError as failure:
+        problems.append(f"reopening after the crash raised {type(failure).__name__}: {failure}")
+    finally:
+        if clean_close:
+            db.close()
+        else:
+            db._abandon()
+    return AuditResult(lost, problems, recoveries)
+
+
+def print_problems(label: str, lines: list[str]) -> None:
+    for line in lines[:PROBLEMS_SHOWN_MAX]:
+        print(f"  {label} {line}", flush=True)
+    if len(lines) > PROBLEMS_SHOWN_MAX:
+        print(f"  ... and {len(lines) - PROBLEMS_SHOWN_MAX} more", flush=True)
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class CrashOutcome:
+    acknowledged: int
+    lost: int
+    failed: bool
+
+
+def run_crash_trial(
+    trial: int,
+    trials: int,
+    history: FolderHistory,
+    policy: str,
+    rng: random.Random,
+    options: argparse.Namespace,
+    *,
+    last_in_folder: bool,
+) -> CrashOutcome:
+    """Spawn a writing child, SIGKILL it at a random moment, audit the folder."""
+    seed = rng.getrandbits(48)
+    command = [
+        sys.executable,
+        str(SCRIPT),
+        "--child",
+        str(history.folder),
+        "--policy",
+        policy,
+        "--seed",
+        str(seed),
+        "--segment-bytes",
+        str(options.segment_bytes),
+    ]
+    stderr_path = history.folder.with_name(f"{history.folder.name}-trial-{trial}.stderr")
+    early = rng.random() < EARLY_KILL_FRACTION
+    delay_ms = rng.randrange(0, EARLY_KILL_MS_MAX if early else options.kill_ms_max)
+    problems: list[str] = []
+    with stderr_path.open("wb") as stderr_file:
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr_file, text=True)
+        assert child.stdout is not None
+        output = ChildOutput(child.stdout)
+        if not early and not output.ready.wait(READY_TIMEOUT_S):
+            problems.append(f"the child was not ready within {READY_TIMEOUT_S} s")
+        time.sleep(delay_ms / 1000)
+        child.kill()
+        child.wait()
+        output.join()
+    moment = f"{'after spawn' if early else 'after ready'} +{delay_ms} ms"
+    if child.returncode != -signal.SIGKILL:
+        problems.append(f"the child exited with {child.returncode} before the kill")
+    problems += [f"the child reported: {message}" for message in output.errors]
+    # Torn tails the audit must find recovered: one left for this child's open to
+    # recover (it may have been killed while it did), one appended after the kill.
+    torn_tails = history.torn_for_next_trial
+    history.torn_for_next_trial = []
+    after_kill = tear_tail(history.folder, rng) if rng.random() < TORN_TAIL_FRACTION else None
+    for torn in torn_tails:
+        moment += f", torn tail before: {torn.end - torn.start} bytes, tenant {torn.tenant}"
+    if after_kill is not None:
+        torn_tails.append(after_kill)
+        size = after_kill.end - after_kill.start
+        moment += f", torn tail after: {size} bytes, tenant {after_kill.tenant}"
+    history.seeds.append(seed)
+    clean_close = last_in_folder or rng.random() < 0.5
+    result = audit(history.folder, history, output.acks, torn_tails, clean_close=clean_close)
+    if not last_in_folder and rng.random() < TORN_TAIL_FRACTION:
+        for_next = tear_tail(history.folder, rng)
+        if for_next is not None:
+            history.torn_for_next_trial.append(for_next)
+    history.add_acks(output.acks)
+    new_lost = [item for item in result.lost if item.key not in history.lost_keys]
+    history.lost_keys.update(item.key for item in new_lost)
+    problems += result.problems
+    failed = bool(new_lost or problems)
+    if problems and stderr_path.stat().st_size:
+        tail = stderr_path.read_text(errors="replace").strip().splitlines()[-5:]
+        problems += [f"child stderr: {line}" for line in tail]
+    print(
+        f"crash trial {trial + 1}/{trials} folder={history.folder.name} policy={policy} "
+        f"seed={seed} kill={moment} acknowledged={len(output.acks)} lost={len(new_lost)} "
+        f"recoveries={len(result.recoveries)} then={'closed' if clean_close else 'abandoned'} "
+        f"{'FAILED' if failed else 'ok'}",
+        flush=True,
+    )
+    print_problems("LOST", [str(item) for item in new_lost])
+    print_problems("PROBLEM", problems)
+    return CrashOutcome(len(output.acks), len(new_lost), failed)
+
+
+# =================================================================== corruption trials
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class StoredFrame:
+    """Where a record's frame is: its segment file and byte range, and its log offset."""
+
+    segment: Path
+    start: int
+    end: int
+    record_offset: int
+
+
+def stored_frames(log_folder: Path) -> list[StoredFrame]:
+    """Every frame of every segment, parsed as docs/formats.md §4.1 lays them out."""
+    frames = []
+    for segment in sorted(log_folder.glob("*.vlog")):
+        data = segment.read_bytes()
+        position = 0
+        while position < len(data):
+            length = int.from_bytes(data[position : position + 4], "big")
+            end = position + 8 + length
+            assert length >= 53 and end <= len(data), f"{segment} byte {position}: not a frame"
+            record_offset = int.from_bytes(data[position + 8 : position + 16], "big")
+            frames.append(StoredFrame(segment, position, end, record_offset))
+            position = end
+    return frames
+
+
+def tenant_folders(folder: Path, *, with_records: bool = False) -> dict[int, Path]:
+    """Tenant folders by tenant id; with `with_records`, only those whose log holds a record."""
+    found = {}
+    for path in folder.glob("shard-*/tenant-*"):
+        if with_records and not any(segment.stat().st_size for segment in path.glob("log/*.vlog")):
+            continue  # killed before its first record: nothing to flip or damage
+        found[int(path.name.removeprefix("tenant-"))] = path
+    return found
+
+
+def flip_byte(path: Path, position: int, mask: int) -> None:
+    assert 0 < mask < 256
+    with path.open("r+b") as file:
+        file.seek(position)
+        original = file.read(1)
+        assert len(original) == 1
+        file.seek(position)
+        file.write(bytes([original[0] ^ mask]))
+
+
+def restore(source: Path, work: Path) -> None:
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(source, work)
+
+
+def frame_part(frame: StoredFrame, position: int) -> str:
+    inside = position - frame.start
+    if inside < 4:
+        return "length"
+    if inside < 8:
+        return "crc"
+    return "header" if inside < 8 + 53 else "payload"
+
+
+def detection_by_verify(work: Path, tenant: int, record_offset: int) -> str | None:
+    """None when `verify()` names exactly `tenant` and `record_offset`, else what it said."""
+    with open_database(work, SyncPolicy.every_batch()) as db:
+        report = db.verify()
+    bad = report.first_bad
+    if bad is not None and int(bad.tenant) == tenant and bad.record_offset == record_offset:
+        return None
+    return f"verify() reported {'ok' if report.ok else bad}"
+
+
+def detection_by_open(work: Path, tenant: int, record_offset: int) -> list[str]:
+    """Problems opening the tenants: the flipped one must refuse, naming the record."""
+    problems = []
+    with open_database(work, SyncPolicy.every_batch()) as db:
+        try:
+            db.tenant(TenantId(tenant), create=False)
+            problems.append("the flipped tenant opened")
+        except CorruptionError as failure:
+            if failure.record_offset != record_offset:
+                problems.append(f"opening raised for another record: {failure}")
+        for other in sorted(set(map(int, db.tenants())) - {tenant}):
+            try:
+                db.tenant(TenantId(other), create=False)
+            except VerityError as failure:
+                problems.append(f"tenant {other}, not flipped, failed to open: {failure}")
+    return problems
+
+
+def run_corruption_trial(
+    trial: int, trials: int, source: Path, work: Path, rng: random.Random
+) -> bool:
+    """Flip one byte of one stored record; return whether it was detected exactly.
+
+    `verify()` and a plain open each get their own copy of the flipped folder:
+    a tenant that failed to open keeps its store's page file locked for the
+    rest of the process (see the campaign's report), which would make the
+    second check fail for a reason other than the flip.
+    """
+    restore(source, work)
+    tenants = tenant_folders(work, with_records=True)
+    tenant = rng.choice(sorted(tenants))
+    frame = rng.choice(stored_frames(tenants[tenant] / "log"))
+    position = rng.randrange(frame.start, frame.end)
+    mask = rng.randrange(1, 256)
+    flip_byte(frame.segment, position, mask)
+    twin = work.with_name(work.name + "-twin")
+    restore(work, twin)
+    problems: list[str] = []
+    by_verify = detection_by_verify(work, tenant, frame.record_offset)
+    if by_verify is not None:
+        problems.append(by_verify)
+    problems += detection_by_open(twin, tenant, frame.record_offset)
+    detected = not problems
+    print(
+        f"corruption trial {trial + 1}/{trials} folder={source.name} tenant={tenant} "
+        f"record={frame.record_offset} file={frame.segment.name} byte={position} "
+        f"({frame_part(frame, position)}) mask=0x{mask:02x} "
+        f"{'detected' if detected else 'NOT DETECTED'}",
+        flush=True,
+    )
+    print_problems("PROBLEM", problems)
+    return detected
+
+
+# =================================================================== rebuild trials
+
+
+def digest(parts: Sequence[bytes]) -> str:
+    hasher = hashlib.sha256()
+    for part in parts:
+        hasher.update(len(part).to_bytes(8, "big"))
+        hasher.update(part)
+    return f"{len(parts)} items, sha256 {hasher.hexdigest()[:16]}"
+
+
+def tenant_answers(handle: TenantHandle) -> dict[str, str]:
+    """What one tenant answers: events, idempotency, rows now and past, records, proofs."""
+    found: dict[str, str] = {}
+    size = handle.log_size()
+    found["log size"] = str(size)
+    found["streams"] = repr(handle.streams())
+    for info in handle.streams():
+        events = read_all(handle, info.stream_id)
+        found[f"events of {info.name}"] = digest(events)
+        keys = [key for key in map(event_key, events) if key is not None and key.part == 0]
+        committed = [handle.committed(idempotency_id_of(k.seed, k.writer, k.call)) for k in keys]
+        found[f"idempotency answers of {info.name}"] = digest([repr(committed).encode()])
+    try:
+        found["rows"] = digest([repr(handle.query(SELECT_ROWS + " ORDER BY id").rows).encode()])
+    except SqlError as failure:
+        found["rows"] = f"SqlError {failure.kind}"
+    for position in sorted(random.Random(size).sample(range(size), min(size, 24))):
+        try:
+            counted = handle.query_at("SELECT COUNT(*) FROM rows", [], position).rows
+            found[f"row count at {position}"] = repr(counted)
+        except SqlError as failure:
+            found[f"row count at {position}"] = f"SqlError {failure.kind}"
+    proofs = [handle.inclusion_proof(leaf, size) for leaf in range(size)]
+    found["records"] = digest([proof.leaf for proof in proofs])
+    found["inclusion proofs"] = digest([b"".join(proof.path) for proof in proofs])
+    found["consistency proofs"] = digest(
+        [b"".join(handle.consistency_proof(old, size).path) for old in range(1, size + 1)]
+    )
+    past = random.Random(-size)
+    pairs = []
+    for _ in range(64 if size else 0):
+        tree_size = past.randint(1, size)
+        pairs.append((past.randrange(tree_size), tree_size))
+    found["past inclusion proofs"] = digest(
+        [b"".join(handle.inclusion_proof(*pair).path) for pair in pairs]
+    )
+    found["recoveries"] = repr(handle.recoveries())
+    return found
+
+
+def answers(folder: Path) -> dict[str, str]:
+    """Everything the database in `folder` answers, by question; opens and closes it."""
+    found: dict[str, str] = {}
+    with open_database(folder, SyncPolicy.every_batch()) as db:
+        report = db.verify()
+        found["verify"] = f"ok={report.ok} records={report.records_checked} bad={report.first_bad}"
+        for tenant in db.tenants():
+            for question, answer in tenant_answers(db.tenant(tenant)).items():
+                found[f"tenant {int(tenant)} {question}"] = answer
+    return found
+
+
+Damage = Callable[[Path, random.Random], tuple[str, list[Path]]]
+
+
+def _pick(paths: list[Path], rng: random.Random, what: str) -> Path:
+    assert paths, f"no {what} to damage"
+    return rng.choice(paths)
+
+
+def _flip_one(path: Path, rng: random.Random) -> str:
+    position = rng.randrange(path.stat().st_size)
+    mask = rng.randrange(1, 256)
+    flip_byte(path, position, mask)
+    return f"{path.name} byte {position} ^ 0x{mask:02x}"
+
+
+def _truncate_one(path: Path, rng: random.Random) -> str:
+    size = path.stat().st_size
+    kept = rng.randrange(size)
+    os.truncate(path, kept)
+    return f"{path.name} cut from {size} to {kept} bytes"
+
+
+def _indexes(tenant: Path) -> list[Path]:
+    return sorted((tenant / "log").glob("*.vidx"))
+
+
+def _levels(tenant: Path) -> list[Path]:
+    return sorted((tenant / "log" / "merkle").glob("level-*.bin"))
+
+
+def _delete_index(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
+    path = _pick(_indexes(tenant), rng, "offset index")
+    path.unlink()
+    return f"deleted {path.name}", [path]
+
+
+def _delete_every_index(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
+    paths = _indexes(tenant)
+    for path in paths:
+        path.unlink()
+    return f"deleted {len(paths)} offset indexes", paths
+
+
+def _flip_index(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
+    path = _pick(_indexes(tenant), rng, "offset index")
+    return _flip_one(path, rng), [path]
+
+
+def _truncate_index(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
+    path = _pick(_indexes(tenant), rng, "offset index")
+    return _truncate_one(path, rng), [path]
+
+
+def _delete_level(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
+    path = _pick(_levels(tenant), rng, "Merkle level file")
+    path.unlink()
+    return f"deleted merkle/{path.name}", [path]
+
+
+def _delete_merkle(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
+    folder = tenant / "log" / "merkle"
+    shutil.rmtree(folder)
+    return "deleted merkle/", [folder]
+
+
+def _flip_level(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
+    path = _pick(_levels(tenant), rng, "Merkle level file")
+    return "merkle/" + _flip_one(path, rng), [path]
+
+
+def _truncate_level(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
+    path = _pick(_levels(tenant), rng, "Merkle level file")
+    return "merkle/" + _truncate_one(path, rng), [path]
+
+
+def _delete_checkpoints(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
+    path = tenant / "log" / "checkpoints.vcpt"
+    path.unlink()
+    return f"deleted {path.name}", [path]
+
+
+def _flip_checkpoints(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
+    path = tenant / "log" / "checkpoints.vcpt"
+    return _flip_one(path, rng), [path]
+
+
+def _truncate_checkpoints(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
+    path = tenant / "log" / "checkpoints.vcpt"
+    return _truncate_one(path, rng), [path]
+
+
+def _delete_store(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
+    shutil.rmtree(tenant / "store")
+    return "deleted store/", [tenant / "store"]
+
+
+def _flip_store(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
+    path = tenant / "store" / "pages.vstore"
+    return "store/" + _flip_one(path, rng), [path]
+
+
+def _truncate_store(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
+    path = tenant / "store" / "pages.vstore"
+    return "store/" + _truncate_one(path, rng), [path]
+
+
+def _delete_every_derived(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
+    paths = [*_indexes(tenant), tenant / "log" / "merkle", tenant / "log" / "checkpoints.vcpt"]
+    paths.append(tenant / "store")
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    return "deleted every offset index, merkle/, checkpoints.vcpt and store/", paths
+
+
+DAMAGES: Final[dict[str, Damage]] = {
+    "index-delete": _delete_index,
+    "index-delete-all": _delete_every_index,
+    "index-flip": _flip_index,
+    "index-truncate": _truncate_index,
+    "merkle-delete-level": _delete_level,
+    "merkle-delete": _delete_merkle,
+    "merkle-flip": _flip_level,
+    "merkle-truncate": _truncate_level,
+    "checkpoints-delete": _delete_checkpoints,
+    "checkpoints-flip": _flip_checkpoints,
+    "checkpoints-truncate": _truncate_checkpoints,
+    "store-delete": _delete_store,
+    "store-flip": _flip_store,
+    "store-truncate": _truncate_store,
+    "derived-delete-all": _delete_every_derived,
+}
+
+
+def names_damaged(message: str | None, damaged: list[Path]) -> bool:
+    """Whether an error's file (or report) names one of the damaged files or folders."""
+    if not message:
+        return False
+    return any(str(path) in message for path in damaged)
+
+
+def run_rebuild_trial(
+    trial: int,
+    trials: int,
+    kind: str,
+    source: Path,
+    work: Path,
+    expected: dict[str, str],
+    rng: random.Random,
+) -> str:
+    """Damage a derived file; return "rebuilt", "reported" or "wrong"."""
+    restore(source, work)
+    tenants = tenant_folders(work, with_records=True)
+    tenant = rng.choice(sorted(tenants))
+    what, damaged = DAMAGES[kind](tenants[tenant], rng)
+    detail = ""
+    try:
+        first = answers(work)
+        second = answers(work) if first == expected else first
+    except CorruptionError as failure:
+        outcome = "reported" if names_damaged(failure.file, damaged) else "wrong"
+        detail = f"{type(failure).__name__}: {failure}"
+    except VerityError as failure:
+        outcome = "wrong"
+        detail = f"{type(failure).__name__}: {failure}"
+    else:
+        differing = sorted(key for key in expected if second.get(key) != expected[key])
+        if not differing:
+            outcome = "rebuilt"
+        elif differing == ["verify"] and names_damaged(second["verify"], damaged):
+            outcome = "reported"
+            detail = f"verify(): {second['verify']}"
+        else:
+            outcome = "wrong"
+            opens = "first open" if first != expected else "second open"
+            detail = f"{opens} answered differently: {', '.join(differing)}"
+            if "verify" in differing:
+                detail += f"; verify(): {second['verify']}"
+    shown = outcome if outcome != "wrong" else "WRONG"
+    print(
+        f"rebuild trial {trial + 1}/{trials} folder={source.name} tenant={tenant} damage={kind} "
+        f"({what}) {shown}",
+        flush=True,
+    )
+    if detail:
+        print(f"  {'PROBLEM' if outcome == 'wrong' else 'reported as'} {detail}", flush=True)
+    return outcome
+
+
+# =================================================================== main
+
+
+@contextlib.contextmanager
+def segments_of(segment_bytes_max: int) -> Iterator[None]:
+    """Tenant logs opened inside roll segments at `segment_bytes_max` bytes (0: SDK default).
+
+    `verity.open` has no segment size (it is fixed at 16 MiB); the campaign
+    wraps the log opener the SDK calls so that trials of seconds seal many
+    segments. Nothing else about the logs changes.
+    """
+    if segment_bytes_max == 0:
+        yield
+        return
+    # The SDK module imports `open_log` by name; it is not part of its public surface.
+    original = verity_database.open_log  # type: ignore[attr-defined]
+
+    def open_log(path: str | os.PathLike[str], **options: Any) -> Log:
+        log: Log = original(path, segment_bytes_max=segment_bytes_max, **options)
+        return log
+
+    verity_database.open_log = open_log  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        verity_database.open_log = original  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def quiet_verity_warnings() -> Iterator[None]:
+    """Keep VerityDB's rebuild and recovery warnings (expected here) off the campaign's output."""
+    logger = logging.getLogger("verity")
+    handler = logging.NullHandler()
+    previous = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = previous
+
+
+def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--trials", type=int, default=10, help="crash trials (default 10)")
+    parser.add_argument("--corruption-trials", type=int, help="record flips (default 4 x trials)")
+    parser.add_argument(
+        "--rebuild-trials", type=int, help="derived-file damages (default max(trials, kinds))"
+    )
+    parser.add_argument(
+        "--damage",
+        action="append",
+        choices=sorted(DAMAGES),
+        help="damage kinds of the rebuild trials (repeatable; default all)",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="campaign seed (default random)")
+    parser.add_argument("--dir", type=Path, default=None, help="work folder (default temporary)")
+    parser.add_argument(
+        "--kill-ms-max",
+        type=int,
+        default=KILL_MS_MAX_DEFAULT,
+        help=f"latest kill after the child is ready (default {KILL_MS_MAX_DEFAULT} ms)",
+    )
+    parser.add_argument(
+        "--segment-bytes",
+        type=int,
+        default=SEGMENT_BYTES_DEFAULT,
+        help=f"segment size of the logs (default {SEGMENT_BYTES_DEFAULT}; 0: the SDK's)",
+    )
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--policy", choices=POLICIES, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--seconds-max", type=float, default=CHILD_SECONDS_MAX, help=argparse.SUPPRESS
+    )
+    arguments = parser.parse_args(argv)
+    if arguments.trials < 1:
+        parser.error(f"--trials {arguments.trials}: must be at least 1")
+    if arguments.kill_ms_max < 1:
+        parser.error(f"--kill-ms-max {arguments.kill_ms_max}: must be at least 1")
+    if arguments.segment_bytes < 0:
+        parser.error(f"--segment-bytes {arguments.segment_bytes}: must be >= 0")
+    for name in ("corruption_trials", "rebuild_trials"):
+        count = getattr(arguments, name)
+        if count is not None and count < 0:
+            parser.error(f"--{name.replace('_', '-')} {count}: must be >= 0")
+    work = arguments.dir
+    if arguments.child is None and work is not None and work.exists() and any(work.iterdir()):
+        parser.error(f"--dir {work}: must be empty or missing (trials build on what is there)")
+    return arguments
+
+
+def run_campaign(options: argparse.Namespace, work: Path) -> int:
+    seed = options.seed if options.seed is not None else random.SystemRandom().getrandbits(32)
+    kinds = options.damage or list(DAMAGES)
+    corruption_trials = options.corruption_trials
+    if corruption_trials is None:
+        corruption_trials = 4 * options.trials
+    rebuild_trials = options.rebuild_trials
+    if rebuild_trials is None:
+        rebuild_trials = max(options.trials, len(kinds))
+    print(
+        f"campaign seed={seed} work={work} segment_bytes={options.segment_bytes} "
+        f"(rerun: --seed {seed} --trials {options.trials})",
+        flush=True,
+    )
+    started = time.monotonic()
+    acknowledged = lost = 0
+    failed = False
+    histories: list[FolderHistory] = []
+    trial = 0
+    while trial < options.trials:
+        group = FOLDER_GROUP_TRIALS[len(histories) % len(FOLDER_GROUP_TRIALS)]
+        history = FolderHistory(work / f"db-{len(histories)}")
+        histories.append(history)
+        group_end = min(options.trials, trial + group)
+        for trial_in_group in range(trial, group_end):
+            policy = POLICIES[trial_in_group % len(POLICIES)]
+            rng = random.Random(f"{seed}/crash/{trial_in_group}")
+            outcome = run_crash_trial(
+                trial_in_group,
+                options.trials,
+                history,
+                policy,
+                rng,
+                options,
+                last_in_folder=trial_in_group == group_end - 1,
+            )
+            acknowledged += outcome.acknowledged
+            lost += outcome.lost
+            failed |= outcome.failed
+        trial = group_end
+    crash_s = time.monotonic() - started
+
+    # Folders every trial of which was killed before a record was written hold nothing to damage.
+    sources = [
+        history.folder for history in histories if tenant_folders(history.folder, with_records=True)
+    ]
+    if not sources:
+        print("no folder holds a record: no corruption or rebuild trials", flush=True)
+        corruption_trials = rebuild_trials = 0
+    scratch = work / "scratch"
+    detected = 0
+    for flip in range(corruption_trials):
+        rng = random.Random(f"{seed}/corruption/{flip}")
+        detected += run_corruption_trial(flip, corruption_trials, rng.choice(sources), scratch, rng)
+    corruption_s = time.monotonic() - started - crash_s
+
+    expected: dict[Path, dict[str, str]] = {}
+    outcomes: dict[str, list[str]] = {"rebuilt": [], "reported": [], "wrong": []}
+    for damage in range(rebuild_trials):
+        rng = random.Random(f"{seed}/rebuild/{damage}")
+        kind = kinds[damage % len(kinds)]
+        source = rng.choice(sources)
+        if source not in expected:
+            restore(source, scratch)
+            expected[source] = answers(scratch)
+        answered = run_rebuild_trial(
+            damage, rebuild_trials, kind, source, scratch, expected[source], rng
+        )
+        outcomes[answered].append(kind)
+    rebuild_s = time.monotonic() - started - crash_s - corruption_s
+
+    failed |= detected < corruption_trials or bool(outcomes["wrong"])
+    print(
+        f"times: crash {crash_s:.1f} s, corruption {corruption_s:.1f} s, rebuild {rebuild_s:.1f} s",
+        flush=True,
+    )
+    print(
+        f"rebuild outcomes: rebuilt={len(outcomes['rebuilt'])} "
+        f"reported={len(outcomes['reported'])} ({', '.join(sorted(set(outcomes['reported'])))}) "
+        f"wrong={len(outcomes['wrong'])} ({', '.join(sorted(set(outcomes['wrong'])))})",
+        flush=True,
+    )
+    print(
+        f"trials={options.trials} acknowledged={acknowledged} lost={lost} "
+        f"corruptions_injected={corruption_trials} detected={detected} "
+        f"rebuilt={len(outcomes['rebuilt'])}",
+        flush=True,
+    )
+    return 1 if failed or lost else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_arguments(argv)
+    with segments_of(options.segment_bytes):
+        if options.child is not None:
+            if options.policy is None or options.seed is None:
+                raise SystemExit("--child needs --policy and --seed")
+            return run_child(options.child, options.policy, options.seed, options.seconds_max)
+        with quiet_verity_warnings():
+            if options.dir is not None:
+                options.dir.mkdir(parents=True, exist_ok=True)
+                return run_campaign(options, options.dir)
+            with tempfile.TemporaryDirectory(prefix="verity-crash-") as work:
+                return run_campaign(options, Path(work))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
