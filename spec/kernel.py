@@ -20,8 +20,11 @@ Rules (each one a contract below):
   (optimistic concurrency).
 - An idempotency id commits at most once: a command carrying an id that
   already committed is answered with the original result and changes nothing.
-  An id is remembered for at least `retention_ns` of log time (default 24 h);
-  it may be forgotten once an applied event is more than that much later.
+  An id is remembered until an applied event's timestamp is more than
+  `retention_ns` (default 24 h) past the timestamp of the command that
+  committed it. That command's timestamp may lag the log time (clocks step
+  back), so the window is measured from it, not from the log time then
+  (tla/Kernel.tla, `RetentionFromLogTime`, shows the difference).
   Expiry is driven by event timestamps, never by a wall clock.
 - A rejected command changes nothing.
 
@@ -454,7 +457,7 @@ def event_fits(state: KernelState, event: Event) -> bool:
 def evolve(state: KernelState, event: Event) -> KernelState:
     """The state after `event`: the one way state changes."""
     log_time = max(state.log_time, event.timestamp)
-    # Remembered for at least retention_ns of log time; forgotten only as events pass it.
+    # Remembered until events pass committed_at + retention_ns; never by a wall clock.
     remembered = tuple(
         entry for entry in state.idempotency if entry.committed_at + state.retention_ns >= log_time
     )
