@@ -38,7 +38,8 @@ Three kinds of trial, each printing one line; the last line of the run is
   the other tenant must still open.
 - **Rebuild trials** (`--rebuild-trials`, default max(N, number of damage
   kinds)). On a copy of a cleanly closed folder, a derived file is deleted,
-  truncated or has a byte flipped: offset indexes, Merkle node files, the
+  truncated or has a byte flipped: offset indexes, Merkle files (nodes, block
+  sums, tails.bin), the
   checkpoint list, the projection store. The folder is then asked everything
   (every stream's events, idempotency answers, every row now and past row
   counts, every record, every inclusion and consistency proof at the full
@@ -1200,7 +1201,9 @@ def _indexes(tenant: Path) -> list[Path]:
 
 
 def _levels(tenant: Path) -> list[Path]:
-    return sorted((tenant / "log" / "merkle").glob("level-*.bin"))
+    """Every non-empty Merkle file: level node files, their block sums and tails.bin."""
+    folder = tenant / "log" / "merkle"
+    return sorted(path for path in folder.iterdir() if path.is_file() and path.stat().st_size)
 
 
 def _delete_index(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
@@ -1227,7 +1230,7 @@ def _truncate_index(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
 
 
 def _delete_level(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
-    path = _pick(_levels(tenant), rng, "Merkle level file")
+    path = _pick(_levels(tenant), rng, "Merkle file")
     path.unlink()
     return f"deleted merkle/{path.name}", [path]
 
@@ -1239,12 +1242,12 @@ def _delete_merkle(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
 
 
 def _flip_level(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
-    path = _pick(_levels(tenant), rng, "Merkle level file")
+    path = _pick(_levels(tenant), rng, "Merkle file")
     return "merkle/" + _flip_one(path, rng), [path]
 
 
 def _truncate_level(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
-    path = _pick(_levels(tenant), rng, "Merkle level file")
+    path = _pick(_levels(tenant), rng, "Merkle file")
     return "merkle/" + _truncate_one(path, rng), [path]
 
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Final, final
+from typing import Final, TypeVar, final
 
 from verity.errors import ChainBroken, ClosedError, CorruptionError, InvalidArgument, NotFound
 from verity.proofs import ConsistencyProof, InclusionProof
@@ -59,7 +59,7 @@ from verity.storage._index import (
     positions_array,
     write_atomic,
 )
-from verity.storage._merkle import MerkleStore
+from verity.storage._merkle import DamagedNodes, MerkleStore
 from verity.storage._recovery import append_recovery, load_recoveries
 from verity.storage._segment import (
     ScanResult,
@@ -90,6 +90,8 @@ __all__ = ["Clock", "Log", "open_log"]
 Clock = Callable[[], int]
 
 logger = logging.getLogger("verity.storage")
+
+_Answer = TypeVar("_Answer")
 
 SEGMENT_BYTES_MAX_DEFAULT: Final = 16 * 1024 * 1024
 DEFAULT_SYNC_POLICY: Final = SyncPolicy.every_batch()
@@ -553,6 +555,11 @@ class Log:
         end = positions[index + 1] if index + 1 < len(positions) else end_bytes
         frame = pread_exact(fd, end - start, start)
         return check_frame(frame, offset, path, start)
+
+    def _record_bytes(self, start: int, end: int) -> Iterator[bytes]:
+        """CRC-checked record bytes `start .. end-1` (what Merkle leaves hash)."""
+        for _, record, _, _ in self._iter_records(start, end):
+            yield record
 
     def _iter_records(self, start: int, end: int) -> Iterator[tuple[int, bytes, str, int]]:
         """CRC-checked `(offset, record bytes, file, byte)` for `start .. end-1`, in chunks."""
@@ -1140,19 +1147,28 @@ class Log:
 
         Checks CRCs, dense offsets, `prev_hash` links, strictly increasing
         timestamps, every checkpoint payload (count, chain hash, Merkle root
-        recomputed from the leaves) and that the stored Merkle leaf hashes
-        equal the recomputed ones. Raises at the first bad record.
-        `progress(done, total)` is called after each chunk read.
+        recomputed from the leaves), that the stored Merkle leaf hashes equal
+        the recomputed ones, and every stored Merkle block against its CRC and
+        every parent node against its children. Raises at the first bad
+        record or node. Damaged Merkle files are reported (raised) and then set
+        aside and rebuilt from the log, so the next proof and the next verify
+        use good nodes. `progress(done, total)` is called after each chunk read.
         """
         with self._lock:
             self._check_open()
-            return verify_segments(
-                self._segment_views(),
-                self._size,
-                self._merkle.leaves,
-                self._merkle.leaf_file(),
-                progress,
-            )
+            try:
+                checked = verify_segments(
+                    self._segment_views(),
+                    self._size,
+                    self._merkle.leaves,
+                    self._merkle.leaf_file(),
+                    progress,
+                )
+                self._merkle.check_all()
+            except DamagedNodes as damage:
+                self._rebuild_merkle(damage)
+                raise
+            return checked
 
     def _segment_views(self) -> Iterator[SegmentView]:
         for segment_index, first in enumerate(self._firsts):
@@ -1169,12 +1185,26 @@ class Log:
             raise NotFound(name, value, f"the log has {self._size} records")
         return value
 
+    def _rebuild_merkle(self, damage: DamagedNodes) -> None:
+        """Set the damaged Merkle files aside and recompute them from the records."""
+        kept = self._merkle.rebuild_all(self._size, self._record_bytes)
+        logger.warning("%s; rebuilt the Merkle node files from the log (%s)", damage, kept)
+        assert self._merkle.size == self._size
+
+    def _from_nodes(self, read: Callable[[], _Answer]) -> _Answer:
+        """`read()` over the stored nodes; if it finds damage, rebuild them and ask again."""
+        try:
+            return read()
+        except DamagedNodes as damage:
+            self._rebuild_merkle(damage)
+        return read()
+
     def merkle_root(self, tree_size: int | None = None) -> Hash:
         """RFC 9162 MTH of the first `tree_size` records (default: all)."""
         with self._lock:
             self._check_open()
             size = self._check_tree_size("tree_size", tree_size)
-            return Hash(self._merkle.root(size))
+            return Hash(self._from_nodes(lambda: self._merkle.root(size)))
 
     def inclusion_proof(self, leaf_index: int, tree_size: int | None = None) -> InclusionProof:
         """RFC 9162 PATH(leaf_index, D[tree_size]) with the leaf's record bytes."""
@@ -1184,7 +1214,7 @@ class Log:
             size = self._check_tree_size("tree_size", tree_size)
             if index >= size:
                 raise InvalidArgument("leaf_index", index, f"must be < tree_size {size}")
-            path = self._merkle.inclusion_path(index, size)
+            path = self._from_nodes(lambda: self._merkle.inclusion_path(index, size))
             leaf = self._read_record_bytes(index)
         return InclusionProof(index, size, leaf, tuple(path))
 
@@ -1198,7 +1228,7 @@ class Log:
                 raise InvalidArgument("old_size", old, "must be > 0")
             if old > new:
                 raise InvalidArgument("old_size", old, f"must be <= new_size {new}")
-            path = self._merkle.consistency_path(old, new)
+            path = self._from_nodes(lambda: self._merkle.consistency_path(old, new))
         return ConsistencyProof(old, new, tuple(path))
 
     # ======================================================== introspection

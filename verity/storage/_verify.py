@@ -34,6 +34,7 @@ from verity.storage._frame import (
     decode_checkpoint_payload,
     pread_exact,
 )
+from verity.storage._merkle import DamagedNodes
 
 __all__ = ["SegmentView", "verify_segments"]
 
@@ -116,7 +117,7 @@ def verify_segments(
                 head = sha256(domain + record).digest()
                 node = sha256(b"\x00" + record).digest()
                 if leaves[leaf_at : leaf_at + 32] != node:
-                    raise CorruptionError(
+                    raise DamagedNodes(
                         f"stored Merkle leaf hash of record {offset} differs from the hash of "
                         "the record",
                         file=leaf_file,
