@@ -1160,11 +1160,11 @@ class Log:
                 checked = verify_segments(
                     self._segment_views(),
                     self._size,
-                    self._merkle.leaves,
-                    self._merkle.leaf_file(),
+                    self._merkle.nodes,
+                    self._merkle.node_file,
                     progress,
                 )
-                self._merkle.check_all()
+                self._merkle.check_all_blocks()
             except DamagedNodes as damage:
                 self._rebuild_merkle(damage)
                 raise

@@ -47,11 +47,17 @@ SegmentView: TypeAlias = "tuple[int, int, array[int], int, str]"
 def verify_segments(
     views: Iterable[SegmentView],
     total: int,
-    stored_leaves: Callable[[int, int], bytes],
-    leaf_file: str,
+    stored_nodes: Callable[[int, int, int], bytes],
+    node_file: Callable[[int], str],
     progress: Callable[[int, int], None] | None,
 ) -> int:
-    """Verify every record of `views` in order; return the number checked (== total)."""
+    """Verify every record of `views` in order; return the number checked (== total).
+
+    `stored_nodes(level, start, count)` reads stored Merkle nodes (checked
+    against their block CRCs); every leaf and every parent node recomputed
+    here is compared with the stored one, chunk by chunk. `node_file(level)`
+    names the level file a mismatch is reported in.
+    """
     sha256 = hashlib.sha256
     crc32 = zlib.crc32
     unpack_prefix = PREFIX.unpack_from
@@ -60,6 +66,9 @@ def verify_segments(
     head = ZERO_HASH
     last_ts = -1
     left: list[bytes] = [b""] * 64
+    # Parent nodes computed since the last comparison, per level (index 0 unused).
+    parents: list[bytearray] = [bytearray() for _ in range(64)]
+    compared = [0] * 64
     leaf_count = 0
     for first, fd, positions, end_bytes, path in views:
         assert first == leaf_count
@@ -77,7 +86,7 @@ def verify_segments(
                 bounds.append(end_bytes)
             if len(data) != chunk_end - chunk_start:
                 _raise_first_bad_frame(data, bounds, first + index, path)
-            leaves = stored_leaves(first + index, chunk_stop - index)
+            leaves = stored_nodes(0, first + index, chunk_stop - index)
             leaf_at = 0
             offset = first + index
             for frame_start, frame_end in pairwise(bounds):
@@ -120,7 +129,7 @@ def verify_segments(
                     raise DamagedNodes(
                         f"stored Merkle leaf hash of record {offset} differs from the hash of "
                         "the record",
-                        file=leaf_file,
+                        file=node_file(0),
                         byte_offset=32 * offset,
                         record_offset=offset,
                     )
@@ -131,17 +140,47 @@ def verify_segments(
                     node = sha256(b"\x01" + left[level] + node).digest()
                     level += 1
                     position >>= 1
+                    parents[level] += node
                 left[level] = node
                 leaf_count += 1
                 last_ts = timestamp
                 offset += 1
             index = chunk_stop
+            _compare_parents(parents, compared, stored_nodes, node_file)
             if progress is not None:
                 progress(first + index, total)
     assert leaf_count == total
     if progress is not None and total == 0:
         progress(0, 0)
     return total
+
+
+def _compare_parents(
+    parents: list[bytearray],
+    compared: list[int],
+    stored_nodes: Callable[[int, int, int], bytes],
+    node_file: Callable[[int], str],
+) -> None:
+    """Compare the parent nodes computed since the last call with the stored ones."""
+    for level in range(1, len(parents)):
+        computed = parents[level]
+        if not computed:
+            continue
+        start = compared[level]
+        count = len(computed) // 32
+        stored = stored_nodes(level, start, count)
+        if stored != computed:
+            at = next(
+                i for i in range(0, len(computed), 32) if stored[i : i + 32] != computed[i : i + 32]
+            )
+            raise DamagedNodes(
+                f"stored Merkle node {start + at // 32} of level {level} differs from the node "
+                "recomputed from the records",
+                file=node_file(level),
+                byte_offset=32 * (start + at // 32),
+            )
+        compared[level] = start + count
+        computed.clear()
 
 
 def frontier_root(left: list[bytes], size: int) -> bytes:
