@@ -45,8 +45,9 @@ Three kinds of trial, each printing one line; the last line of the run is
   counts, every record, every inclusion and consistency proof at the full
   size and some past ones, recoveries, `verify()`), twice, by two opens.
   *Rebuilt*: the answers equal those of the undamaged copy. *Reported*: a
-  `CorruptionError` names the damaged file instead (the checkpoint list is a
-  trusted anchor, and store pages fail their CRC; docs/formats.md §4.4).
+  `CorruptionError` (or `verify()`) names the damaged file instead (the
+  checkpoint list is a trusted anchor, docs/formats.md §4.4; `verify()`
+  reports a damaged Merkle block before rebuilding it, §4.3).
   Anything else, above all a different answer, fails the run.
 
 SIGKILL keeps the operating system's page cache, so crash trials test the

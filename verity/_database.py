@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Final, final
+from typing import Final, TypeVar, final
 
 from verity.crypto import (
     FileMasterKeyProvider,
@@ -94,6 +94,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("verity")
+
+_Answer = TypeVar("_Answer")
 
 Clock = Callable[[], int]
 
@@ -298,8 +300,10 @@ class TenantHandle:
         except BaseException:
             # Abandon, never close: a clean close would append a shutdown checkpoint
             # to a log that was just found corrupt. Release every file and key.
-            if store is not None:
-                store.abandon()
+            # A rebuild during replay may have replaced the store first opened.
+            current: Store | None = getattr(self, "_store", store)
+            if current is not None:
+                current.abandon()
             self._log.abandon()
             self._keyring.close()
             self._signing_key.close()
@@ -308,45 +312,108 @@ class TenantHandle:
     # ------------------------------------------------------------ open
 
     def _open_store(self) -> Store:
-        """The projection store, if it describes a prefix of this log; else rebuilt from it.
+        """The projection store, if it is sound and describes a prefix of this log.
 
-        The store is derived data: one that names a position the log does not
-        have, or a different record there, is set aside and rebuilt from the log
-        (with a warning), never trusted.
+        The store is derived data. One that cannot be opened (no valid
+        superblock, a damaged page), or that names a position the log does not
+        have or a different record there, is set aside (kept, renamed) and
+        rebuilt from the log with a warning, never trusted.
         """
         folder = self._folder / STORE_FOLDER
-        store = open_store(folder)
-        applied = store.applied()
+        try:
+            store = open_store(folder)
+            applied = store.applied()
+        except CorruptionError as failure:
+            self._move_store_aside("damaged", str(failure))
+            return open_store(folder)
         if applied is None:
             return store
         position, record_hash = applied
         if position < self._log.size and self._log.read(position).chain_hash() == record_hash:
             return store
         store.close()
-        aside = folder.with_name(f"{STORE_FOLDER}.stale-{time.time_ns()}")
-        folder.rename(aside)
-        logger.warning(
-            "projection store %s applied position %d, which this log does not hold as recorded; "
-            "moved it to %s and rebuilding from the log",
-            folder,
-            position,
-            aside,
+        self._move_store_aside(
+            "stale", f"it applied position {position}, which this log does not hold as recorded"
         )
         return open_store(folder)
+
+    def _move_store_aside(self, why: str, problem: str) -> None:
+        """Rename the store folder to `store.<why>-<ns>` (kept for inspection), with a warning."""
+        folder = self._folder / STORE_FOLDER
+        aside = folder.with_name(f"{STORE_FOLDER}.{why}-{time.time_ns()}")
+        folder.rename(aside)
+        logger.warning(
+            "projection store %s is %s (%s); moved it to %s and rebuilding it from the log",
+            folder,
+            why,
+            problem,
+            aside,
+        )
+
+    def _is_store_damage(self, failure: CorruptionError) -> bool:
+        """Whether `failure` is about the store's files (derived), not the log (the truth)."""
+        if failure.file is None:
+            return False
+        store_folder = os.path.abspath(self._folder / STORE_FOLDER)
+        return os.path.abspath(failure.file).startswith(store_folder + os.sep)
+
+    def _rebuild_store(self, failure: CorruptionError) -> None:
+        """Set the damaged store aside and rebuild it from every table event of the log."""
+        assert self._is_store_damage(failure)
+        self._store.abandon()
+        self._move_store_aside("damaged", str(failure))
+        self._store = open_store(self._folder / STORE_FOLDER)
+        self._engine = Engine(self._store)
+        self._catch_up_store()
+
+    def _catch_up_store(self) -> None:
+        """Apply the table events the store has not applied yet, in log order."""
+        applied = self._store.applied()
+        start = 0 if applied is None else applied[0] + 1
+        wrote = False
+        for record in self._log.records(start):
+            if record.header.kind is RecordKind.DATA and record.payload[:1] == bytes(
+                [ENVELOPE_TABLES]
+            ):
+                changes = changes_of_event(record.payload[1:])
+                log_offset = int(record.header.offset)
+                self._store.write_batch(log_offset, record.chain_hash(), changes, sync=False)
+                wrote = True
+        if wrote:
+            self._store.sync()
+
+    def _with_store(self, read: Callable[[], _Answer]) -> _Answer:
+        """`read()` through the store; if the store is damaged, rebuild it and ask again once."""
+        try:
+            return read()
+        except CorruptionError as failure:
+            if not self._is_store_damage(failure):
+                raise
+            self._rebuild_store(failure)
+        return read()
 
     def _replay(self) -> None:
         log = self._log
         applied = self._store.applied()
         store_from = 0 if applied is None else applied[0] + 1
         caught_up = False
+        store_damage: CorruptionError | None = None
         for record in log.records():
             log_offset = int(record.header.offset)
             if record.header.kind is not RecordKind.DATA:
                 continue
             if record.payload[:1] == bytes([ENVELOPE_TABLES]):
-                if log_offset >= store_from:
+                if log_offset >= store_from and store_damage is None:
                     changes = changes_of_event(record.payload[1:])
-                    self._store.write_batch(log_offset, record.chain_hash(), changes, sync=False)
+                    try:
+                        self._store.write_batch(
+                            log_offset, record.chain_hash(), changes, sync=False
+                        )
+                    except CorruptionError as failure:
+                        if not self._is_store_damage(failure):
+                            raise
+                        # Finish the kernel's replay first; the store is rebuilt after.
+                        store_damage = failure
                     caught_up = True
                 continue
             payload = self._plain_payload(record.payload, log_offset)
@@ -359,7 +426,9 @@ class TenantHandle:
                     record_offset=log_offset,
                 ) from None
             self._index(decision, log_offset)
-        if caught_up:
+        if store_damage is not None:
+            self._rebuild_store(store_damage)
+        elif caught_up:
             self._store.sync()
 
     def _index(self, decision: Decision, log_offset: int) -> None:
@@ -581,7 +650,8 @@ class TenantHandle:
             self._check_open()
             if self._engine.prepare(sql).is_query:
                 raise InvalidArgument("sql", sql, "is a query: use query() or query_at()")
-            plan = self._engine.plan_write(sql, checked)
+            # Planning reads the store; nothing is appended until it succeeds.
+            plan = self._with_store(lambda: self._engine.plan_write(sql, checked))
             log_offset = self._log.size
             written = self._log.append(bytes([ENVELOPE_TABLES]) + plan.event)
             assert int(written) == log_offset
@@ -595,7 +665,13 @@ class TenantHandle:
             assert len(record_hash) == 32, record_hash
             # The log is durable; the store catches up from it after a crash, so its
             # own fsync can wait for sync() or close().
-            self._store.write_batch(log_offset, record_hash, plan.changes, sync=False)
+            try:
+                self._store.write_batch(log_offset, record_hash, plan.changes, sync=False)
+            except CorruptionError as failure:
+                if not self._is_store_damage(failure):
+                    raise
+                # The record is in the log: the rebuild applies it. Never append twice.
+                self._rebuild_store(failure)
             return Receipt(Offset(log_offset), bytes(record_hash), plan.rows_affected)
 
     def query(self, sql: str, params: Sequence[object] = ()) -> QueryResult:
@@ -604,7 +680,7 @@ class TenantHandle:
         checked = _params(params)
         with self._lock:
             self._check_open()
-            result = self._engine.query(sql, checked)
+            result = self._with_store(lambda: self._engine.query(sql, checked))
             return _result(result, self._log.size - 1)
 
     def query_at(self, sql: str, params: Sequence[object], position: int) -> QueryResult:
@@ -616,7 +692,7 @@ class TenantHandle:
             self._check_open()
             if not 0 <= position < self._log.size:
                 raise NotFound("position", position, f"the log has {self._log.size} records")
-            result = self._engine.query(sql, checked, as_of=int(position))
+            result = self._with_store(lambda: self._engine.query(sql, checked, as_of=int(position)))
             return _result(result, int(position))
 
     def explain(self, sql: str) -> str:
@@ -624,7 +700,7 @@ class TenantHandle:
         _check_instance("sql", sql, str, "a str")
         with self._lock:
             self._check_open()
-            return self._engine.explain(sql)
+            return self._with_store(lambda: self._engine.explain(sql))
 
     # ------------------------------------------------------------ proofs
 
