@@ -306,6 +306,33 @@ class KernelLockstep(RuleBasedStateMachine):
             FastKernelDriver(config).replay(records),
         )
 
+    # ------------------------------------------------------------ snapshots
+
+    @rule()
+    def snapshot_and_restore(self) -> None:
+        """Both encode the state to the same bytes and go on from what those decode to."""
+        agree("snapshot", self.spec.snapshot(), self.impl.snapshot())
+
+    @rule(data=st.data())
+    def restore_damaged_snapshot(self, data: st.DataObject) -> None:
+        """A damaged snapshot is refused by both, or decodes to the same state in both."""
+        snapshot = spec.encode_state(self.spec.kernel_state)
+        damage = data.draw(st.sampled_from(["flip", "cut", "extend"]), label="damage")
+        if damage == "flip":
+            byte = data.draw(st.integers(0, len(snapshot) - 1), label="byte")
+            bit = data.draw(st.integers(0, 7), label="bit")
+            snapshot = snapshot[:byte] + bytes([snapshot[byte] ^ (1 << bit)]) + snapshot[byte + 1 :]
+        elif damage == "cut":
+            snapshot = snapshot[: data.draw(st.integers(0, len(snapshot) - 1), label="keep")]
+        else:
+            snapshot += data.draw(st.binary(min_size=1, max_size=3), label="tail")
+        config = {"tenant": self.spec.tenant, "retention_ns": self.spec.retention_ns}
+        agree(
+            f"restore of a damaged snapshot ({damage})",
+            SpecKernelDriver(config).restore(snapshot),
+            FastKernelDriver(config).restore(snapshot),
+        )
+
     # ------------------------------------------------------------ invariants
 
     @invariant()

@@ -121,6 +121,8 @@ class KernelDriver(Protocol):
     def state(self) -> Observation: ...
     def committed(self, idempotency_id: bytes) -> Observation: ...
     def replay(self, payloads: list[bytes] | None) -> Observation: ...
+    def snapshot(self) -> Observation: ...
+    def restore(self, data: bytes) -> Observation: ...
 
 
 def _check_kind(kind: str, fields: Fields) -> None:
@@ -173,6 +175,23 @@ class SpecKernelDriver:
         self.kernel_state = rebuilt
         self.records = chosen
         return self.state()
+
+    def snapshot(self) -> Observation:
+        """The state's bytes; the driver goes on from the state they decode to."""
+        data = spec.encode_state(self.kernel_state)
+        self.kernel_state = spec.decode_state(data)
+        return {"snapshot": data.hex()}
+
+    def restore(self, data: bytes) -> Observation:
+        """Decode `data` into this driver's state; the state re-encoded, or an error."""
+        try:
+            restored = spec.decode_state(data)
+        except spec_errors.InvalidArgumentError:
+            return {"error": "corruption"}
+        self.kernel_state = restored
+        self.tenant = restored.tenant
+        self.retention_ns = restored.retention_ns
+        return {"snapshot": spec.encode_state(restored).hex()}
 
     def _failing_position(self, payloads: list[bytes]) -> int:
         """The index of the first payload the spec's replay refuses."""
@@ -254,6 +273,23 @@ class FastKernelDriver:
         self.kernel = rebuilt
         self.records = chosen
         return self.state()
+
+    def snapshot(self) -> Observation:
+        """The state's bytes; the driver goes on from a kernel restored from them."""
+        data = self.kernel.snapshot()
+        self.kernel = fast.Kernel.restore(data)
+        return {"snapshot": data.hex()}
+
+    def restore(self, data: bytes) -> Observation:
+        """Restore a kernel from `data`; its state re-encoded, or an error."""
+        try:
+            restored = fast.Kernel.restore(data)
+        except CorruptionError:
+            return {"error": "corruption"}
+        self.kernel = restored
+        self.tenant = restored.tenant
+        self.retention_ns = restored.retention_ns
+        return {"snapshot": restored.snapshot().hex()}
 
 
 # ---------------------------------------------------------------- steps

@@ -68,7 +68,9 @@ __all__ = [
     "committed",
     "decide",
     "decode_event",
+    "decode_state",
     "encode_event",
+    "encode_state",
     "evolve",
     "initial_state",
     "replay",
@@ -678,3 +680,88 @@ def replay(tenant: int, payloads: tuple[bytes, ...], retention_ns: int) -> Kerne
             )
         state = evolve(state, event)
     return state
+
+
+# ---------------------------------------------------------------- snapshots (docs/formats.md §5.4)
+
+STATE_MAGIC = b"VKST"
+STATE_VERSION = 1
+
+
+@icontract.ensure(lambda result: is_state(result))
+def decode_state(data: bytes) -> KernelState:
+    """The state `encode_state` encoded as `data`.
+
+    :raises InvalidArgumentError: `data` is not exactly one encoded state, or
+        encodes one no sequence of events could reach.
+    """
+    reader = Reader(data)
+    if reader.take(4) != STATE_MAGIC or reader.number(1) != STATE_VERSION:
+        raise InvalidArgumentError("state", data[:5], "is not a version-1 kernel state")
+    tenant = reader.number(8)
+    retention_ns = reader.number(8)
+    log_time = reader.number(8)
+    streams = []
+    for number in range(1, reader.number(4) + 1):
+        data_class = reader.number(1)
+        next_offset = reader.number(8)
+        raw_name = reader.take(reader.number(1))
+        try:
+            name = raw_name.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidArgumentError("stream name", raw_name, "is not UTF-8") from None
+        if name_problem(name) or data_class not in DATA_CLASSES:
+            raise InvalidArgumentError("stream", (name, data_class), "cannot have been created")
+        streams.append(Stream(stream_id_for(tenant, number), name, data_class, next_offset))
+    entries = []
+    for _ in range(reader.number(4)):
+        entries.append(
+            IdempotencyEntry(
+                idempotency_id=reader.take(IDEMPOTENCY_ID_BYTES),
+                stream=reader.number(8),
+                offset=reader.number(8),
+                committed_at=reader.number(8),
+            )
+        )
+    reader.finish()
+    state = KernelState(tenant, retention_ns, tuple(streams), tuple(entries), log_time)
+    if not is_state(state):
+        raise InvalidArgumentError("state", data[:32], "is not one the kernel can reach")
+    return state
+
+
+@icontract.require(lambda state: is_state(state))
+@icontract.ensure(lambda state, result: decode_state(result) == state)
+def encode_state(state: KernelState) -> bytes:
+    """The whole kernel state as bytes: what a snapshot stores.
+
+    A shell may store it with the log position it reflects, and on open
+    restore it and replay only the later records: `decode_state(encode_state(
+    replay(t, p[:k], r)))` evolved by the events of `p[k:]` equals
+    `replay(t, p, r)`, because a state is all `evolve` ever reads.
+    Fields in order: magic "VKST", version 1, tenant, retention_ns, log_time;
+    the streams in creation order (data_class, next_offset, name); the
+    remembered idempotency entries oldest first (id, stream, offset,
+    committed_at). Integers are big-endian; stream ids are not stored, they
+    follow from the tenant and the creation order.
+    """
+    parts = [
+        STATE_MAGIC,
+        u8(STATE_VERSION),
+        u64(state.tenant),
+        u64(state.retention_ns),
+        u64(state.log_time),
+        u32(len(state.streams)),
+    ]
+    for stream in state.streams:
+        name = stream.name.encode("utf-8")
+        parts += [u8(stream.data_class), u64(stream.next_offset), u8(len(name)), name]
+    parts.append(u32(len(state.idempotency)))
+    for entry in state.idempotency:
+        parts += [
+            entry.idempotency_id,
+            u64(entry.stream),
+            u64(entry.offset),
+            u64(entry.committed_at),
+        ]
+    return b"".join(parts)
