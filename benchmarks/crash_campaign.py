@@ -34,12 +34,13 @@ Three kinds of trial, each printing one line; the last line of the run is
   cleanly closed folder, one random byte inside one random stored record's
   frame (length ‖ CRC ‖ 53-byte header ‖ payload, docs/formats.md §4.1) is
   flipped. It is *detected* when `verify()` reports exactly that tenant and
-  record and opening the tenant raises `CorruptionError` naming the record;
-  the other tenant must still open.
+  record and opening the tenant raises `CorruptionError` naming the record
+  (or, when the tenant's kernel snapshot spared the open from reading that
+  record, reading it raises so); the other tenant must still open.
 - **Rebuild trials** (`--rebuild-trials`, default max(N, number of damage
   kinds)). On a copy of a cleanly closed folder, a derived file is deleted,
   truncated or has a byte flipped: offset indexes, Merkle files (nodes, block
-  sums, tails.bin), the
+  sums, tails.bin), the kernel snapshot, the
   checkpoint list, the projection store. The folder is then asked everything
   (every stream's events, idempotency answers, every row now and past row
   counts, every record, every inclusion and consistency proof at the full
@@ -1059,15 +1060,27 @@ def detection_by_verify(work: Path, tenant: int, record_offset: int) -> str | No
 
 
 def detection_by_open(work: Path, tenant: int, record_offset: int) -> list[str]:
-    """Problems opening the tenants: the flipped one must refuse, naming the record."""
+    """Problems opening the tenants and reading the flipped record.
+
+    The flipped tenant must refuse to open, naming the record, or, when its
+    kernel snapshot (docs/formats.md §5.4) spared the open from reading that
+    record, refuse to read it: its inclusion proof carries the record, so
+    asking for it must raise naming the record. Other tenants must open.
+    """
     problems = []
     with open_database(work, SyncPolicy.every_batch()) as db:
         try:
-            db.tenant(TenantId(tenant), create=False)
-            problems.append("the flipped tenant opened")
+            handle = db.tenant(TenantId(tenant), create=False)
         except CorruptionError as failure:
             if failure.record_offset != record_offset:
                 problems.append(f"opening raised for another record: {failure}")
+        else:
+            try:
+                handle.inclusion_proof(record_offset, handle.log_size())
+                problems.append("the flipped tenant opened and returned the flipped record")
+            except CorruptionError as failure:
+                if failure.record_offset != record_offset:
+                    problems.append(f"reading the record raised for another one: {failure}")
         for other in sorted(set(map(int, db.tenants())) - {tenant}):
             try:
                 db.tenant(TenantId(other), create=False)
@@ -1268,6 +1281,22 @@ def _truncate_checkpoints(tenant: Path, rng: random.Random) -> tuple[str, list[P
     return _truncate_one(path, rng), [path]
 
 
+def _delete_snapshot(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
+    path = tenant / "kernel.vsnap"
+    path.unlink()
+    return "deleted kernel.vsnap", [path]
+
+
+def _flip_snapshot(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
+    path = tenant / "kernel.vsnap"
+    return _flip_one(path, rng), [path]
+
+
+def _truncate_snapshot(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
+    path = tenant / "kernel.vsnap"
+    return _truncate_one(path, rng), [path]
+
+
 def _delete_store(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
     shutil.rmtree(tenant / "store")
     return "deleted store/", [tenant / "store"]
@@ -1285,13 +1314,13 @@ def _truncate_store(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
 
 def _delete_every_derived(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
     paths = [*_indexes(tenant), tenant / "log" / "merkle", tenant / "log" / "checkpoints.vcpt"]
-    paths.append(tenant / "store")
+    paths += [tenant / "store", tenant / "kernel.vsnap"]
     for path in paths:
         if path.is_dir():
             shutil.rmtree(path)
         else:
             path.unlink()
-    return "deleted every offset index, merkle/, checkpoints.vcpt and store/", paths
+    return "deleted every offset index, merkle/, checkpoints.vcpt, store/ and kernel.vsnap", paths
 
 
 DAMAGES: Final[dict[str, Damage]] = {
@@ -1306,6 +1335,9 @@ DAMAGES: Final[dict[str, Damage]] = {
     "checkpoints-delete": _delete_checkpoints,
     "checkpoints-flip": _flip_checkpoints,
     "checkpoints-truncate": _truncate_checkpoints,
+    "snapshot-delete": _delete_snapshot,
+    "snapshot-flip": _flip_snapshot,
+    "snapshot-truncate": _truncate_snapshot,
     "store-delete": _delete_store,
     "store-flip": _flip_store,
     "store-truncate": _truncate_store,

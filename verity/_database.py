@@ -25,8 +25,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import struct
+import sys
 import threading
 import time
+import zlib
 from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
@@ -103,6 +106,17 @@ DATABASE_FILE: Final = "verity.json"
 MASTER_KEY_FILE: Final = "master.key"
 KEYRING_FILE: Final = "keyring.json"
 SIGNING_KEY_FILE: Final = "signing.key"
+SNAPSHOT_FILE: Final = "kernel.vsnap"
+_SNAPSHOT_MAGIC: Final = b"VSNP"
+_SNAPSHOT_VERSION: Final = 1
+# magic, version, log size it reflects, chain hash of the record before that, the store's
+# applied position (+1; 0: none) and hash when it was written, kernel bytes
+_SNAPSHOT_HEAD: Final = struct.Struct(">4sBQ32sQ32sI")
+_SNAPSHOT_STREAM: Final = struct.Struct(">QQ")
+_SNAPSHOT_CRC: Final = struct.Struct(">I")
+_U32: Final = struct.Struct(">I")
+# An open that had to replay this many records writes a fresh snapshot.
+SNAPSHOT_REPLAY_RECORDS_MIN: Final = 50_000
 DATABASE_FORMAT: Final = 1
 
 ENVELOPE_PLAIN: Final = 0x01  # an encoded kernel event, as is (its version byte)
@@ -285,6 +299,8 @@ class TenantHandle:
         # Per stream: the first stream offset of each record and that record's log offset.
         self._firsts: dict[int, array[int]] = {}
         self._positions: dict[int, array[int]] = {}
+        # Set by a fitting snapshot: the store holds every table event before this.
+        self._store_caught_up_to = 0
         self._log: Log = open_log(
             folder / "log",
             sync_policy=sync_policy,
@@ -296,7 +312,7 @@ class TenantHandle:
             store = self._open_store()
             self._store: Store = store
             self._engine = Engine(store)
-            self._replay()
+            self._replay(self._restore_snapshot(retention_ns))
         except BaseException:
             # Abandon, never close: a clean close would append a shutdown checkpoint
             # to a log that was just found corrupt. Release every file and key.
@@ -392,13 +408,15 @@ class TenantHandle:
             self._rebuild_store(failure)
         return read()
 
-    def _replay(self) -> None:
+    def _replay(self, kernel_from: int) -> None:
+        """Replay records `kernel_from ..` into the kernel; the store catches up from its own."""
         log = self._log
         applied = self._store.applied()
-        store_from = 0 if applied is None else applied[0] + 1
+        store_from = max(0 if applied is None else applied[0] + 1, self._store_caught_up_to)
         caught_up = False
         store_damage: CorruptionError | None = None
-        for record in log.records():
+        replayed = 0
+        for record in log.records(min(kernel_from, store_from)):
             log_offset = int(record.header.offset)
             if record.header.kind is not RecordKind.DATA:
                 continue
@@ -416,6 +434,9 @@ class TenantHandle:
                         store_damage = failure
                     caught_up = True
                 continue
+            if log_offset < kernel_from:
+                continue
+            replayed += 1
             payload = self._plain_payload(record.payload, log_offset)
             try:
                 decision = self._kernel.replay(payload)
@@ -430,6 +451,130 @@ class TenantHandle:
             self._rebuild_store(store_damage)
         elif caught_up:
             self._store.sync()
+        if replayed >= SNAPSHOT_REPLAY_RECORDS_MIN:
+            self._write_snapshot()
+
+    # ------------------------------------------------------------ snapshots
+
+    def _write_snapshot(self) -> None:
+        """Store the kernel and stream indexes as of the log's end (docs/formats.md §5.4).
+
+        Derived data, written atomically: a missing, damaged or stale snapshot
+        only means the next open replays more of the log.
+        """
+        size = self._log.size
+        kernel = self._kernel.snapshot()
+        applied = self._store.applied()
+        store_position, store_hash = (0, bytes(32)) if applied is None else applied
+        parts = [
+            _SNAPSHOT_HEAD.pack(
+                _SNAPSHOT_MAGIC,
+                _SNAPSHOT_VERSION,
+                size,
+                bytes(self._log.head_hash),
+                0 if applied is None else store_position + 1,
+                store_hash,
+                len(kernel),
+            ),
+            kernel,
+            _U32.pack(len(self._firsts)),
+        ]
+        for stream, firsts in self._firsts.items():
+            positions = self._positions[stream]
+            assert len(positions) == len(firsts)
+            parts.append(_SNAPSHOT_STREAM.pack(stream, len(firsts)))
+            parts.append(_little_endian(firsts))
+            parts.append(_little_endian(positions))
+        body = b"".join(parts)
+        write_atomic(self._folder / SNAPSHOT_FILE, body + _SNAPSHOT_CRC.pack(zlib.crc32(body)))
+
+    def _restore_snapshot(self, retention_ns: int) -> int:
+        """Restore the kernel from the snapshot if it fits this log; the position to replay from.
+
+        A snapshot that is damaged, or describes another log (a record it
+        names is not there, or is a different one), is ignored with a warning,
+        and the whole log is replayed. One taken with another retention is
+        ignored silently: the remembered ids would differ.
+        """
+        path = self._folder / SNAPSHOT_FILE
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return 0
+        try:
+            size, head, kernel, firsts, positions, store_applied = self._decode_snapshot(data, path)
+            if size > self._log.size or (
+                size > 0 and self._log.read(size - 1).chain_hash() != head
+            ):
+                raise CorruptionError(
+                    f"it reflects {size} records ending in chain hash {head.hex()}, which "
+                    "this log does not hold",
+                    file=str(path),
+                )
+        except CorruptionError as failure:
+            logger.warning(
+                "ignoring kernel snapshot %s (%s); replaying the whole log", path, failure
+            )
+            return 0
+        if kernel.tenant != self._tenant or kernel.retention_ns != retention_ns:
+            return 0
+        self._kernel = kernel
+        self._firsts = firsts
+        self._positions = positions
+        # A store that still applied what it had when the snapshot was written has
+        # every table event before it: its catch-up can start there too.
+        self._store_caught_up_to = size if self._store.applied() == store_applied else 0
+        return size
+
+    def _decode_snapshot(
+        self, data: bytes, path: Path
+    ) -> tuple[
+        int,
+        bytes,
+        Kernel,
+        dict[int, array[int]],
+        dict[int, array[int]],
+        tuple[int, bytes] | None,
+    ]:
+        body = data[: -_SNAPSHOT_CRC.size]
+        if len(data) < _SNAPSHOT_HEAD.size + _SNAPSHOT_CRC.size or (
+            _SNAPSHOT_CRC.unpack_from(data, len(body))[0] != zlib.crc32(body)
+        ):
+            raise CorruptionError("CRC-32 does not match (or the file is cut)", file=str(path))
+        magic, version, size, head, store_next, store_hash, kernel_bytes = (
+            _SNAPSHOT_HEAD.unpack_from(body)
+        )
+        if magic != _SNAPSHOT_MAGIC or version != _SNAPSHOT_VERSION:
+            raise CorruptionError(f"magic {magic!r} version {version}", file=str(path))
+        position = _SNAPSHOT_HEAD.size
+        kernel = Kernel.restore(body[position : position + kernel_bytes])
+        position += kernel_bytes
+        firsts: dict[int, array[int]] = {}
+        positions: dict[int, array[int]] = {}
+        try:
+            (streams,) = _U32.unpack_from(body, position)
+            position += _U32.size
+            for _ in range(streams):
+                stream, count = _SNAPSHOT_STREAM.unpack_from(body, position)
+                position += _SNAPSHOT_STREAM.size
+                firsts[stream] = _from_little_endian(body[position : position + 8 * count])
+                position += 8 * count
+                positions[stream] = _from_little_endian(body[position : position + 8 * count])
+                position += 8 * count
+        except struct.error as failure:
+            raise CorruptionError(
+                f"stream indexes are cut short: {failure}", file=str(path)
+            ) from None
+        known = {int(info.stream_id) for info in kernel.streams()}
+        if (
+            position != len(body)
+            or set(firsts) != known
+            or any(len(firsts[s]) != len(positions[s]) for s in known)
+            or any(len(positions[s]) and positions[s][-1] >= size for s in known)
+        ):
+            raise CorruptionError("stream indexes do not fit the kernel state", file=str(path))
+        store_applied = None if store_next == 0 else (store_next - 1, store_hash)
+        return size, head, kernel, firsts, positions, store_applied
 
     def _index(self, decision: Decision, log_offset: int) -> None:
         if decision.count == 0:
@@ -770,6 +915,7 @@ class TenantHandle:
             self._closed = True
             try:
                 if clean:
+                    self._write_snapshot()
                     self._store.close()
                     self._log.close()
                 else:
@@ -961,3 +1107,20 @@ def open(  # `verity.open` is the documented entry point; it shadows the builtin
         master_key_provider=master_key_provider,
         idempotency_retention_ns=idempotency_retention_ns,
     )
+
+
+def _little_endian(values: array[int]) -> bytes:
+    """The u64s of `values` as little-endian bytes, whatever the machine's byte order."""
+    if sys.byteorder == "little":
+        return values.tobytes()
+    swapped = array("Q", values)
+    swapped.byteswap()
+    return swapped.tobytes()
+
+
+def _from_little_endian(data: bytes) -> array[int]:
+    values = array("Q")
+    values.frombytes(data)
+    if sys.byteorder != "little":
+        values.byteswap()
+    return values
