@@ -159,12 +159,18 @@ def test_damage_after_open_is_rebuilt_on_the_next_read_and_writes_go_on(
 def test_a_damaged_log_is_reported_not_rebuilt_around(
     tmp_path: Path, pristine: tuple[Path, list[int], list[object]]
 ) -> None:
+    """The store rebuild reads the log; a flipped record there raises, naming the segment."""
     source, _, _ = pristine
     work = tmp_path / "db"
     shutil.copytree(source, work)
     [segment] = work.glob("**/tenant-1/log/*.vlog")
     flip(segment, segment.stat().st_size // 2)
+    shutil.rmtree(page_file(work).parent)
     with pytest.raises(CorruptionError) as caught, verity.open(work) as db:
         db.tenant(T1)
-    assert caught.value.file is not None and "store" not in Path(caught.value.file).name
+    assert caught.value.file == str(segment)
     assert set_aside(work) == []
+    with verity.open(work) as db:
+        report = db.verify()
+    assert not report.ok and report.first_bad is not None
+    assert report.first_bad.file == str(segment)
