@@ -135,8 +135,8 @@ class VerityPeer(Peer):
             "one 256 B record per log record: frames, CRCs, chain, timestamps, Merkle leaves, "
             "and its automatic checkpoint records (one per 1,000 records)",
             RECOVERY: "a child process appending one event per call is killed (SIGKILL); timed: "
-            "`verity.open` + `tenant()` (replays the tenant's log into the kernel) + one "
-            "`read_events`",
+            "`verity.open` + `tenant()` (restores the kernel snapshot the last clean close "
+            "wrote, then replays the records the killed child appended) + one `read_events`",
             SIGNED_CHECKPOINT: "`tenant.checkpoint()`: append a checkpoint record, fsync, sign "
             "(Ed25519) size, Merkle root and chain head; one signature checked with "
             "`verity.proofs.verify_signed_checkpoint`",

@@ -18,8 +18,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import pytest
-
 from verity import SyncPolicy, TenantId
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "crash_campaign.py"
