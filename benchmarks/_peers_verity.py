@@ -128,7 +128,7 @@ class VerityPeer(Peer):
             "whole 1,000-event record",
             RANGE_READ: "`read_events(stream, offset, max_bytes=1,000 x 256)`",
             KEY_CURRENT: "SQL point lookup `SELECT v FROM accounts WHERE id = ?` on the projection "
-            "store (table rows are not encrypted at rest)",
+            "store (pages sealed with AES-256-GCM at rest, cached decrypted in memory)",
             KEY_AS_OF: "`query_at(SELECT v ... WHERE id = ?, position)` at the log position of an "
             "older `UPDATE` (one durable log record per statement)",
             VERIFY: "`Log.verify()` (what `Verity.verify()` runs per tenant) over a bare log of "

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import verity.store
+from verity.crypto import PageKey
 from verity.errors import ClosedError, InvalidArgument
 from verity.store import (
     KEY_BYTES_MAX,
@@ -31,9 +32,15 @@ from verity.store import (
 AnyStore = Store | MemoryStore
 
 
-@pytest.fixture(params=["page-file", "memory"])
+@pytest.fixture(params=["page-file", "sealed-page-file", "memory"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AnyStore]:
-    opened: AnyStore = open_store(tmp_path / "s") if request.param == "page-file" else MemoryStore()
+    opened: AnyStore
+    if request.param == "page-file":
+        opened = open_store(tmp_path / "s")
+    elif request.param == "sealed-page-file":
+        opened = open_store(tmp_path / "s", page_key=PageKey(bytes(range(32))))
+    else:
+        opened = MemoryStore()
     yield opened
     opened.close()
 

@@ -42,6 +42,7 @@ from typing import Final, TypeVar, final
 from verity.crypto import (
     FileMasterKeyProvider,
     MasterKeyProvider,
+    PageKey,
     SegmentKey,
     SigningKey,
     TenantKeys,
@@ -123,6 +124,7 @@ ENVELOPE_PLAIN: Final = 0x01  # an encoded kernel event, as is (its version byte
 ENVELOPE_ENCRYPTED: Final = 0x02
 ENVELOPE_TABLES: Final = 0x03  # a SQL write statement's event (verity.query), as is
 STORE_FOLDER: Final = "store"
+STORE_PAGE_FILE: Final = "pages.vstore"
 ENVELOPE_HEADER_BYTES: Final = 5  # marker u8 ‖ dek_id u32
 DEK_ID_MAX: Final = (1 << 32) - 1
 _OFFSET_ZERO: Final = Offset(0)
@@ -210,6 +212,8 @@ class _Keyring:
         self._tenant = tenant
         self._open_keys: dict[int, SegmentKey] = {}
         self._wrapped_deks: dict[int, bytes] = {}
+        self._wrapped_page_key: bytes | None = None
+        self._page_key: PageKey | None = None
         if path.exists():
             try:
                 fields = json.loads(path.read_text(encoding="utf-8"))
@@ -218,6 +222,8 @@ class _Keyring:
                 wrapped_kek = bytes.fromhex(fields["wrapped_kek"])
                 for dek_id, wrapped in fields["deks"].items():
                     self._wrapped_deks[int(dek_id)] = bytes.fromhex(wrapped)
+                if "page_key" in fields:
+                    self._wrapped_page_key = bytes.fromhex(fields["page_key"])
             except (ValueError, KeyError, TypeError) as failure:
                 raise CorruptionError(f"key ring unreadable: {failure}", file=str(path)) from None
             self._keys = TenantKeys.load(provider, tenant, wrapped_kek)
@@ -234,6 +240,8 @@ class _Keyring:
             "wrapped_kek": self._wrapped_kek.hex(),
             "deks": {str(k): v.hex() for k, v in sorted(self._wrapped_deks.items())},
         }
+        if self._wrapped_page_key is not None:
+            fields["page_key"] = self._wrapped_page_key.hex()
         write_atomic(self._path, json.dumps(fields, sort_keys=True).encode("utf-8"))
 
     def session_key(self) -> tuple[int, SegmentKey]:
@@ -263,10 +271,30 @@ class _Keyring:
             self._open_keys[dek_id] = found
         return found
 
+    def page_key(self, *, fresh: bool) -> PageKey:
+        """The projection store's page key; `fresh`: a new one, durable before it is used.
+
+        A new store (first open, or a rebuild) gets a new key, so that no key
+        seals more pages than one store's lifetime writes.
+        """
+        if fresh or self._wrapped_page_key is None:
+            key, wrapped = self._keys.new_page_key()
+            self._wrapped_page_key = wrapped
+            self._write()
+        else:
+            key = self._keys.open_page_key(self._wrapped_page_key)
+        # The old key's store is closed or abandoned by now.
+        if self._page_key is not None:
+            self._page_key.close()
+        self._page_key = key
+        return key
+
     def close(self) -> None:
         for key in self._open_keys.values():
             key.close()
         self._open_keys.clear()
+        if self._page_key is not None:
+            self._page_key.close()
         self._keys.close()
 
 
@@ -335,13 +363,12 @@ class TenantHandle:
         have or a different record there, is set aside (kept, renamed) and
         rebuilt from the log with a warning, never trusted.
         """
-        folder = self._folder / STORE_FOLDER
         try:
-            store = open_store(folder)
+            store = self._open_sealed_store()
             applied = store.applied()
         except CorruptionError as failure:
             self._move_store_aside("damaged", str(failure))
-            return open_store(folder)
+            return self._open_sealed_store()
         if applied is None:
             return store
         position, record_hash = applied
@@ -351,7 +378,13 @@ class TenantHandle:
         self._move_store_aside(
             "stale", f"it applied position {position}, which this log does not hold as recorded"
         )
-        return open_store(folder)
+        return self._open_sealed_store()
+
+    def _open_sealed_store(self) -> Store:
+        """Open the store folder with its page key; a new page file gets a new key."""
+        folder = self._folder / STORE_FOLDER
+        fresh = not (folder / STORE_PAGE_FILE).exists()
+        return open_store(folder, page_key=self._keyring.page_key(fresh=fresh))
 
     def _move_store_aside(self, why: str, problem: str) -> None:
         """Rename the store folder to `store.<why>-<ns>` (kept for inspection), with a warning."""
@@ -378,7 +411,7 @@ class TenantHandle:
         assert self._is_store_damage(failure)
         self._store.abandon()
         self._move_store_aside("damaged", str(failure))
-        self._store = open_store(self._folder / STORE_FOLDER)
+        self._store = self._open_sealed_store()
         self._engine = Engine(self._store)
         self._catch_up_store()
 
@@ -388,11 +421,12 @@ class TenantHandle:
         start = 0 if applied is None else applied[0] + 1
         wrote = False
         for record in self._log.records(start):
-            if record.header.kind is RecordKind.DATA and record.payload[:1] == bytes(
-                [ENVELOPE_TABLES]
-            ):
-                changes = changes_of_event(record.payload[1:])
-                log_offset = int(record.header.offset)
+            if record.header.kind is not RecordKind.DATA:
+                continue
+            log_offset = int(record.header.offset)
+            payload = self._plain_payload(record.payload, log_offset)
+            if payload[:1] == bytes([ENVELOPE_TABLES]):
+                changes = changes_of_event(payload[1:])
                 self._store.write_batch(log_offset, record.chain_hash(), changes, sync=False)
                 wrote = True
         if wrote:
@@ -420,9 +454,10 @@ class TenantHandle:
             log_offset = int(record.header.offset)
             if record.header.kind is not RecordKind.DATA:
                 continue
-            if record.payload[:1] == bytes([ENVELOPE_TABLES]):
+            payload = self._plain_payload(record.payload, log_offset)
+            if payload[:1] == bytes([ENVELOPE_TABLES]):
                 if log_offset >= store_from and store_damage is None:
-                    changes = changes_of_event(record.payload[1:])
+                    changes = changes_of_event(payload[1:])
                     try:
                         self._store.write_batch(
                             log_offset, record.chain_hash(), changes, sync=False
@@ -437,7 +472,6 @@ class TenantHandle:
             if log_offset < kernel_from:
                 continue
             replayed += 1
-            payload = self._plain_payload(record.payload, log_offset)
             try:
                 decision = self._kernel.replay(payload)
             except CorruptionError as failure:
@@ -798,7 +832,15 @@ class TenantHandle:
             # Planning reads the store; nothing is appended until it succeeds.
             plan = self._with_store(lambda: self._engine.plan_write(sql, checked))
             log_offset = self._log.size
-            written = self._log.append(bytes([ENVELOPE_TABLES]) + plan.event)
+            # Table rows are sensitive by default: the statement's event is sealed
+            # under the session DEK like a PHI event (docs/formats.md §5.3).
+            dek_id, key = self._keyring.session_key()
+            sealed = key.encrypt(
+                log_offset, bytes([ENVELOPE_TABLES]) + plan.event, self._aad(dek_id, log_offset)
+            )
+            written = self._log.append(
+                bytes([ENVELOPE_ENCRYPTED]) + dek_id.to_bytes(4, "big") + sealed
+            )
             assert int(written) == log_offset
             if self._log.size == log_offset + 1:
                 # Appends happen under this lock, so the head is this record: its chain

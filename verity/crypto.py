@@ -58,7 +58,7 @@ import hmac
 import os
 import stat
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Protocol, Self, final
@@ -96,6 +96,7 @@ __all__ = [
     "RECORD_HEADER_BYTES",
     "FileMasterKeyProvider",
     "MasterKeyProvider",
+    "PageKey",
     "SegmentKey",
     "SigningKey",
     "TenantKeys",
@@ -542,6 +543,74 @@ class SegmentKey(_SecretHolder):
         return f"SegmentKey(closed={self._closed})"
 
 
+PAGE_NONCE_BYTES: Final = 12
+_PAGE_AAD: Final = struct.Struct(">16sQ")
+_PAGE_DOMAIN: Final = b"verity.page.v1\x00\x00"
+
+
+@final
+class PageKey(_SecretHolder):
+    """The projection store's page key: AES-256-GCM with a random nonce per page write.
+
+    A sealed page is nonce (12) ‖ ciphertext ‖ tag (16); the associated data
+    is "verity.page.v1" padded to 16 bytes ‖ the page number (u64 big-endian),
+    so a page copied to another place fails to open. The store rewrites
+    freed page numbers, so a nonce cannot come from the page number: each
+    seal draws 96 random bits from `random_bytes` (NIST SP 800-38D §8.2.2
+    allows 2**32 seals per key this way; the key is replaced whenever the
+    store is rebuilt).
+    """
+
+    def __init__(
+        self, key: bytes | bytearray, random_bytes: Callable[[int], bytes] = os.urandom
+    ) -> None:
+        """Build from a raw 32-byte key; normally obtained from `TenantKeys`."""
+        self._hold(_take_key("key", key))
+        self._aead: AESGCM | None = AESGCM(self._secret)
+        self._random_bytes = random_bytes
+
+    def _cipher(self) -> AESGCM:
+        self._open_secret()
+        assert self._aead is not None
+        return self._aead
+
+    def _drop_library_objects(self) -> None:
+        self._aead = None
+
+    def seal(self, page_number: int, page: bytes) -> bytes:
+        """Encrypt and authenticate `page` as page `page_number`."""
+        cipher = self._cipher()
+        _check_position("page_number", page_number)
+        nonce = self._random_bytes(PAGE_NONCE_BYTES)
+        assert len(nonce) == PAGE_NONCE_BYTES, len(nonce)
+        sealed: bytes = nonce + cipher.encrypt(
+            nonce, page, _PAGE_AAD.pack(_PAGE_DOMAIN, page_number)
+        )
+        assert len(sealed) == len(page) + PAGE_NONCE_BYTES + GCM_TAG_BYTES
+        return sealed
+
+    def open(self, page_number: int, sealed: bytes) -> bytes:
+        """The page `seal(page_number, ...)` made, or raise `CryptoError`."""
+        cipher = self._cipher()
+        _check_position("page_number", page_number)
+        try:
+            page = cipher.decrypt(
+                sealed[:PAGE_NONCE_BYTES],
+                sealed[PAGE_NONCE_BYTES:],
+                _PAGE_AAD.pack(_PAGE_DOMAIN, page_number),
+            )
+        except (InvalidTag, ValueError):
+            raise CryptoError(
+                f"AES-GCM authentication failed for page {page_number} ({len(sealed)} sealed "
+                "bytes): wrong key, page number, or damaged page"
+            ) from None
+        assert len(page) == len(sealed) - PAGE_NONCE_BYTES - GCM_TAG_BYTES
+        return page
+
+    def __repr__(self) -> str:
+        return f"PageKey(closed={self._closed})"
+
+
 # ---------------------------------------------------------------------------
 # Tenant key-encryption keys
 
@@ -601,6 +670,19 @@ class TenantKeys(_SecretHolder):
         """Unwrap a DEK made by `new_segment_dek`; `KeyError_` if it fails to verify."""
         kek = self._open_secret()
         return SegmentKey(_unwrap(kek, wrapped, f"segment DEK of tenant {int(self._tenant)}"))
+
+    def new_page_key(self) -> tuple[PageKey, bytes]:
+        """A fresh random key for the projection store's pages, and its wrapped form."""
+        kek = self._open_secret()
+        key = bytearray(os.urandom(KEY_BYTES))
+        wrapped = aes_key_wrap(bytes(kek), bytes(key))
+        assert len(wrapped) == KEY_BYTES + 8
+        return PageKey(key), wrapped
+
+    def open_page_key(self, wrapped: bytes) -> PageKey:
+        """Unwrap a key made by `new_page_key`; `KeyError_` if it fails to verify."""
+        kek = self._open_secret()
+        return PageKey(_unwrap(kek, wrapped, f"page key of tenant {int(self._tenant)}"))
 
     def _describe(self) -> str:
         return f"TenantKeys(tenant={int(self._tenant)})"

@@ -39,6 +39,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, final
 
+from verity.crypto import PageKey
 from verity.errors import ClosedError, CorruptionError, InvalidArgument
 from verity.store._api import (
     KEY_BYTES_MAX,
@@ -97,8 +98,13 @@ def _unescape(escaped: bytes) -> bytes:
     return escaped.replace(b"\x00\xff", b"\x00")
 
 
-def open_store(path: Path, *, page_cache_pages: int = 1024) -> Store:
+def open_store(
+    path: Path, *, page_cache_pages: int = 1024, page_key: PageKey | None = None
+) -> Store:
     """Open the store in folder `path`, creating the folder and an empty store if needed.
+
+    With `page_key` every page is sealed on disk (AES-256-GCM, docs/formats.md §6);
+    a page that does not open under it reads as damaged (CorruptionError).
 
     `page_cache_pages` bounds the decoded pages held in memory (at least 16; a decoded
     page takes about 5-7 KiB, so the default 1,024 pages hold roughly 6 MiB).
@@ -107,6 +113,8 @@ def open_store(path: Path, *, page_cache_pages: int = 1024) -> Store:
     """
     if not isinstance(path, (str, os.PathLike)):
         raise InvalidArgument("path", path, "a folder path (str or os.PathLike)")
+    if page_key is not None and not isinstance(page_key, PageKey):
+        raise InvalidArgument("page_key", page_key, "a verity.crypto.PageKey or None")
     if type(page_cache_pages) is not int or page_cache_pages < PAGE_CACHE_PAGES_MIN:
         raise InvalidArgument(
             "page_cache_pages", page_cache_pages, f"an int >= {PAGE_CACHE_PAGES_MIN}"
@@ -117,14 +125,17 @@ def open_store(path: Path, *, page_cache_pages: int = 1024) -> Store:
     folder.mkdir(parents=True, exist_ok=True)
     file_path = folder / PAGE_FILE_NAME
     if not file_path.exists():
-        _create(file_path)
-    return Store(PageFile(file_path), page_cache_pages)
+        _create(file_path, page_key)
+    return Store(PageFile(file_path, page_key), page_cache_pages)
 
 
-def _create(file_path: Path) -> None:
+def _create(file_path: Path, page_key: PageKey | None) -> None:
     """Write an empty store atomically: a crash leaves no page file or a complete one."""
     empty = Superblock(0, SUPERBLOCK_COPIES, 0, 0, 0, None)
-    data = b"".join(encode_superblock(copy, empty) for copy in range(SUPERBLOCK_COPIES))
+    pages = [encode_superblock(copy, empty) for copy in range(SUPERBLOCK_COPIES)]
+    if page_key is not None:
+        pages = [page_key.seal(copy, page) for copy, page in enumerate(pages)]
+    data = b"".join(pages)
     temporary = file_path.with_name(file_path.name + ".tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
