@@ -730,7 +730,28 @@ def decode_state(data: bytes) -> KernelState:
     return state
 
 
-@icontract.require(lambda state: is_state(state))
+def is_encodable_state(state: KernelState) -> bool:
+    """`state` is reachable and every field fits its width in `encode_state`."""
+    return (
+        is_state(state)
+        and all(is_u64(n) for n in (state.tenant, state.retention_ns, state.log_time))
+        and all(
+            not name_problem(stream.name)
+            and stream.data_class in DATA_CLASSES
+            and is_u64(stream.next_offset)
+            for stream in state.streams
+        )
+        and all(
+            len(entry.idempotency_id) == IDEMPOTENCY_ID_BYTES
+            and all(is_u64(n) for n in (entry.stream, entry.offset, entry.committed_at))
+            for entry in state.idempotency
+        )
+        and len(state.streams) <= U32_MAX
+        and len(state.idempotency) <= U32_MAX
+    )
+
+
+@icontract.require(lambda state: is_encodable_state(state))
 @icontract.ensure(lambda state, result: decode_state(result) == state)
 def encode_state(state: KernelState) -> bytes:
     """The whole kernel state as bytes: what a snapshot stores.
