@@ -20,11 +20,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import verity_spec.tables as spec_tables
+from verity.crypto import PageKey
 from verity.errors import SqlError
 from verity.query import Engine
 from verity.store import Store, open_store
 
 Observation = dict[str, Any]
+
+# The implementation's store is sealed, as the SDK's is (docs/formats.md §6); the
+# key is fixed so that runs repeat.
+_PAGE_KEY = bytes(range(32))
 
 
 def encode_value(value: object) -> object:
@@ -109,7 +114,9 @@ class EngineTablesDriver:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.store_path = directory / "store"
-        self.store: Store = open_store(self.store_path, page_cache_pages=64)
+        self.store: Store = open_store(
+            self.store_path, page_cache_pages=64, page_key=PageKey(_PAGE_KEY)
+        )
         self.engine = Engine(self.store)
         self.events: list[tuple[int, bytes]] = []
         self.rebuilds = 0
@@ -140,7 +147,7 @@ class EngineTablesDriver:
 
     def reopen(self) -> None:
         self.store.close()
-        self.store = open_store(self.store_path, page_cache_pages=64)
+        self.store = open_store(self.store_path, page_cache_pages=64, page_key=PageKey(_PAGE_KEY))
         self.engine = Engine(self.store)
 
     def rebuild(self) -> None:
@@ -150,7 +157,7 @@ class EngineTablesDriver:
         self.store.close()
         self.rebuilds += 1
         self.store_path = self.directory / f"rebuilt-{self.rebuilds}"
-        self.store = open_store(self.store_path, page_cache_pages=64)
+        self.store = open_store(self.store_path, page_cache_pages=64, page_key=PageKey(_PAGE_KEY))
         for position, event in self.events:
             self.store.write_batch(
                 position, hashlib.sha256(event).digest(), changes_of_event(event)
