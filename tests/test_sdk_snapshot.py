@@ -192,3 +192,25 @@ def test_a_deleted_store_is_rebuilt_in_full_even_when_the_snapshot_fits(tmp_path
     shutil.rmtree(store)
     assert answers(folder) == expected
     assert len(expected["rows"]) > 10  # type: ignore[arg-type]
+
+
+def test_a_snapshot_the_disk_refuses_only_costs_a_longer_open(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "db"
+    db = write(folder, seed=9, appends=100, clock=FakeClock())
+    [tenant_folder] = folder.glob("**/tenant-1")
+    (tenant_folder / "kernel.vsnap").mkdir()  # the atomic rename onto it fails
+    with caplog.at_level(logging.WARNING, logger="verity"):
+        db.close()  # closes cleanly all the same
+    assert any("could not write kernel snapshot" in r.getMessage() for r in caplog.records)
+    (tenant_folder / "kernel.vsnap").rmdir()
+    replayed = without_snapshot_copy(folder, tmp_path / "copy")
+    assert answers(folder) == answers(replayed)
+
+
+def without_snapshot_copy(folder: Path, to: Path) -> Path:
+    shutil.copytree(folder, to)
+    for snapshot in to.glob("**/kernel.vsnap"):
+        snapshot.unlink()
+    return to

@@ -486,9 +486,20 @@ class TenantHandle:
         elif caught_up:
             self._store.sync()
         if replayed >= SNAPSHOT_REPLAY_RECORDS_MIN:
-            self._write_snapshot()
+            self._write_snapshot_or_warn()
 
     # ------------------------------------------------------------ snapshots
+
+    def _write_snapshot_or_warn(self) -> None:
+        """Write the snapshot; if the disk refuses, say so and go on (it is only a cache)."""
+        try:
+            self._write_snapshot()
+        except OSError as failure:
+            logger.warning(
+                "could not write kernel snapshot %s (%s); the next open replays more of the log",
+                self._folder / SNAPSHOT_FILE,
+                failure,
+            )
 
     def _write_snapshot(self) -> None:
         """Store the kernel and stream indexes as of the log's end (docs/formats.md §5.4).
@@ -957,7 +968,7 @@ class TenantHandle:
             self._closed = True
             try:
                 if clean:
-                    self._write_snapshot()
+                    self._write_snapshot_or_warn()
                     self._store.close()
                     self._log.close()
                 else:
