@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 
 from verity_conformance import kernel_vectors, tables_vectors
+from verity_conformance._runner import VectorResult
 from verity_conformance.vectors import (
     VECTORS_DIR,
     DriverFactory,
-    VectorResult,
     default_factory,
     generate,
     run_vector,
@@ -80,9 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no vectors (*.json) in {args.vectors}")
     factory = load_factory(args.adapter)
     kernel_factory = load_kernel_factory(args.kernel_adapter)
-    results: list[
-        VectorResult | kernel_vectors.KernelVectorResult | tables_vectors.TablesVectorResult
-    ] = []
+    results: list[VectorResult] = []
     for path in paths:
         machine = machine_of(path)
         if machine == "kernel":

@@ -26,6 +26,7 @@ import verity_spec.kernel as spec
 from verity import kernel as fast
 from verity.errors import CorruptionError
 from verity.types import TenantId
+from verity_conformance._runner import VectorResult, drive, load, step_fields
 from verity_conformance.vectors import FORMAT, NOW_START, VECTORS_DIR
 
 Observation = dict[str, Any]
@@ -787,38 +788,21 @@ def generate(out_dir: Path = VECTORS_DIR) -> list[Path]:
     return written
 
 
-@dataclass
-class KernelVectorResult:
-    path: Path
-    steps: int
-    failure: str | None
+KernelVectorResult = VectorResult
 
 
-def run_vector(path: Path, factory: KernelDriverFactory) -> KernelVectorResult:
-    vector = json.loads(path.read_text(encoding="utf-8"))
-    if vector.get("format") != FORMAT or vector.get("machine") != "kernel":
-        return KernelVectorResult(
-            path, 0, f"not a kernel vector: {vector.get('format')!r} {vector.get('machine')!r}"
-        )
+def run_vector(path: Path, factory: KernelDriverFactory) -> VectorResult:
+    vector = load(path, FORMAT, "kernel")
+    if isinstance(vector, str):
+        return VectorResult(path, 0, vector)
     try:
         driver = factory(vector["config"])
-        for number, step in enumerate(vector["steps"]):
-            expected = step["expect"]
-            actual = perform(driver, step)
-            if actual != expected:
-                shown = {k: v for k, v in step.items() if k != "expect"}
-                return KernelVectorResult(
-                    path,
-                    number,
-                    f"step {number} {json.dumps(shown)[:200]}: "
-                    f"expected {json.dumps(expected)[:300]}, got {json.dumps(actual)[:300]}",
-                )
-        return KernelVectorResult(path, len(vector["steps"]), None)
-    except Exception as failure:  # a crash of the implementation is a failed vector
-        return KernelVectorResult(path, 0, f"raised {type(failure).__name__}: {failure}")
+    except Exception as failure:  # the implementation failed to start: a failed vector
+        return VectorResult(path, 0, f"raised {type(failure).__name__}: {failure}")
+    return drive(path, driver, vector["steps"], perform, step_fields)
 
 
-def run(vectors_dir: Path, factory: KernelDriverFactory) -> list[KernelVectorResult]:
+def run(vectors_dir: Path, factory: KernelDriverFactory) -> list[VectorResult]:
     paths = sorted(vectors_dir.glob("kernel-*.json"))
     if not paths:
         raise FileNotFoundError(f"no kernel vectors (kernel-*.json) in {vectors_dir}")

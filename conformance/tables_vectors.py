@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from verity_conformance._runner import VectorResult, drive, load
 from verity_conformance.tables_drivers import (
     EngineTablesDriver,
     Observation,
@@ -262,11 +263,7 @@ def generate(out_dir: Path) -> list[Path]:
     return written
 
 
-@dataclass
-class TablesVectorResult:
-    path: Path
-    steps: int
-    failure: str | None
+TablesVectorResult = VectorResult
 
 
 def perform(driver: TablesDriver, step: Step) -> Observation:
@@ -284,25 +281,22 @@ def perform(driver: TablesDriver, step: Step) -> Observation:
     return driver.execute(step["sql"], params, step["position"])
 
 
-def run_vector(path: Path, factory: TablesDriverFactory) -> TablesVectorResult:
-    vector = json.loads(path.read_text(encoding="utf-8"))
-    if vector.get("format") != FORMAT or vector.get("machine") != "tables":
-        return TablesVectorResult(path, 0, "not a tables vector")
+def run_vector(path: Path, factory: TablesDriverFactory) -> VectorResult:
+    vector = load(path, FORMAT, "tables")
+    if isinstance(vector, str):
+        return VectorResult(path, 0, vector)
     directory = Path(tempfile.mkdtemp(prefix="verity-tables-vector-"))
-    driver = factory(directory)
     try:
-        for number, step in enumerate(vector["steps"]):
-            actual = perform(driver, step)
-            if actual != step["expect"]:
-                return TablesVectorResult(
-                    path,
-                    number,
-                    f"step {number} {step['op']} {step.get('sql', '')[:120]!r}: "
-                    f"expected {json.dumps(step['expect'])[:200]}, got {json.dumps(actual)[:200]}",
-                )
-        return TablesVectorResult(path, len(vector["steps"]), None)
-    except Exception as failure:  # an implementation crash is a failed vector
-        return TablesVectorResult(path, 0, f"raised {type(failure).__name__}: {failure}")
+        driver = factory(directory)
+    except Exception as failure:  # the implementation failed to open: a failed vector
+        shutil.rmtree(directory, ignore_errors=True)
+        return VectorResult(path, 0, f"raised {type(failure).__name__}: {failure}")
+    try:
+        return drive(path, driver, vector["steps"], perform, _shown)
     finally:
         driver.close()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _shown(step: Step) -> str:
+    return f"{step['op']} {step.get('sql', '')[:120]!r}"

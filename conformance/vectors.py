@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from verity_conformance._runner import VectorResult, drive, load, step_fields
 from verity_conformance.drivers import LogDriver, Observation, SpecLogDriver, StorageLogDriver
 
 FORMAT = "verity-conformance-vectors/1"
@@ -391,34 +392,18 @@ def generate(out_dir: Path) -> list[Path]:
     return written
 
 
-@dataclass
-class VectorResult:
-    path: Path
-    steps: int
-    failure: str | None
-
-
 def run_vector(path: Path, factory: DriverFactory) -> VectorResult:
-    vector = json.loads(path.read_text(encoding="utf-8"))
-    if vector.get("format") != FORMAT:
-        return VectorResult(path, 0, f"unknown format {vector.get('format')!r}")
+    vector = load(path, FORMAT, None)
+    if isinstance(vector, str):
+        return VectorResult(path, 0, vector)
     directory = Path(tempfile.mkdtemp(prefix="verity-vector-"))
-    driver = factory(directory / "log", vector["config"])
     try:
-        for number, step in enumerate(vector["steps"]):
-            expected = step["expect"]
-            actual = perform(driver, step)
-            if actual != expected:
-                shown = {k: v for k, v in step.items() if k != "expect"}
-                return VectorResult(
-                    path,
-                    number,
-                    f"step {number} {json.dumps(shown)[:200]}: "
-                    f"expected {json.dumps(expected)[:300]}, got {json.dumps(actual)[:300]}",
-                )
-        return VectorResult(path, len(vector["steps"]), None)
-    except Exception as failure:  # a crash of the implementation is a failed vector, not ours
+        driver = factory(directory / "log", vector["config"])
+    except Exception as failure:  # the implementation failed to open: a failed vector
+        shutil.rmtree(directory, ignore_errors=True)
         return VectorResult(path, 0, f"raised {type(failure).__name__}: {failure}")
+    try:
+        return drive(path, driver, vector["steps"], perform, step_fields)
     finally:
         driver.close()
         shutil.rmtree(directory, ignore_errors=True)
