@@ -660,11 +660,16 @@ class TenantKeys(_SecretHolder):
         Never reuse a DEK for a second segment or a rewritten segment: that is
         what keeps (key, nonce) pairs unique.
         """
-        kek = self._open_secret()
-        dek = bytearray(os.urandom(KEY_BYTES))
-        wrapped = aes_key_wrap(bytes(kek), bytes(dek))
-        assert len(wrapped) == KEY_BYTES + 8
+        dek, wrapped = self._new_wrapped_key()
         return SegmentKey(dek), wrapped
+
+    def _new_wrapped_key(self) -> tuple[bytearray, bytes]:
+        """32 fresh random bytes, and the same wrapped by the KEK (RFC 3394) to store."""
+        kek = self._open_secret()
+        key = bytearray(os.urandom(KEY_BYTES))
+        wrapped = aes_key_wrap(bytes(kek), bytes(key))
+        assert len(wrapped) == KEY_BYTES + 8
+        return key, wrapped
 
     def open_segment_dek(self, wrapped: bytes) -> SegmentKey:
         """Unwrap a DEK made by `new_segment_dek`; `KeyError_` if it fails to verify."""
@@ -673,10 +678,7 @@ class TenantKeys(_SecretHolder):
 
     def new_page_key(self) -> tuple[PageKey, bytes]:
         """A fresh random key for the projection store's pages, and its wrapped form."""
-        kek = self._open_secret()
-        key = bytearray(os.urandom(KEY_BYTES))
-        wrapped = aes_key_wrap(bytes(kek), bytes(key))
-        assert len(wrapped) == KEY_BYTES + 8
+        key, wrapped = self._new_wrapped_key()
         return PageKey(key), wrapped
 
     def open_page_key(self, wrapped: bytes) -> PageKey:
