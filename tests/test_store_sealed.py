@@ -47,8 +47,9 @@ def test_sealed_pages_hold_no_plaintext_and_reopen_with_the_key(tmp_path: Path) 
 
 def test_another_key_cannot_open_the_store(tmp_path: Path) -> None:
     fill(tmp_path / "s")
-    with pytest.raises(CorruptionError, match="no valid superblock"):
+    with pytest.raises(CorruptionError, match="no valid superblock") as caught:
         open_store(tmp_path / "s", page_key=PageKey(bytes(32)))
+    assert "does not open under the store's page key" in str(caught.value)
     with pytest.raises(CorruptionError):
         open_store(tmp_path / "s")  # nor can a reader without a key
 

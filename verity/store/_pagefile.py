@@ -80,13 +80,12 @@ class PageFile:
         except CryptoError:
             return "does not open under the store's page key (damaged, moved or another key)"
 
-    def read_raw(self, page_number: int) -> bytes:
-        """The bytes of one page, unchecked (superblocks are judged by their reader).
+    def read_raw(self, page_number: int) -> bytes | str:
+        """The bytes of one page, CRC unchecked (superblocks are judged by their reader).
 
-        A sealed page that does not open reads as no bytes.
+        A page that is cut short, or sealed and does not open, is the reason why.
         """
-        page = self._read_page(page_number)
-        return b"" if isinstance(page, str) else page
+        return self._read_page(page_number)
 
     def read(self, page_number: int) -> bytes:
         """The bytes of one page; CorruptionError names the page if it fails a check."""

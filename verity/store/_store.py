@@ -129,6 +129,11 @@ def open_store(
     return Store(PageFile(file_path, page_key), page_cache_pages)
 
 
+def _superblock_or_none(file: PageFile, copy: int) -> Superblock | str | None:
+    raw = file.read_raw(copy)
+    return None if isinstance(raw, str) else decode_superblock(raw, copy)
+
+
 def _create(file_path: Path, page_key: PageKey | None) -> None:
     """Write an empty store atomically: a crash leaves no page file or a complete one."""
     empty = Superblock(0, SUPERBLOCK_COPIES, 0, 0, 0, None)
@@ -198,7 +203,8 @@ class Store:
         valid: list[Superblock] = []
         problems: list[str] = []
         for copy in range(SUPERBLOCK_COPIES):
-            decoded = decode_superblock(file.read_raw(copy), copy)
+            raw = file.read_raw(copy)
+            decoded = raw if isinstance(raw, str) else decode_superblock(raw, copy)
             if isinstance(decoded, Superblock):
                 valid.append(decoded)
             else:
@@ -216,9 +222,7 @@ class Store:
                 byte_offset=file.byte_size(),
             )
         stale = [
-            copy
-            for copy in range(SUPERBLOCK_COPIES)
-            if decode_superblock(file.read_raw(copy), copy) != chosen
+            copy for copy in range(SUPERBLOCK_COPIES) if _superblock_or_none(file, copy) != chosen
         ]
         if stale:
             # Bring every copy to the chosen state, so that later pages freed by the next
