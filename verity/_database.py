@@ -329,6 +329,9 @@ class TenantHandle:
         self._positions: dict[int, array[int]] = {}
         # Set by a fitting snapshot: the store holds every table event before this.
         self._store_caught_up_to = 0
+        # Set when a store rebuild failed: the store was abandoned, so that one behind
+        # the log never answers; reads name this until the tenant is reopened.
+        self._store_failure: BaseException | None = None
         self._log: Log = open_log(
             folder / "log",
             sync_policy=sync_policy,
@@ -361,14 +364,20 @@ class TenantHandle:
         The store is derived data. One that cannot be opened (no valid
         superblock, a damaged page), or that names a position the log does not
         have or a different record there, is set aside (kept, renamed) and
-        rebuilt from the log with a warning, never trusted.
+        rebuilt from the log with a warning, never trusted: it is renamed to
+        `store.damaged-<ns>` or `store.stale-<ns>` and a new one is opened, which
+        `_replay` fills from the log. Damage found later, by a read, a write's
+        plan or a commit, is handled the same way by `_rebuild_store`. A
+        `CorruptionError` about any other file (the log, the keyring) is raised.
         """
         try:
             store = self._open_sealed_store()
-            applied = store.applied()
         except CorruptionError as failure:
+            if not self._is_store_damage(failure):
+                raise
             self._move_store_aside("damaged", str(failure))
             return self._open_sealed_store()
+        applied = store.applied()
         if applied is None:
             return store
         position, record_hash = applied
@@ -392,7 +401,7 @@ class TenantHandle:
         aside = folder.with_name(f"{STORE_FOLDER}.{why}-{time.time_ns()}")
         folder.rename(aside)
         logger.warning(
-            "projection store %s is %s (%s); moved it to %s and rebuilding it from the log",
+            "projection store %s is %s (%s); moved it to %s, it is rebuilt from the log",
             folder,
             why,
             problem,
@@ -407,13 +416,24 @@ class TenantHandle:
         return os.path.abspath(failure.file).startswith(store_folder + os.sep)
 
     def _rebuild_store(self, failure: CorruptionError) -> None:
-        """Set the damaged store aside and rebuild it from every table event of the log."""
+        """Set the damaged store aside and rebuild it from every table event of the log.
+
+        If the rebuild fails (the log is damaged, say), the new store is
+        abandoned and every later read raises: a store behind the log must not
+        answer as if it were current.
+        """
         assert self._is_store_damage(failure)
+        assert self._store_failure is None
         self._store.abandon()
-        self._move_store_aside("damaged", str(failure))
-        self._store = self._open_sealed_store()
-        self._engine = Engine(self._store)
-        self._catch_up_store()
+        try:
+            self._move_store_aside("damaged", str(failure))
+            self._store = self._open_sealed_store()
+            self._engine = Engine(self._store)
+            self._catch_up_store()
+        except BaseException as rebuild_failure:
+            self._store.abandon()
+            self._store_failure = rebuild_failure
+            raise
 
     def _catch_up_store(self) -> None:
         """Apply the table events the store has not applied yet, in log order."""
@@ -433,7 +453,16 @@ class TenantHandle:
             self._store.sync()
 
     def _with_store(self, read: Callable[[], _Answer]) -> _Answer:
-        """`read()` through the store; if the store is damaged, rebuild it and ask again once."""
+        """`read()` through the store; if the store is damaged, rebuild it and ask again once.
+
+        `read` must look up `self._store` or `self._engine` when called: the
+        retry runs against the rebuilt ones. A second failure is raised.
+        """
+        if self._store_failure is not None:
+            raise ClosedError(
+                f"projection store of tenant {int(self._tenant)} (its rebuild from the log "
+                f"failed: {self._store_failure}; reopen the tenant)"
+            )
         try:
             return read()
         except CorruptionError as failure:
@@ -484,7 +513,8 @@ class TenantHandle:
         if store_damage is not None:
             self._rebuild_store(store_damage)
         elif caught_up:
-            self._store.sync()
+            # The commit reads catalog pages, which may be damaged too.
+            self._with_store(lambda: self._store.sync())
         if replayed >= SNAPSHOT_REPLAY_RECORDS_MIN:
             self._write_snapshot_or_warn()
 
@@ -946,6 +976,19 @@ class TenantHandle:
 
     # ------------------------------------------------------------ lifecycle
 
+    def _close_store(self) -> None:
+        """Close the store; one found damaged by its last commit is set aside instead.
+
+        Its unsynced batches are all in the log, so the next open rebuilds it.
+        """
+        try:
+            self._store.close()
+        except CorruptionError as failure:
+            if not self._is_store_damage(failure):
+                raise
+            self._store.abandon()
+            self._move_store_aside("damaged", str(failure))
+
     @property
     def tenant(self) -> TenantId:
         return self._tenant
@@ -954,7 +997,9 @@ class TenantHandle:
         with self._lock:
             self._check_open()
             self._log.sync()
-            self._store.sync()
+            # A commit reads catalog pages; if one is damaged, the rebuild makes every
+            # batch durable anyway (the log holds them).
+            self._with_store(lambda: self._store.sync())
 
     def _verify(self, progress: Callable[[int, int], None] | None = None) -> int:
         with self._lock:
@@ -968,8 +1013,9 @@ class TenantHandle:
             self._closed = True
             try:
                 if clean:
-                    self._write_snapshot_or_warn()
-                    self._store.close()
+                    if self._store_failure is None:
+                        self._write_snapshot_or_warn()
+                    self._close_store()
                     self._log.close()
                 else:
                     self._store.abandon()
