@@ -14,7 +14,6 @@ list where a tuple belongs) and pin down the rejection it must get.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,8 +25,9 @@ import verity_spec.kernel as spec
 from verity import kernel as fast
 from verity.errors import CorruptionError
 from verity.types import TenantId
-from verity_conformance._runner import VectorResult, drive, load, step_fields
-from verity_conformance.vectors import FORMAT, NOW_START, VECTORS_DIR
+from verity_conformance import _runner
+from verity_conformance._runner import FORMAT, VectorResult
+from verity_conformance.vectors import NOW_START, VECTORS_DIR
 
 Observation = dict[str, Any]
 Fields = dict[str, Any]
@@ -774,36 +774,20 @@ def build_vector(scenario: Scenario) -> dict[str, Any]:
 
 
 def vector_path(out_dir: Path, scenario: Scenario) -> Path:
-    return out_dir / f"kernel-{scenario.name}.json"
+    return _runner.vector_file(out_dir, "kernel", scenario.name)
 
 
 def generate(out_dir: Path = VECTORS_DIR) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for scenario in scenarios():
-        path = vector_path(out_dir, scenario)
-        text = json.dumps(build_vector(scenario), indent=1, sort_keys=True) + "\n"
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
-    return written
+    return _runner.write_vectors(out_dir, (build_vector(scenario) for scenario in scenarios()))
 
 
 KernelVectorResult = VectorResult
 
 
 def run_vector(path: Path, factory: KernelDriverFactory) -> VectorResult:
-    vector = load(path, FORMAT, "kernel")
-    if isinstance(vector, str):
-        return VectorResult(path, 0, vector)
-    try:
-        driver = factory(vector["config"])
-    except Exception as failure:  # the implementation failed to start: a failed vector
-        return VectorResult(path, 0, f"raised {type(failure).__name__}: {failure}")
-    return drive(path, driver, vector["steps"], perform, step_fields)
+    # A kernel keeps its state in memory: the scratch directory goes unused.
+    return _runner.run_vector(path, "kernel", lambda config, _scratch: factory(config), perform)
 
 
 def run(vectors_dir: Path, factory: KernelDriverFactory) -> list[VectorResult]:
-    paths = sorted(vectors_dir.glob("kernel-*.json"))
-    if not paths:
-        raise FileNotFoundError(f"no kernel vectors (kernel-*.json) in {vectors_dir}")
-    return [run_vector(path, factory) for path in paths]
+    return _runner.run_all(vectors_dir, "kernel", lambda path: run_vector(path, factory))

@@ -14,16 +14,14 @@ other records of the tenant log). VALUE and OBS are encoded as in
 
 from __future__ import annotations
 
-import json
 import random
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from verity_conformance._runner import VectorResult, drive, load
+from verity_conformance import _runner
+from verity_conformance._runner import FORMAT, VectorResult
 from verity_conformance.tables_drivers import (
     EngineTablesDriver,
     Observation,
@@ -33,7 +31,6 @@ from verity_conformance.tables_drivers import (
     params_to_json,
 )
 
-FORMAT = "verity-conformance-vectors/1"
 Step = dict[str, Any]
 TablesDriverFactory = Callable[[Path], TablesDriver]
 
@@ -254,13 +251,7 @@ def build_vector(scenario: Scenario) -> dict[str, Any]:
 
 
 def generate(out_dir: Path) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for scenario in scenarios():
-        path = out_dir / f"tables-{scenario.name}.json"
-        path.write_text(json.dumps(build_vector(scenario), indent=1, sort_keys=True) + "\n")
-        written.append(path)
-    return written
+    return _runner.write_vectors(out_dir, (build_vector(scenario) for scenario in scenarios()))
 
 
 TablesVectorResult = VectorResult
@@ -282,21 +273,16 @@ def perform(driver: TablesDriver, step: Step) -> Observation:
 
 
 def run_vector(path: Path, factory: TablesDriverFactory) -> VectorResult:
-    vector = load(path, FORMAT, "tables")
-    if isinstance(vector, str):
-        return VectorResult(path, 0, vector)
-    directory = Path(tempfile.mkdtemp(prefix="verity-tables-vector-"))
-    try:
-        driver = factory(directory)
-    except Exception as failure:  # the implementation failed to open: a failed vector
-        shutil.rmtree(directory, ignore_errors=True)
-        return VectorResult(path, 0, f"raised {type(failure).__name__}: {failure}")
-    try:
-        return drive(path, driver, vector["steps"], perform, _shown)
-    finally:
-        driver.close()
-        shutil.rmtree(directory, ignore_errors=True)
+    return _runner.run_vector(
+        path,
+        "tables",
+        lambda _config, scratch: factory(scratch),
+        perform,
+        _shown,
+        close=lambda driver: driver.close(),
+    )
 
 
 def _shown(step: Step) -> str:
+    # The SQL names a tables step better than its encoded parameters do.
     return f"{step['op']} {step.get('sql', '')[:120]!r}"

@@ -9,19 +9,19 @@ can insist the committed vectors are fresh.
 
 from __future__ import annotations
 
-import json
 import random
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from verity_conformance._runner import VectorResult, drive, load, step_fields
+from verity_conformance import _runner
+
+# Re-exported: FORMAT and VectorResult were first defined here, and callers import them from here.
+from verity_conformance._runner import FORMAT as FORMAT
+from verity_conformance._runner import VectorResult as VectorResult
 from verity_conformance.drivers import LogDriver, Observation, SpecLogDriver, StorageLogDriver
 
-FORMAT = "verity-conformance-vectors/1"
 NOW_START = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z in ns
 VECTORS_DIR = Path(__file__).resolve().parent / "vectors"
 
@@ -382,35 +382,18 @@ def build_vector(scenario: Scenario) -> dict[str, Any]:
 
 
 def generate(out_dir: Path) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for scenario in scenarios():
-        path = out_dir / f"log-{scenario.name}.json"
-        text = json.dumps(build_vector(scenario), indent=1, sort_keys=True) + "\n"
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
-    return written
+    return _runner.write_vectors(out_dir, (build_vector(scenario) for scenario in scenarios()))
 
 
 def run_vector(path: Path, factory: DriverFactory) -> VectorResult:
-    vector = load(path, FORMAT, None)
-    if isinstance(vector, str):
-        return VectorResult(path, 0, vector)
-    directory = Path(tempfile.mkdtemp(prefix="verity-vector-"))
-    try:
-        driver = factory(directory / "log", vector["config"])
-    except Exception as failure:  # the implementation failed to open: a failed vector
-        shutil.rmtree(directory, ignore_errors=True)
-        return VectorResult(path, 0, f"raised {type(failure).__name__}: {failure}")
-    try:
-        return drive(path, driver, vector["steps"], perform, step_fields)
-    finally:
-        driver.close()
-        shutil.rmtree(directory, ignore_errors=True)
+    return _runner.run_vector(
+        path,
+        "log",
+        lambda config, scratch: factory(scratch / "log", config),
+        perform,
+        close=lambda driver: driver.close(),
+    )
 
 
 def run(vectors_dir: Path, factory: DriverFactory) -> list[VectorResult]:
-    paths = sorted(vectors_dir.glob("log-*.json"))
-    if not paths:
-        raise FileNotFoundError(f"no vectors (*.json) in {vectors_dir}")
-    return [run_vector(path, factory) for path in paths]
+    return _runner.run_all(vectors_dir, "log", lambda path: run_vector(path, factory))
