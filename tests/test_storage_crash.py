@@ -10,8 +10,9 @@ import zlib
 from pathlib import Path
 
 import pytest
+from _crash import saved_mark, unacknowledge
 
-from verity.errors import CorruptionError
+from verity.errors import CorruptionError, HistoryLost
 from verity.storage import Log, open_log
 from verity.types import (
     CheckpointPolicy,
@@ -62,6 +63,8 @@ class Crashed:
     def __init__(self, root: Path, data_records: int = 30) -> None:
         self.pristine = root / "pristine"
         log = open_at(self.pristine, now=T0)
+        # The process dies in the middle of this append: it never returns.
+        before = saved_mark(self.pristine)
         log.append_batch([b"record %d " % i * (1 + i % 5) for i in range(data_records)])
         log.sync()  # derived files now run ahead of any cut below
         self.size = log.size
@@ -73,6 +76,7 @@ class Crashed:
         self.newest_name = newest.path.name
         self.newest_first = int(newest.first_offset)
         log.abandon()
+        unacknowledge(self.pristine, before)
         self.last_frame = frames(self.pristine / self.newest_name)[-1]
         self.copies = 0
         self.root = root
@@ -152,8 +156,11 @@ def test_recovered_log_keeps_working_and_remembers(tmp_path: Path) -> None:
         assert log.verify() == size
     # A second torn tail makes a second recovery, generation 2.
     newest = open_at(directory)
+    before = saved_mark(directory)
+    newest.append(b"never acknowledged")
     last = newest.segments()[-1]
     newest.abandon()
+    unacknowledge(directory, before)
     last_start, last_end = frames(last.path)[-1]
     os.truncate(last.path, last_end - 1)
     with open_at(directory) as log:
@@ -176,11 +183,13 @@ def test_torn_only_record_of_a_new_segment_leaves_it_empty(tmp_path: Path) -> No
     directory = tmp_path / "log"
     log = open_at(directory, now=T0, checkpoint_policy=CheckpointPolicy(explicit_only=True))
     while len(log.segments()) < 3 or log.segments()[-1].record_count != 1:
+        before = saved_mark(directory)
         log.append(b"x" * 200)
     newest = log.segments()[-1]
     size = log.size
     head_before = log.read(size - 2).chain_hash()
     log.abandon()
+    unacknowledge(directory, before)
     os.truncate(newest.path, 30)
     with open_at(directory, checkpoint_policy=CheckpointPolicy(explicit_only=True)) as log:
         assert log.size == size - 1
@@ -198,19 +207,27 @@ def test_a_stale_index_from_an_earlier_clean_close_is_not_trusted(tmp_path: Path
         size = log.size
         segment = log.segments()[-1].path
         clean_bytes = log.segments()[-1].byte_size
+    index = segment.with_suffix(".vidx")
+    assert index.exists()
     log = open_at(directory, now=T0 + 10)
     log.append(b"c")
+    assert not index.exists()  # the first append forgets the clean-close index
     log.abandon()
     with open_at(directory) as log:
         assert log.size == size + 1
     log = open_at(directory, now=T0 + 20)
+    before = saved_mark(directory)
     log.append(b"d")
     log.abandon()
-    os.truncate(segment, clean_bytes)  # exactly where the first clean close left it
-    with open_at(directory) as log:
-        assert log.size == size
-        assert log.recoveries() == []
-        assert log.verify() == size
+    unacknowledge(directory, before)
+    # Exactly where the first clean close left it: "c" was acknowledged, so this is
+    # lost history, refused, not a clean shutdown and not a torn tail.
+    os.truncate(segment, clean_bytes)
+    with pytest.raises(HistoryLost) as caught:
+        open_at(directory)
+    assert (caught.value.first_lost, caught.value.end_lost) == (size, size + 1)
+    assert segment.stat().st_size == clean_bytes
+    assert not (directory / "recovery.vrec").exists()
 
 
 def test_a_bad_frame_with_good_frames_after_it_is_not_truncated(tmp_path: Path) -> None:

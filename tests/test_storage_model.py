@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from _crash import saved_mark, unacknowledge
 
-from verity.errors import CorruptionError, InvalidArgument, NotFound
+from verity.errors import CorruptionError, HistoryLost, InvalidArgument, NotFound
 from verity.proofs import verify_consistency, verify_inclusion
-from verity.storage import Log, open_log
+from verity.storage import Log, SegmentInfo, open_log
 from verity.types import CheckpointPolicy, SyncPolicy
 
 CHAIN_DOMAIN = b"verity.chain.v1\x00"
@@ -188,8 +189,10 @@ class Walk:
             self.log.close()
             self.model.shutdown(self.now)
             self.log = self.open()
-        elif choice < 0.64 and self.model.records:
+        elif choice < 0.61 and self.model.records:
             self.crash()
+        elif choice < 0.64 and self.model.records:
+            self.lose_history()
         elif choice < 0.70:
             self.corrupt()
         else:
@@ -197,18 +200,51 @@ class Walk:
         self.compare_state()
 
     def crash(self) -> None:
+        """The process dies in an append that never returns: only its records may be cut."""
+        acknowledged = len(self.model.records)
+        before = saved_mark(self.directory)
+        payloads = [self.rng.randbytes(self.rng.choice([0, 40, 300])) for _ in range(3)]
+        self.log.append_batch(payloads)
+        self.model.append_batch(payloads, self.now)
         newest = self.log.segments()[-1]
         first = int(newest.first_offset)
         size = len(self.model.records)
-        keep = self.rng.randint(first, size)
+        # Records in sealed segments were fsynced when sealed: they survive any crash.
+        keep = self.rng.randint(max(first, acknowledged), size)
         torn = keep < size and self.rng.random() < 0.6
         cut = sum(8 + len(record) for record in self.model.records[first:keep])
         if torn:
             cut += self.rng.randrange(1, 8 + len(self.model.records[keep]))
         self.log.abandon()
+        unacknowledge(self.directory, before)
         os.truncate(newest.path, cut)
         self.model.crash(keep, torn)
         self.log = self.open()
+
+    def lose_history(self) -> None:
+        """Cut acknowledged records from the newest segment: open refuses and touches nothing."""
+        self.log.close()
+        self.model.shutdown(self.now)
+        newest = self.open_and_last_segment()
+        first = int(newest.first_offset)
+        size = len(self.model.records)
+        if size > first:
+            keep = self.rng.randrange(first, size)
+            cut = sum(8 + len(record) for record in self.model.records[first:keep])
+            data = newest.path.read_bytes()
+            os.truncate(newest.path, cut)
+            with pytest.raises(HistoryLost) as caught:
+                self.open()
+            assert (caught.value.first_lost, caught.value.end_lost) == (keep, size)
+            assert newest.path.stat().st_size == cut
+            newest.path.write_bytes(data)
+        self.log = self.open()
+
+    def open_and_last_segment(self) -> SegmentInfo:
+        log = self.open()
+        newest = log.segments()[-1]
+        log.close()
+        return newest
 
     def corrupt(self) -> None:
         # Like the conformance machine: a sealed segment's record, never the last record.

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Final
 
 from verity.errors import CorruptionError
+from verity.storage._files import open_private
 from verity.storage._frame import ZERO_HASH, write_all
 from verity.types import Checkpoint, Hash, Offset, Timestamp
 
@@ -58,12 +59,39 @@ def _entry(kind: int, offset: int, chain_hash: bytes, merkle_root: bytes, create
 class CheckpointIndex:
     """The checkpoint list: the file's entries mirrored in memory, appended in log order."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, read_only: bool = False) -> None:
         self.path = directory / CHECKPOINTS_FILE
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        self._read_only = read_only
+        if read_only:
+            # A reader repairs nothing on disk: entries it re-derives stay in memory.
+            try:
+                self._fd = os.open(self.path, os.O_RDONLY)
+            except FileNotFoundError:
+                self._fd = -1
+        else:
+            self._fd = open_private(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
         self._entries = bytearray()
         self._written_bytes = 0
         self._file_bytes = 0
+
+    def highest_mark(self) -> int:
+        """The largest CRC-valid coverage mark in the file (0 if none).
+
+        A mark is written only after the records it covers were fsynced, so it
+        is evidence of how many records were durable: a log found shorter than
+        this lost history. Marks never decrease along the file, so the last
+        valid one is the highest.
+        """
+        if self._fd < 0:
+            return 0
+        data = os.pread(self._fd, os.fstat(self._fd).st_size, 0)
+        for index in range(len(data) // _ENTRY_BYTES - 1, -1, -1):
+            entry = data[index * _ENTRY_BYTES : (index + 1) * _ENTRY_BYTES]
+            kind, offset = _KEY.unpack_from(entry)
+            (crc,) = _CRC.unpack_from(entry, _ENTRY.size)
+            if kind == _KIND_COVERED and zlib.crc32(entry[: _ENTRY.size]) == crc:
+                return int(offset)
+        return 0
 
     def load(self, size: int, covered_needed: int) -> int:
         """Keep the entries a usable mark confirms; return that mark (records covered).
@@ -73,8 +101,8 @@ class CheckpointIndex:
         caller and added with `append` before `commit_repair`.
         """
         assert 0 <= covered_needed <= size
-        self._file_bytes = os.fstat(self._fd).st_size
-        data = os.pread(self._fd, self._file_bytes, 0)
+        self._file_bytes = os.fstat(self._fd).st_size if self._fd >= 0 else 0
+        data = os.pread(self._fd, self._file_bytes, 0) if self._fd >= 0 else b""
         whole_entries = len(data) // _ENTRY_BYTES
         covered = 0
         kept_entries = 0
@@ -94,6 +122,8 @@ class CheckpointIndex:
 
     def commit_repair(self, size: int) -> None:
         """Make the file equal the repaired list, ending with a mark covering `size` records."""
+        if self._read_only:
+            return
         if (
             self._written_bytes == self._file_bytes == len(self._entries)
             and self._last_mark() == size
@@ -122,17 +152,22 @@ class CheckpointIndex:
         self._entries += _entry(_KIND_COVERED, size, ZERO_HASH, ZERO_HASH, 0)
 
     def flush(self) -> None:
+        if self._read_only:
+            return
         if self._written_bytes < len(self._entries):
             write_all(self._fd, memoryview(self._entries)[self._written_bytes :])
             self._written_bytes = len(self._entries)
             self._file_bytes = self._written_bytes
 
     def fsync(self) -> None:
-        os.fsync(self._fd)
+        if not self._read_only:
+            os.fsync(self._fd)
 
     def close(self) -> None:
         """Close the file; unflushed entries are dropped (callers flush first when clean)."""
-        os.close(self._fd)
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     # ------------------------------------------------------------------ read
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from verity.storage._files import open_private
 from verity.storage._frame import write_all
 
 __all__ = ["IndexContents", "decode_index", "encode_index", "positions_array", "write_atomic"]
@@ -60,6 +61,20 @@ def encode_index(
     return body + _CRC.pack(zlib.crc32(body))
 
 
+def decode_index_header(head: bytes, first_offset: int) -> tuple[int, int] | None:
+    """`(count, valid_bytes)` from an index's first 29 bytes, or None if they are not one.
+
+    Unchecked by the CRC (which covers the whole file): good enough to tell a
+    sealed segment that matches its index from one that must be looked at.
+    """
+    if len(head) < _HEAD_BYTES:
+        return None
+    magic, version, stored_first, count, valid_bytes = _HEAD.unpack_from(head)
+    if magic != _MAGIC or version != _VERSION or stored_first != first_offset:
+        return None
+    return int(count), int(valid_bytes)
+
+
 def decode_index(data: bytes, first_offset: int) -> IndexContents | str:
     """The index in `data`, or why it is unusable."""
     if len(data) < _HEAD_BYTES + _TAIL_BYTES:
@@ -87,7 +102,7 @@ def decode_index(data: bytes, first_offset: int) -> IndexContents | str:
 def write_atomic(path: Path, data: bytes) -> None:
     """Write `path` so a crash leaves either the old file or the new one, never a mix."""
     temporary = path.with_name(path.name + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = open_private(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
         write_all(fd, data)
         os.fsync(fd)

@@ -27,9 +27,19 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, TypeVar, final
 
-from verity.errors import ChainBroken, ClosedError, CorruptionError, InvalidArgument, NotFound
+from verity.errors import (
+    ChainBroken,
+    ClosedError,
+    CorruptionError,
+    HistoryLost,
+    InvalidArgument,
+    NotFound,
+    ReadOnly,
+)
 from verity.proofs import ConsistencyProof, InclusionProof
-from verity.storage._checkpoints import CheckpointIndex
+from verity.storage._checkpoints import CHECKPOINTS_FILE, CheckpointIndex
+from verity.storage._durable import MARK_FILE, DurableMark, MarkFile, read_mark
+from verity.storage._files import FolderLock, make_private_dir, open_private
 from verity.storage._frame import (
     CHAIN_DOMAIN,
     CHECKPOINT_PAYLOAD,
@@ -54,13 +64,14 @@ from verity.storage._frame import (
 from verity.storage._index import (
     IndexContents,
     decode_index,
+    decode_index_header,
     encode_index,
     fsync_directory,
     positions_array,
     write_atomic,
 )
 from verity.storage._merkle import DamagedNodes, MerkleStore
-from verity.storage._recovery import append_recovery, load_recoveries
+from verity.storage._recovery import RECOVERY_FILE, append_recovery, load_recoveries
 from verity.storage._segment import (
     ScanResult,
     SegmentInfo,
@@ -121,6 +132,14 @@ class _Sealed:
     path: str
 
 
+def _cut_short(data: bytes, position: int) -> bool:
+    """The frame at `position` runs past the end of `data`: the file was cut, not flipped."""
+    if len(data) - position < PREFIX_BYTES:
+        return True
+    (length, _) = _unpack_prefix(data, position)
+    return bool(position + PREFIX_BYTES + length > len(data))
+
+
 def _check_count(name: str, value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise InvalidArgument(name, value, "must be an int")
@@ -137,12 +156,22 @@ def open_log(
     segment_bytes_max: int = SEGMENT_BYTES_MAX_DEFAULT,
     clock: Clock = time.time_ns,
     index_cache_segments: int = 64,
+    create: bool = True,
+    read_only: bool = False,
 ) -> Log:
-    """Open (creating if needed) the log in folder `path`, recovering a torn tail.
+    """Open the log in folder `path` (creating it when `create`), recovering a torn tail.
 
     `clock` returns ns since the epoch and is read once per append call (and
     once per recovery). `index_cache_segments` bounds how many sealed
     segments' offset indexes are held in memory.
+
+    A writer holds an exclusive lock on the folder until `close` (a second
+    writer gets `InUse` and touches nothing). With `read_only`, the log takes
+    no lock and writes, renames and deletes nothing: it sees the durable
+    records on disk at open (a torn tail is left for the writer's recovery),
+    and can read, verify and prove; appends raise `ReadOnly`. Any number of
+    readers may run beside one writer. Records that were durable and are gone
+    raise `HistoryLost` (a `CorruptionError`) in both modes.
     """
     if not isinstance(path, str | os.PathLike):
         raise InvalidArgument("path", path, "must be a str or os.PathLike")
@@ -164,12 +193,32 @@ def open_log(
         or index_cache_segments < 1
     ):
         raise InvalidArgument("index_cache_segments", index_cache_segments, "must be an int >= 1")
+    if not isinstance(create, bool):
+        raise InvalidArgument("create", create, "must be a bool")
+    if not isinstance(read_only, bool):
+        raise InvalidArgument("read_only", read_only, "must be a bool")
     directory = Path(os.fspath(path))
     if directory.exists() and not directory.is_dir():
         raise InvalidArgument("path", str(directory), "exists and is not a folder")
-    return Log(
-        directory, sync_policy, checkpoint_policy, segment_bytes_max, clock, index_cache_segments
-    )
+    if not directory.exists():
+        if read_only or not create:
+            raise NotFound("log folder", str(directory), "it does not exist")
+        make_private_dir(directory, parents=True)
+    lock = None if read_only else FolderLock.acquire(directory)
+    try:
+        return Log(
+            directory,
+            sync_policy,
+            checkpoint_policy,
+            segment_bytes_max,
+            clock,
+            index_cache_segments,
+            lock,
+        )
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
 
 
 @final
@@ -188,8 +237,12 @@ class Log:
         segment_bytes_max: int,
         clock: Clock,
         index_cache_segments: int,
+        lock: FolderLock | None,
     ) -> None:
         self._directory = directory
+        self._folder_lock = lock
+        self._read_only = lock is None
+        self._mark: MarkFile | None = None
         self._lock = threading.Condition(threading.Lock())
         self._sync_mode = sync_policy.mode
         self._group_delay_s = sync_policy.max_delay_ms / 1000.0
@@ -226,9 +279,8 @@ class Log:
         self._appenders_arriving = 0
         self._arrival_lock = threading.Lock()
         self._retired_fds: list[int] = []
-        self._merkle = MerkleStore(directory / "merkle")
-        directory.mkdir(parents=True, exist_ok=True)
-        self._checkpoints = CheckpointIndex(directory)
+        self._merkle = MerkleStore(directory / "merkle", read_only=self._read_only)
+        self._checkpoints = CheckpointIndex(directory, read_only=self._read_only)
         try:
             self._open()
         except BaseException:
@@ -240,30 +292,44 @@ class Log:
 
     def _open(self) -> None:
         directory = self._directory
-        for leftover in directory.glob("*.tmp"):
-            leftover.unlink()
+        # The mark is read before the segments are listed: a live writer (beside a
+        # reader) only adds records after it, so it never claims more than is found.
+        mark = read_mark(directory)
+        if not self._read_only:
+            for leftover in directory.glob("*.tmp"):
+                leftover.unlink()
         self._recoveries = load_recoveries(directory)
         if self._recoveries:
             self._generation = self._recoveries[-1].generation
         firsts = list_segments(directory)
         if not firsts:
+            self._check_nothing_was_written(mark)
+            if self._read_only:
+                self._open_empty_view()
+                return
             self._create_first_segment()
             firsts = [0]
         if firsts[0] != 0:
-            raise CorruptionError(
+            raise HistoryLost(
                 f"the oldest segment starts at offset {firsts[0]}, not 0",
-                file=str(directory / segment_name(firsts[0])),
+                file=str(directory / segment_name(0)),
+                first_lost=0,
+                end_lost=firsts[0],
             )
         self._firsts = firsts
+        self._check_sealed_segments()
         active_first = firsts[-1]
         self._active_first = active_first
         self._active_path = str(directory / segment_name(active_first))
-        self._active_fd = os.open(self._active_path, os.O_RDWR | os.O_APPEND)
+        self._active_fd = os.open(
+            self._active_path, os.O_RDONLY if self._read_only else os.O_RDWR | os.O_APPEND
+        )
         segment_bytes = os.fstat(self._active_fd).st_size
         index = self._read_index(active_first)
         clean = isinstance(index, IndexContents) and index.valid_bytes == segment_bytes
         # After a crash the scan's checked bytes serve the catch-up of derived data too.
         scanned = b""
+        scan: ScanResult | None = None
         if isinstance(index, IndexContents) and clean:
             self._active_positions = index.positions
             self._active_bytes = segment_bytes
@@ -271,16 +337,36 @@ class Log:
             data = pread_exact(self._active_fd, segment_bytes, 0)
             scan = scan_frames(data, active_first)
             if scan.problem is not None:
-                self._recover_torn_tail(data, scan, active_first + len(scan.positions))
+                self._check_torn(data, scan, active_first + len(scan.positions))
             self._active_positions = scan.positions
             self._active_bytes = scan.valid_bytes
             scanned = data[: scan.valid_bytes]
+        found = active_first + len(self._active_positions)
+        self._check_evidence(found, mark)
+        if scan is not None and scan.problem is not None and not self._read_only:
+            self._recover_torn_tail(scan.valid_bytes, segment_bytes, found)
+        if self._read_only and mark is not None and active_first <= mark.size < found:
+            # A reader sees the durable prefix: records past the mark may belong to an
+            # append that has not returned (or a crash that the writer will account for).
+            self._active_bytes = self._active_positions[mark.size - active_first]
+            del self._active_positions[mark.size - active_first :]
+            scanned = scanned[: self._active_bytes]
+            found = mark.size
         self._active_index_on_disk = index is not None
-        self._size = active_first + len(self._active_positions)
+        self._size = found
         self._synced_size = self._size
+        if not clean and not self._read_only:
+            # Whatever open keeps is durable before anything (a coverage mark, the
+            # durability mark) claims it is.
+            os.fsync(self._active_fd)
         trusted_through = self._size if clean else active_first
         self._load_checkpoints(trusted_through, scanned)
         self._load_head(index if isinstance(index, IndexContents) and clean else None)
+        if mark is not None and 0 < mark.size <= self._size:
+            self._check_mark_head(mark)
+        if not self._read_only:
+            self._mark = MarkFile(directory)
+            self._mark.write(self._size, self._head)
         # The checkpoint list is the trusted anchor (read_verified checks records against
         # it), so the Merkle store is checked against it, never the other way round.
         expected_root = None
@@ -293,6 +379,94 @@ class Log:
             expected_root,
             lambda start, end: (record for _, record in self._records_on_open(start, end, scanned)),
         )
+
+    def _open_empty_view(self) -> None:
+        """A reader of a log folder that holds no segment yet: an empty log, no files."""
+        self._firsts = [0]
+        self._active_first = 0
+        self._active_path = str(self._directory / segment_name(0))
+        self._active_fd = -1
+        self._checkpoints.load(0, 0)
+        self._merkle.load(0, 0, None, lambda start, end: iter(()))
+
+    def _check_nothing_was_written(self, mark: DurableMark | None) -> None:
+        """A folder without segments must be new: any trace of records means segment 0 is gone."""
+        directory = self._directory
+        evidence = max(mark.size if mark is not None else 0, self._checkpoints.highest_mark())
+        traces = [
+            name
+            for name in (MARK_FILE, RECOVERY_FILE, CHECKPOINTS_FILE)
+            if (directory / name).is_file() and (directory / name).stat().st_size > 0
+        ]
+        traces += sorted(path.name for path in directory.glob("*.vidx"))
+        if traces:
+            raise HistoryLost(
+                f"no segment file is left, but {', '.join(traces)} show records were written",
+                file=str(directory / segment_name(0)),
+                first_lost=0,
+                end_lost=max(evidence, 1),
+            )
+
+    def _check_sealed_segments(self) -> None:
+        """Every sealed segment holds exactly the records up to its successor's first offset.
+
+        Each one's offset index header is compared with the file's size (no
+        scan); a segment that disagrees is loaded in full, which rebuilds its
+        index or raises: fewer records than the successor implies is
+        `HistoryLost` (a segment deleted or cut short), a bad frame inside is
+        `CorruptionError`.
+        """
+        firsts = self._firsts
+        for segment_index in range(len(firsts) - 1):
+            first = firsts[segment_index]
+            expected_count = firsts[segment_index + 1] - first
+            path = self._directory / segment_name(first)
+            try:
+                with open(self._directory / index_name(first), "rb") as index_file:
+                    header = decode_index_header(index_file.read(29), first)
+            except FileNotFoundError:
+                header = None
+            if header == (expected_count, path.stat().st_size):
+                continue
+            self._sealed(segment_index)
+
+    def _check_evidence(self, found: int, mark: DurableMark | None) -> None:
+        """`found` records survive: no fewer than the durability evidence vouches for.
+
+        The evidence is the durability mark and the checkpoint list's highest
+        coverage mark, both written only after an fsync covered their records.
+        """
+        covered = self._checkpoints.highest_mark()
+        evidence = max(mark.size if mark is not None else 0, covered)
+        if found >= evidence:
+            return
+        witness = (
+            f"{MARK_FILE} says {mark.size} records were durable"
+            if mark is not None and mark.size == evidence
+            else f"{CHECKPOINTS_FILE} covers {covered} records"
+        )
+        raise HistoryLost(
+            f"the log holds {found} records, but {witness}; a torn tail can only be "
+            "the partial last record of an append that never returned",
+            file=self._active_path,
+            first_lost=found,
+            end_lost=evidence,
+        )
+
+    def _check_mark_head(self, mark: DurableMark) -> None:
+        """Record `mark.size - 1` is the record that was acknowledged, not another."""
+        offset = mark.size - 1
+        if offset == self._size - 1:
+            head = self._head
+        else:
+            head = _sha256(CHAIN_DOMAIN + self._read_record_bytes(offset)).digest()
+        if head != mark.head_hash:
+            raise CorruptionError(
+                f"chain hash {head.hex()} of record {offset} differs from {mark.head_hash.hex()} "
+                f"in {MARK_FILE}: the acknowledged history was rewritten",
+                file=str(self._directory / MARK_FILE),
+                record_offset=offset,
+            )
 
     def _records_on_open(self, start: int, end: int, scanned: bytes) -> Iterator[tuple[int, bytes]]:
         """Records `start .. end-1`; those of a scanned active segment come from `scanned`."""
@@ -307,7 +481,7 @@ class Log:
             yield first + index, scanned[positions[index] + PREFIX_BYTES : frame_end]
 
     def _create_first_segment(self) -> None:
-        fd = os.open(self._directory / segment_name(0), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = open_private(self._directory / segment_name(0), os.O_RDWR | os.O_CREAT | os.O_EXCL)
         os.close(fd)
         fsync_directory(self._directory)
 
@@ -318,22 +492,24 @@ class Log:
             return None
         return decode_index(data, first_offset)
 
-    def _recover_torn_tail(self, data: bytes, scan: ScanResult, torn_offset: int) -> None:
-        """Cut a torn final frame, after making an account of it durable.
+    def _check_torn(self, data: bytes, scan: ScanResult, torn_offset: int) -> None:
+        """A bad last frame is torn only if it is the last thing in the file.
 
-        The bad frame is torn only if it is the last thing in the file: a
-        frame whose CRC matches but which is not the expected record, or a bad
-        frame with a good later frame after it, is corruption and is kept.
+        A frame whose CRC matches but which is not the expected record, or a
+        bad frame with a good later frame after it, is corruption and is kept.
         """
-        path = self._active_path
         cut_at = scan.valid_bytes
         if scan.problem_crc_valid or valid_frame_follows(data, cut_at, torn_offset):
             raise CorruptionError(
                 f"{scan.problem}, with intact data after it: not a torn write, not truncated",
-                file=path,
+                file=self._active_path,
                 byte_offset=cut_at,
                 record_offset=torn_offset,
             )
+
+    def _recover_torn_tail(self, cut_at: int, segment_bytes: int, torn_offset: int) -> None:
+        """Cut a torn final frame, after making an account of it durable."""
+        path = self._active_path
         now = self._read_clock()
         record = RecoveryRecord(
             generation=self._generation.next(),
@@ -341,7 +517,7 @@ class Log:
             known_committed=Offset(torn_offset),
             recovery_point=Offset(torn_offset),
             discarded_range=(Offset(torn_offset), Offset(torn_offset + 1)),
-            discarded_bytes=(Path(path).name, cut_at, len(data)),
+            discarded_bytes=(Path(path).name, cut_at, segment_bytes),
             timestamp=Timestamp(now),
             reason=RecoveryReason.NODE_RESTART,
         )
@@ -354,7 +530,7 @@ class Log:
             "torn write at the end of %s: discarded bytes %d..%d (record %d); generation is now %d",
             path,
             cut_at,
-            len(data),
+            segment_bytes,
             torn_offset,
             int(record.generation),
         )
@@ -515,28 +691,45 @@ class Log:
     ) -> tuple[array[int], bytes]:
         data = pread_exact(fd, os.fstat(fd).st_size, 0)
         scan = scan_frames(data, first)
-        if scan.problem is not None:
-            # A sealed segment was complete and fsynced when it was sealed: never truncate it.
+        found = first + len(scan.positions)
+        end = first + expected_count
+        # A sealed segment was complete and fsynced when it was sealed: never truncate it.
+        cut_short = (
+            scan.problem is not None
+            and _cut_short(data, scan.valid_bytes)
+            and not valid_frame_follows(data, scan.valid_bytes, found)
+        )
+        if scan.problem is not None and not cut_short:
             raise CorruptionError(
                 f"{scan.problem} in a sealed segment",
                 file=str(path),
                 byte_offset=scan.valid_bytes,
-                record_offset=first + len(scan.positions),
+                record_offset=found,
+            )
+        if found < end:
+            raise HistoryLost(
+                f"sealed segment {path.name} holds {len(scan.positions)} records "
+                f"({'cut short' if cut_short else 'ends'} at byte {scan.valid_bytes}), "
+                f"but the next segment starts at offset {end}",
+                file=str(path),
+                first_lost=found,
+                end_lost=end,
             )
         if len(scan.positions) != expected_count:
             raise CorruptionError(
                 f"sealed segment holds {len(scan.positions)} records, the next segment "
-                f"starts at offset {first + expected_count}",
+                f"starts at offset {end}",
                 file=str(path),
                 byte_offset=scan.valid_bytes,
-                record_offset=first + len(scan.positions),
+                record_offset=end,
             )
         last = scan.positions[-1]
         head_hash = _sha256(CHAIN_DOMAIN + data[last + PREFIX_BYTES :]).digest()
-        write_atomic(
-            self._directory / index_name(first),
-            encode_index(first, scan.positions, len(data), head_hash),
-        )
+        if not self._read_only:
+            write_atomic(
+                self._directory / index_name(first),
+                encode_index(first, scan.positions, len(data), head_hash),
+            )
         return scan.positions, head_hash
 
     def _segment_view(self, segment_index: int) -> tuple[int, array[int], int, str]:
@@ -600,6 +793,16 @@ class Log:
         if self._closed:
             raise ClosedError(f"log {self._directory}")
 
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self._read_only:
+            raise ReadOnly(f"log {self._directory}")
+
+    @property
+    def read_only(self) -> bool:
+        """Whether this log was opened with `read_only=True` (it writes nothing)."""
+        return self._read_only
+
     @staticmethod
     def _check_payloads(payloads: object, name: str) -> Sequence[bytes]:
         if isinstance(payloads, bytes | bytearray | memoryview | str) or not isinstance(
@@ -645,7 +848,7 @@ class Log:
         departed = False
         try:
             with self._lock:
-                self._check_open()
+                self._check_writable()
                 now = self._read_clock()
                 if max(now, self._last_ts + 1) + 2 * len(payloads) > U64_MAX:
                     raise InvalidArgument("clock()", now, "timestamps would pass 2**64-1")
@@ -678,7 +881,7 @@ class Log:
     def append_checkpoint(self) -> Checkpoint:
         """Append an explicit CHECKPOINT record covering every record before it."""
         with self._lock:
-            self._check_open()
+            self._check_writable()
             now = self._read_clock()
             result: list[Checkpoint] = []
 
@@ -823,6 +1026,8 @@ class Log:
     def _fsync_active(self) -> None:
         os.fsync(self._active_fd)
         self._synced_size = self._size
+        assert self._mark is not None
+        self._mark.write(self._size, self._head)
 
     def _flush_derived_if_large(self) -> None:
         if self._merkle.buffered_bytes() >= _DERIVED_FLUSH_BYTES:
@@ -839,6 +1044,8 @@ class Log:
         """Seal the active segment (fsynced, indexed, derived files durable); start the next."""
         self._fsync_active()
         self._lock.notify_all()
+        assert self._mark is not None
+        self._mark.fsync()
         self._merkle.flush()
         self._merkle.fsync()
         self._checkpoints.append_covered(self._size)
@@ -863,10 +1070,9 @@ class Log:
             ),
         )
         new_first = self._size
-        self._active_fd = os.open(
+        self._active_fd = open_private(
             self._directory / segment_name(new_first),
             os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL,
-            0o644,
         )
         fsync_directory(self._directory)
         self._firsts.append(new_first)
@@ -925,6 +1131,7 @@ class Log:
             self._check_open()
             fd = self._active_fd
             covered = self._size
+            covered_head = self._head
             self._pending_records = 0
             self._pending_since = None
             lock.release()
@@ -934,6 +1141,8 @@ class Log:
                 lock.acquire()
             if covered > self._synced_size:
                 self._synced_size = covered
+                assert self._mark is not None
+                self._mark.write(covered, covered_head)
         finally:
             self._leader_active = False
             for retired in self._retired_fds:
@@ -948,7 +1157,7 @@ class Log:
     def sync(self) -> None:
         """Make every record and every derived file written so far durable."""
         with self._lock:
-            self._check_open()
+            self._check_writable()
             self._wait_for_leader()
 
             def write() -> None:
@@ -957,6 +1166,8 @@ class Log:
                 self._merkle.fsync()
                 self._checkpoints.flush()
                 self._checkpoints.fsync()
+                assert self._mark is not None
+                self._mark.fsync()
 
             self._guarded(write)
             self._lock.notify_all()
@@ -974,6 +1185,10 @@ class Log:
         with self._lock:
             if self._closed:
                 return
+            if self._read_only:
+                self._close_files()
+                self._closed = True
+                return
             self._wait_for_leader()
             try:
                 if self._on_shutdown and self._size > 0 and self._last_kind != KIND_CHECKPOINT:
@@ -984,6 +1199,8 @@ class Log:
                     self._build_checkpoint(now, buffer)
                     self._emit(buffer)
                 self._fsync_active()
+                assert self._mark is not None
+                self._mark.fsync()
                 self._merkle.flush()
                 self._merkle.fsync()
                 self._checkpoints.append_covered(self._size)
@@ -1026,6 +1243,10 @@ class Log:
         self._retired_fds.clear()
         self._merkle.close()
         self._checkpoints.close()
+        if self._mark is not None:
+            self._mark.close()
+        if self._folder_lock is not None:
+            self._folder_lock.release()
 
     def __enter__(self) -> Log:
         return self

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Final
 
 from verity.errors import CorruptionError
+from verity.storage._files import make_private_dir, open_private
 from verity.storage._frame import EMPTY_TREE_ROOT, pread_exact, write_all
 
 __all__ = [
@@ -106,8 +107,11 @@ def largest_power_of_two_below(size: int) -> int:
 class MerkleStore:
     """The Merkle node files of one log, with each level's partial last block in memory."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, read_only: bool = False) -> None:
         self.directory = directory
+        # A read-only store never writes, renames or truncates: what it cannot use from
+        # disk (damaged, missing, or past the files' end) it keeps in memory instead.
+        self.read_only = read_only
         self._fds: list[int] = []
         self._sum_fds: list[int] = []
         # Per level: complete blocks on disk, their CRCs, and which were checked
@@ -147,7 +151,8 @@ class MerkleStore:
         all rebuilt.
         """
         assert 0 <= trusted_through <= size
-        self.directory.mkdir(exist_ok=True)
+        if not self.read_only:
+            make_private_dir(self.directory)
         levels = size.bit_length()
         node_counts, sum_counts = self._scan_files(levels)
         vouched = self._read_tails()
@@ -292,12 +297,16 @@ class MerkleStore:
         Returns where the old files went, in words, for the caller's warning.
         """
         self.close()
+        if self.read_only:
+            self._open_levels([0] * size.bit_length(), [b""] * size.bit_length())
+            self._rebuild(size, records)
+            return "read-only: the nodes are recomputed in memory, no file was touched"
         kept = "no files were left to keep"
         if self.directory.is_dir() and any(self.directory.iterdir()):
             aside = self.directory.with_name(f"{self.directory.name}.damaged-{time.time_ns()}")
             self.directory.rename(aside)
             kept = f"the old files are kept in {aside}"
-        self.directory.mkdir(exist_ok=True)
+        make_private_dir(self.directory)
         self._open_levels([0] * size.bit_length(), [b""] * size.bit_length())
         self._rebuild(size, records)
         assert self.size == size
@@ -307,13 +316,16 @@ class MerkleStore:
         """Nodes in each level file and sums in each sum file; files above `levels` go."""
         node_counts: dict[int, int] = {}
         sum_counts: dict[int, int] = {}
+        if not self.directory.is_dir():
+            return node_counts, sum_counts
         for entry in self.directory.iterdir():
             match = _LEVEL_NAME.match(entry.name)
             if match is None:
                 continue
             level = int(match.group(1))
             if level >= levels:
-                entry.unlink()
+                if not self.read_only:
+                    entry.unlink()
             elif match.group(2) == "bin":
                 node_counts[level] = entry.stat().st_size // NODE_BYTES
             else:
@@ -409,14 +421,14 @@ class MerkleStore:
     ) -> None:
         """Open levels `first_level ..` keeping `kept_blocks[i]` blocks and `partials[i]` after."""
         assert first_level == len(self._fds) and len(kept_blocks) == len(partials)
-        if self._tails_fd < 0:
-            self._tails_fd = os.open(self.directory / TAILS_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        if self._tails_fd < 0 and not self.read_only:
+            self._tails_fd = open_private(self.directory / TAILS_FILE, os.O_RDWR | os.O_CREAT)
         for level, (blocks, partial) in enumerate(
             zip(kept_blocks, partials, strict=True), first_level
         ):
             fd = self._open_file(level_file_name(level), blocks * BLOCK_BYTES + len(partial))
             sum_fd = self._open_file(sum_file_name(level), blocks * SUM_BYTES)
-            sums = pread_exact(sum_fd, blocks * SUM_BYTES, 0)
+            sums = pread_exact(sum_fd, blocks * SUM_BYTES, 0) if blocks else b""
             assert len(sums) == blocks * SUM_BYTES and len(partial) < BLOCK_BYTES
             self._fds.append(fd)
             self._sum_fds.append(sum_fd)
@@ -427,7 +439,14 @@ class MerkleStore:
             self._tail_written.append(len(partial))
 
     def _open_file(self, name: str, length: int) -> int:
-        fd = os.open(self.directory / name, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        if self.read_only:
+            # Only the first `length` bytes are ever read; a missing file holds none.
+            try:
+                return os.open(self.directory / name, os.O_RDONLY)
+            except FileNotFoundError:
+                assert length == 0
+                return -1
+        fd = open_private(self.directory / name, os.O_RDWR | os.O_CREAT | os.O_APPEND)
         if os.fstat(fd).st_size != length:
             os.ftruncate(fd, length)
         return fd
@@ -512,6 +531,8 @@ class MerkleStore:
             self._write_tails()
 
     def _flush_level(self, level: int) -> None:
+        if self.read_only:
+            return  # nodes stay in memory, after the blocks that are on disk
         tail = self._tails[level]
         written = self._tail_written[level]
         assert len(tail) % NODE_BYTES == 0 and written <= len(tail)
@@ -534,6 +555,8 @@ class MerkleStore:
         self._tail_written[level] = len(tail)
 
     def fsync(self) -> None:
+        if self.read_only:
+            return
         for fd in self._fds:
             os.fsync(fd)
         for fd in self._sum_fds:
@@ -544,7 +567,8 @@ class MerkleStore:
     def close(self) -> None:
         """Close the files; unwritten nodes are dropped (callers flush first when clean)."""
         for fd in self._fds + self._sum_fds:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
         if self._tails_fd >= 0:
             os.close(self._tails_fd)
             self._tails_fd = -1

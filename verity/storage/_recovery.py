@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from verity.errors import CorruptionError, InvalidArgument
+from verity.storage._files import open_private
 from verity.storage._frame import write_all
 from verity.storage._index import fsync_directory
 from verity.types import Generation, Offset, RecoveryReason, RecoveryRecord, Timestamp
@@ -122,7 +123,7 @@ def append_recovery(directory: Path, record: RecoveryRecord) -> None:
     """Append `record` and make it durable before returning."""
     path = directory / RECOVERY_FILE
     created = not path.exists()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     try:
         write_all(fd, encode_recovery(record))
         os.fsync(fd)
