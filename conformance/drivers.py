@@ -10,6 +10,8 @@ The lockstep machines and the vector runner compare the two, field for field.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,7 +20,7 @@ import verity_spec.errors as spec_errors
 import verity_spec.log as spec_log
 import verity_spec.records as spec_records
 from verity import errors as verity_errors
-from verity.storage import Log, open_log
+from verity.storage import Log, SegmentInfo, open_log
 from verity.types import CheckpointPolicy, SyncPolicy
 
 Observation = dict[str, Any]
@@ -37,6 +39,11 @@ def error(kind: str, record_offset: int | None = None) -> Observation:
     return {"error": kind, "record_offset": record_offset}
 
 
+def history_lost(first_lost: int, end_lost: int) -> Observation:
+    """Open refused: durable records `first_lost .. end_lost-1` are gone."""
+    return {"error": "history_lost", "record_offset": first_lost, "end_lost": end_lost}
+
+
 class LogDriver(Protocol):
     """One operation per method; each returns the observation (docs/conformance.md)."""
 
@@ -52,6 +59,10 @@ class LogDriver(Protocol):
     def consistency_proof(self, old_size: int, new_size: int) -> Observation: ...
     def reopen(self, now: int) -> Observation: ...
     def crash(self, keep: int, torn: bool, now: int) -> Observation: ...
+    def crash_in_append(
+        self, payloads: list[bytes], now: int, keep: int, torn: bool, reopen_now: int
+    ) -> Observation: ...
+    def lose_records(self, first: int, end: int) -> Observation: ...
     def corrupt(self, offset: int, byte: int) -> Observation: ...
     def close(self) -> None: ...
 
@@ -82,6 +93,8 @@ class SpecLogDriver:
     def _guard(self, operation: Callable[[], Observation]) -> Observation:
         try:
             return operation()
+        except spec_errors.HistoryLostError as failure:
+            return history_lost(failure.first_lost, failure.end_lost)
         except spec_errors.CorruptionError as failure:
             return error("corruption", failure.record_offset)
         except spec_errors.NotFoundError:
@@ -167,9 +180,28 @@ class SpecLogDriver:
         self.log = spec_log.shutdown(self.log, now, self.policy)
         return self.state()
 
+    def _reopen_after(self, found: Callable[[], spec_log.Log]) -> Observation:
+        """Open finds the log `found()` describes, or refuses (and the log stays)."""
+
+        def run() -> Observation:
+            self.log = found()
+            return self.state()
+
+        return self._guard(run)
+
     def crash(self, keep: int, torn: bool, now: int) -> Observation:
-        self.log = spec_log.recover_torn_tail(self.log, keep, torn, now)
-        return self.state()
+        return self._reopen_after(lambda: spec_log.recover_torn_tail(self.log, keep, torn, now))
+
+    def crash_in_append(
+        self, payloads: list[bytes], now: int, keep: int, torn: bool, reopen_now: int
+    ) -> Observation:
+        written = spec_log.write_unacknowledged(self.log, tuple(payloads), now, self.policy)
+        return self._reopen_after(
+            lambda: spec_log.recover_torn_tail(written, keep, torn, reopen_now)
+        )
+
+    def lose_records(self, first: int, end: int) -> Observation:
+        return self._reopen_after(lambda: spec_log.lose_records(self.log, first, end))
 
     def corrupt(self, offset: int, byte: int) -> Observation:
         del byte  # the model records that the stored record is damaged, not how
@@ -222,6 +254,8 @@ class StorageLogDriver:
     def _guard(self, operation: Callable[[], Observation]) -> Observation:
         try:
             return operation()
+        except verity_errors.HistoryLost as failure:
+            return history_lost(failure.first_lost, failure.end_lost)
         except verity_errors.CorruptionError as failure:
             return error("corruption", failure.record_offset)
         except verity_errors.NotFound:
@@ -321,6 +355,29 @@ class StorageLogDriver:
         start = sum(self.frame_lengths[int(segment.first_offset) : offset])
         return str(segment.path), start, start + self.frame_lengths[offset]
 
+    def segment_firsts(self) -> list[int]:
+        """The first offset of every segment, oldest first."""
+        return [int(segment.first_offset) for segment in self.log.segments()]
+
+    def newest_first_after(self, payload_lengths: list[int]) -> int:
+        """The newest segment's first offset once records of these payload sizes are appended.
+
+        Follows the log's roll rule (a record that does not fit a non-empty
+        segment starts the next one): the records of every segment sealed on
+        the way were fsynced when it was sealed, so a crash keeps them.
+        """
+        newest = self.log.segments()[-1]
+        first = int(newest.first_offset)
+        used = newest.byte_size
+        offset = self.log.size
+        for payload_length in payload_lengths:
+            needed = FRAME_PREFIX_BYTES + HEADER_BYTES + payload_length
+            if used > 0 and used + needed > self.segment_bytes_max:
+                first, used = offset, 0
+            used += needed
+            offset += 1
+        return first
+
     def crashable_from(self) -> int:
         """The first offset a crash may cut: the newest segment's first record."""
         return int(self.log.segments()[-1].first_offset)
@@ -329,21 +386,88 @@ class StorageLogDriver:
         """Records below this offset live in sealed (no longer written) segments."""
         return self.crashable_from()
 
-    def crash(self, keep: int, torn: bool, now: int) -> Observation:
-        newest = self.log.segments()[-1]
-        first = int(newest.first_offset)
-        assert first <= keep <= self.log.size, (first, keep, self.log.size)
-        assert not (torn and keep == self.log.size)
+    def _cut(
+        self, segments: list[SegmentInfo], keep: int, torn: bool, keep_later_segments: bool
+    ) -> None:
+        """Cut the (abandoned) log's files so that record `keep` is where they end.
+
+        The segment holding `keep` is cut at its frame (inside it when
+        `torn`); later segments are deleted, unless `keep_later_segments`.
+        """
+        holder = next((s for s in reversed(segments) if int(s.first_offset) <= keep), segments[0])
+        first = int(holder.first_offset)
         cut = sum(self.frame_lengths[first:keep])
         if torn:
             cut += self.frame_lengths[keep] // 2
-        assert cut <= newest.byte_size
-        self.log.abandon()
-        os.truncate(newest.path, cut)
-        self.now = now
-        self.log = self._open()
+        if not keep_later_segments:
+            for later in segments:
+                if int(later.first_offset) > first:
+                    os.unlink(later.path)
+                    index = later.path.with_suffix(".vidx")
+                    if index.exists():
+                        os.unlink(index)
+        if cut == 0 and first > 0 and keep_later_segments:
+            os.unlink(holder.path)
+        else:
+            os.truncate(holder.path, cut)
+
+    def _open_found(self, now: int, cut: Callable[[list[SegmentInfo]], None]) -> Observation:
+        """Make the files as `cut` leaves them and open; a refused open changes no file.
+
+        After a refusal the files are put back as they were before the cut (an
+        operator restoring them) and the log is opened again.
+        """
+        backup = Path(tempfile.mkdtemp(prefix="verity-conformance-backup-"))
+        try:
+            segments = self.log.segments()
+            self.log.abandon()
+            shutil.copytree(self.directory, backup / "log")
+            cut(segments)
+            before = _folder_bytes(self.directory)
+            self.now = now
+            try:
+                self.log = self._open()
+            except verity_errors.HistoryLost as failure:
+                after = _folder_bytes(self.directory)
+                assert after == before, "a refused open changed files"
+                shutil.rmtree(self.directory)
+                shutil.copytree(backup / "log", self.directory)
+                self.log = self._open()
+                return history_lost(failure.first_lost, failure.end_lost)
+        finally:
+            shutil.rmtree(backup, ignore_errors=True)
         self._refresh_frame_lengths()
         return self.state()
+
+    def crash(self, keep: int, torn: bool, now: int) -> Observation:
+        assert 0 <= keep <= self.log.size, (keep, self.log.size)
+        assert not (torn and keep == self.log.size)
+        return self._open_found(
+            now, lambda segments: self._cut(segments, keep, torn, keep_later_segments=False)
+        )
+
+    def crash_in_append(
+        self, payloads: list[bytes], now: int, keep: int, torn: bool, reopen_now: int
+    ) -> Observation:
+        """The process dies in this append: its frames reach the disk, it never returns."""
+        mark = self.directory / "durable.vmark"
+        acknowledged = mark.read_bytes()
+        self.now = now
+        self.log.append_batch(payloads)
+        self._refresh_frame_lengths()
+
+        def cut(segments: list[SegmentInfo]) -> None:
+            self._cut(segments, keep, torn, keep_later_segments=False)
+            mark.write_bytes(acknowledged)  # the mark of the last append that returned
+
+        return self._open_found(reopen_now, cut)
+
+    def lose_records(self, first: int, end: int) -> Observation:
+        """Records `first .. end-1` (to the end of a sealed segment) vanish; later ones stay."""
+        assert any(int(s.first_offset) == end for s in self.log.segments()), end
+        return self._open_found(
+            self.now, lambda segments: self._cut(segments, first, False, keep_later_segments=True)
+        )
 
     def corrupt(self, offset: int, byte: int) -> Observation:
         path, start, end = self.frame_location(offset)
@@ -359,3 +483,12 @@ class StorageLogDriver:
 
     def close(self) -> None:
         self.log.abandon()
+
+
+def _folder_bytes(directory: Path) -> dict[str, bytes]:
+    """Every file under `directory` (but the lock file) and its bytes."""
+    return {
+        str(path.relative_to(directory)): path.read_bytes()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and path.name != "verity.lock"
+    }

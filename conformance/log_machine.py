@@ -30,6 +30,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+import verity_spec.log as spec_log
 from verity.types import SyncPolicy
 from verity_conformance.drivers import Observation, SpecLogDriver, StorageLogDriver
 
@@ -170,17 +171,70 @@ class LogLockstep(RuleBasedStateMachine):
         now = self.tick(step)
         agree("reopen", self.spec.reopen(now), self.impl.reopen(now))
 
+    @rule(data=st.data(), payloads=payload_lists, step=clock_steps, reopen_step=clock_steps)
+    def crash_in_append(
+        self, data: st.DataObject, payloads: list[bytes], step: int, reopen_step: int
+    ) -> None:
+        # The process dies in this append: whole frames of it, or a torn one, may
+        # reach the disk; records in segments sealed on the way were fsynced.
+        now = self.tick(step)
+        acknowledged = self.size
+        written = spec_log.write_unacknowledged(
+            self.spec.log, tuple(payloads), now, self.spec.policy
+        ).records[acknowledged:]
+        size_written = acknowledged + len(written)
+        sealed = self.impl.newest_first_after([len(record.payload) for record in written])
+        first = max(acknowledged, sealed)
+        keep = data.draw(st.integers(min_value=first, max_value=size_written), label="keep")
+        torn = keep < size_written and data.draw(st.booleans(), label="torn")
+        reopen_now = self.tick(reopen_step)
+        agree(
+            f"crash_in_append(keep={keep}, torn={torn})",
+            self.spec.crash_in_append(payloads, now, keep, torn, reopen_now),
+            self.impl.crash_in_append(payloads, now, keep, torn, reopen_now),
+        )
+
+    def damaged_between(self, start: int, end: int) -> bool:
+        """A damaged record in `start .. end-1`, which a cut at `end` would leave in place.
+
+        Open reads a cut segment to count what is missing; a damaged frame with
+        intact ones after it stops that read and is reported as corruption first.
+        """
+        return any(start <= offset < end for offset in self.spec.log.damaged)
+
     @precondition(lambda self: len(self.spec.log.records) > 0)
     @rule(data=st.data(), step=clock_steps)
-    def crash(self, data: st.DataObject, step: int) -> None:
-        first = self.impl.crashable_from()
-        keep = data.draw(st.integers(min_value=first, max_value=self.size), label="keep")
-        torn = keep < self.size and data.draw(st.booleans(), label="torn")
+    def lose_history(self, data: st.DataObject, step: int) -> None:
+        # Acknowledged records cut from the end (a segment deleted or truncated):
+        # open refuses, changes nothing, and works again once they are restored.
+        keep = data.draw(st.integers(min_value=0, max_value=self.size - 1), label="keep")
+        torn = data.draw(st.booleans(), label="torn")
+        holder_first = max(first for first in self.impl.segment_firsts() if first <= keep)
+        if self.damaged_between(holder_first, keep):
+            return
         now = self.tick(step)
         agree(
-            f"crash(keep={keep}, torn={torn})",
+            f"lose_history(keep={keep}, torn={torn})",
             self.spec.crash(keep, torn, now),
             self.impl.crash(keep, torn, now),
+        )
+
+    @precondition(lambda self: len(self.spec.log.records) > 0)
+    @rule(data=st.data())
+    def lose_sealed_records(self, data: st.DataObject) -> None:
+        # A sealed segment deleted, or cut short, while later segments remain.
+        boundaries = self.impl.segment_firsts()
+        if len(boundaries) < 2:
+            return
+        which = data.draw(st.integers(min_value=0, max_value=len(boundaries) - 2), label="segment")
+        start, end = boundaries[which], boundaries[which + 1]
+        first = data.draw(st.integers(min_value=start, max_value=end - 1), label="first")
+        if self.damaged_between(start, first):
+            return
+        agree(
+            f"lose_records({first}, {end})",
+            self.spec.lose_records(first, end),
+            self.impl.lose_records(first, end),
         )
 
     @precondition(lambda self: len(self.spec.log.records) > 1)

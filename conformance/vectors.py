@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import verity_spec.log as spec_log
 from verity_conformance import _runner
 
 # Re-exported: FORMAT and VectorResult were first defined here, and callers import them from here.
@@ -60,6 +61,14 @@ def perform(driver: LogDriver, step: Step) -> Observation:
         return driver.reopen(step["now"])
     if op == "crash":
         return driver.crash(step["keep"], step["torn"], step["now"])
+    if op == "crash_in_append":
+        return driver.crash_in_append(
+            [bytes.fromhex(p) for p in step["payloads"]],
+            step["now"],
+            step["keep"],
+            step["torn"],
+            step["reopen_now"],
+        )
     if op == "corrupt":
         return driver.corrupt(step["offset"], step["byte"])
     raise ValueError(f"unknown op {op!r} in step {step!r}")
@@ -206,23 +215,67 @@ def scenario_torn_tail() -> Scenario:
     for _ in range(3):
         payloads = [_payload(rng) for _ in range(4)]
         steps.append({"op": "append_batch", "payloads": payloads, "now": clock.tick()})
+
+    def in_append(count: int, keep: int, torn: bool) -> Step:
+        return {
+            "op": "crash_in_append",
+            "payloads": [_payload(rng) for _ in range(count)],
+            "now": clock.tick(),
+            "keep": keep,
+            "torn": torn,
+            "reopen_now": clock.tick(),
+        }
+
     steps += [
         {"op": "crash", "keep": 12, "torn": False, "now": clock.tick()},
-        {"op": "crash", "keep": 10, "torn": True, "now": clock.tick()},
+        in_append(3, 15, False),  # every frame of the append reached the disk
+        in_append(4, 17, True),  # two whole frames and a torn third
         {"op": "verify"},
-        {"op": "append_batch", "payloads": [_payload(rng)], "now": clock.tick()},
-        {"op": "crash", "keep": 9, "torn": False, "now": clock.tick()},
-        {"op": "crash", "keep": 5, "torn": True, "now": clock.tick()},
+        in_append(2, 17, False),  # nothing of it reached the disk
+        in_append(1, 17, True),
         {"op": "append_batch", "payloads": [_payload(rng), _payload(rng)], "now": clock.tick()},
         {"op": "verify"},
         {"op": "reopen", "now": clock.tick()},
         {"op": "state"},
     ]
-    steps += list(_all_reads(8))
+    steps += list(_all_reads(19))
     return Scenario(
         "torn-tail",
-        "crashes cut at record boundaries (no loss recorded) and inside a frame "
-        "(a recovery record names the discarded offset and the generation grows)",
+        "crashes in the middle of an append: whole frames are kept, a torn last frame is "
+        "discarded with a recovery record naming its offset, and the generation grows",
+        _policy(1000),
+        steps,
+    )
+
+
+def scenario_history_loss() -> Scenario:
+    rng = random.Random(7)
+    clock = _Clock()
+    steps: list[Step] = []
+    for _ in range(3):
+        payloads = [_payload(rng) for _ in range(4)]
+        steps.append({"op": "append_batch", "payloads": payloads, "now": clock.tick()})
+    steps += [
+        # Acknowledged records cut away, at a boundary or inside a frame, or all of
+        # them: open refuses, names the range, and the log is as before.
+        {"op": "crash", "keep": 10, "torn": False, "now": clock.tick()},
+        {"op": "crash", "keep": 7, "torn": True, "now": clock.tick()},
+        {"op": "crash", "keep": 0, "torn": False, "now": clock.tick()},
+        {"op": "state"},
+        {"op": "verify"},
+        {"op": "append_checkpoint", "now": clock.tick()},
+        {"op": "crash", "keep": 12, "torn": False, "now": clock.tick()},
+        {"op": "reopen", "now": clock.tick()},
+        {"op": "crash", "keep": 3, "torn": True, "now": clock.tick()},
+        {"op": "state"},
+        {"op": "append_batch", "payloads": [_payload(rng)], "now": clock.tick()},
+        {"op": "verify"},
+    ]
+    steps += list(_all_reads(14))
+    return Scenario(
+        "history-loss",
+        "durable records cut from the log are lost history, not a torn tail: "
+        "open refuses naming the lost range, truncates nothing, appends nothing",
         _policy(1000),
         steps,
     )
@@ -308,6 +361,18 @@ def scenario_random(seed: int) -> Scenario:
             steps.append({"op": "verify"})
         elif choice < 0.87:
             steps.append({"op": "reopen", "now": clock.tick(rng)})
+        elif choice < 0.90 and not damaged:
+            steps.append(
+                {
+                    "op": "crash_in_append_random",
+                    "payloads": [_payload(rng, 200) for _ in range(rng.randrange(1, 5))],
+                    "now": clock.tick(rng),
+                    "fraction": rng.random(),
+                    "torn": rng.random() < 0.5,
+                    "reopen_now": clock.tick(rng),
+                }
+            )
+            size += 8
         elif choice < 0.93 and not damaged:
             steps.append(
                 {
@@ -338,6 +403,7 @@ def scenarios() -> list[Scenario]:
         scenario_merkle(),
         scenario_bad_arguments(),
         scenario_torn_tail(),
+        scenario_history_loss(),
         scenario_corruption(),
     ]
     return fixed + [scenario_random(seed) for seed in range(12)]
@@ -352,6 +418,13 @@ def _resolve(step: Step, spec: SpecLogDriver) -> Step | None:
         keep = min(size, int(step["fraction"] * (size + 1)))
         torn = bool(step["torn"]) and keep < size
         return {"op": "crash", "keep": keep, "torn": torn, "now": step["now"]}
+    if step["op"] == "crash_in_append_random":
+        payloads = tuple(bytes.fromhex(p) for p in step["payloads"])
+        written = size_of_write(spec, payloads, step["now"])
+        keep = min(written, size + int(step["fraction"] * (written - size + 1)))
+        torn = bool(step["torn"]) and keep < written
+        fields = {k: step[k] for k in ("payloads", "now", "reopen_now")}
+        return {"op": "crash_in_append", **fields, "keep": keep, "torn": torn}
     if step["op"] == "corrupt_random":
         if size < 2:
             return None
@@ -360,6 +433,11 @@ def _resolve(step: Step, spec: SpecLogDriver) -> Step | None:
         frame_bytes = 8 + 53 + len(spec.log.records[offset].payload)
         return {"op": "corrupt", "offset": offset, "byte": int(step["byte_fraction"] * frame_bytes)}
     return step
+
+
+def size_of_write(spec: SpecLogDriver, payloads: tuple[bytes, ...], now: int) -> int:
+    """The log size once `payloads` are written (checkpoints included), before any fsync."""
+    return len(spec_log.write_unacknowledged(spec.log, payloads, now, spec.policy).records)
 
 
 def build_vector(scenario: Scenario) -> dict[str, Any]:

@@ -9,7 +9,13 @@ own errors onto these kinds (docs/conformance.md).
 
 from __future__ import annotations
 
-__all__ = ["CorruptionError", "InvalidArgumentError", "NotFoundError", "SpecError"]
+__all__ = [
+    "CorruptionError",
+    "HistoryLostError",
+    "InvalidArgumentError",
+    "NotFoundError",
+    "SpecError",
+]
 
 
 class SpecError(Exception):
@@ -40,3 +46,16 @@ class CorruptionError(SpecError):
     def __init__(self, record_offset: int, reason: str) -> None:
         self.record_offset = record_offset
         super().__init__(f"record {record_offset} is corrupt: {reason}")
+
+
+class HistoryLostError(CorruptionError):
+    """Records `first_lost .. end_lost - 1` were durable (acknowledged) and are gone.
+
+    Opening refuses such a log: nothing is truncated and nothing is appended
+    until an operator restores the missing records.
+    """
+
+    def __init__(self, first_lost: int, end_lost: int, reason: str) -> None:
+        self.first_lost = first_lost
+        self.end_lost = end_lost
+        super().__init__(first_lost, f"history lost up to record {end_lost - 1}: {reason}")

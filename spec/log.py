@@ -22,6 +22,16 @@ What the log is:
   that were not yet durable; a record half-written at the moment of the crash
   (a torn tail) is discarded on the next open, and that discard is recorded as
   a `RecoveryRecord` with the exact range and a new generation.
+- How many records are durable: every append, checkpoint and shutdown returns
+  only once its records are, so `durable` is the size after each of them. A
+  crash in the middle of an append (`write_unacknowledged`) leaves records past
+  `durable` that may be kept or cut. Records below `durable` never vanish: a
+  log found without them lost history, and opening it is refused (nothing is
+  truncated, nothing appended) with `HistoryLostError` naming the range.
+
+What opening may discard, exactly: the records after the last durable one,
+and of those only whole records from the end plus at most one partial record
+(the torn tail). Everything else missing is lost history.
 """
 
 from __future__ import annotations
@@ -31,7 +41,12 @@ from dataclasses import dataclass, replace
 import icontract
 
 from verity_spec import merkle
-from verity_spec.errors import CorruptionError, InvalidArgumentError, NotFoundError
+from verity_spec.errors import (
+    CorruptionError,
+    HistoryLostError,
+    InvalidArgumentError,
+    NotFoundError,
+)
 from verity_spec.records import (
     KIND_CHECKPOINT,
     KIND_DATA,
@@ -60,6 +75,7 @@ __all__ = [
     "head_hash",
     "inclusion_proof",
     "is_chained",
+    "lose_records",
     "merkle_root",
     "nearest_checkpoint",
     "read",
@@ -69,6 +85,7 @@ __all__ = [
     "shutdown",
     "size",
     "verify",
+    "write_unacknowledged",
 ]
 
 
@@ -122,6 +139,10 @@ class Log:
     recoveries: tuple[RecoveryRecord, ...]
     """Every such recovery, oldest first."""
 
+    durable: int = 0
+    """How many records were made durable (acknowledged); the records after them belong
+    to an append that has not returned, which a crash may cut."""
+
 
 def size(log: Log) -> int:
     """How many records the log holds."""
@@ -172,6 +193,7 @@ def is_log(log: Log) -> bool:
         and is_chained(log)
         and all(0 <= offset < size(log) for offset in log.damaged)
         and log.generation == len(log.recoveries)
+        and 0 <= log.durable <= size(log)
     )
 
 
@@ -193,7 +215,12 @@ def data_payloads(records: tuple[Record, ...]) -> list[bytes]:
 @icontract.ensure(lambda result: size(result) == 0 and result.generation == 0)
 def empty_log() -> Log:
     """A log with no records, in generation 0."""
-    return Log(records=(), damaged=frozenset(), generation=0, recoveries=())
+    return Log(records=(), damaged=frozenset(), generation=0, recoveries=(), durable=0)
+
+
+def acknowledged(log: Log) -> Log:
+    """`log` once an fsync covered every record in it: the call that wrote them returns."""
+    return replace(log, durable=size(log))
 
 
 def check_now(now: object) -> int:
@@ -229,6 +256,7 @@ def with_record(log: Log, record: Record) -> Log:
 @icontract.ensure(lambda log, result: size(result) == size(log) + 1)
 @icontract.ensure(lambda log, result: result.records[-1].prev_hash == head_hash(log))
 @icontract.ensure(lambda result: result.records[-1].kind == KIND_CHECKPOINT)
+@icontract.ensure(lambda result: result.durable == size(result))
 def append_checkpoint(log: Log, now: int) -> Log:
     """Append a CHECKPOINT record stating the size, chain hash and Merkle root before it.
 
@@ -240,8 +268,10 @@ def append_checkpoint(log: Log, now: int) -> Log:
         chain_hash=head_hash(log),
         merkle_root=merkle.mth(leaves(log, size(log))),
     )
-    return with_record(
-        log, next_record(log, KIND_CHECKPOINT, encode_checkpoint_payload(statement), now)
+    return acknowledged(
+        with_record(
+            log, next_record(log, KIND_CHECKPOINT, encode_checkpoint_payload(statement), now)
+        )
     )
 
 
@@ -268,22 +298,44 @@ def check_payloads(payloads: object) -> tuple[bytes, ...]:
     )
 )
 @icontract.ensure(lambda result: is_chained(result))
+@icontract.ensure(lambda result: result.durable == size(result))
 def append_batch(log: Log, payloads: tuple[bytes, ...], now: int, policy: CheckpointPolicy) -> Log:
     """Append one DATA record per payload, in order, with automatic checkpoints between.
 
     Every payload is checked before anything is appended: a bad one rejects
-    the whole batch and the log is unchanged.
+    the whole batch and the log is unchanged. The call returns once every
+    record it wrote is durable.
+
+    :raises InvalidArgumentError: an argument can never be valid.
+    """
+    return acknowledged(write_unacknowledged(log, payloads, now, policy))
+
+
+@icontract.require(lambda log: is_log(log))
+@icontract.ensure(lambda log, result: result.records[: size(log)] == log.records)
+@icontract.ensure(lambda log, result: result.durable == log.durable)
+@icontract.ensure(lambda result: is_chained(result))
+def write_unacknowledged(
+    log: Log, payloads: tuple[bytes, ...], now: int, policy: CheckpointPolicy
+) -> Log:
+    """The records `append_batch` writes, before the fsync that makes them durable.
+
+    This is the log a crash in the middle of that append leaves behind: the
+    records are on their way to the disk, nothing was acknowledged, and
+    `durable` has not moved, so opening may keep them or cut them
+    (`recover_torn_tail`).
 
     :raises InvalidArgumentError: an argument can never be valid.
     """
     checked = check_payloads(payloads)
     check_now(now)
+    durable = log.durable
     for payload in checked:
         log = with_record(log, next_record(log, KIND_DATA, payload, now))
         due = data_records_since_checkpoint(log) >= policy.every_n_records
         if due and not policy.explicit_only:
             log = append_checkpoint(log, now)
-    return log
+    return replace(log, durable=durable)
 
 
 def append(log: Log, payload: bytes, now: int, policy: CheckpointPolicy) -> Log:
@@ -308,30 +360,43 @@ def shutdown(log: Log, now: int, policy: CheckpointPolicy) -> Log:
     ends_with_checkpoint = bool(log.records) and log.records[-1].kind == KIND_CHECKPOINT
     if policy.on_shutdown and log.records and not ends_with_checkpoint:
         return append_checkpoint(log, now)
-    return log
+    return acknowledged(log)
 
 
 @icontract.require(lambda log: is_log(log))
 @icontract.require(lambda log, kept: 0 <= kept <= size(log))
 @icontract.require(lambda log, kept, torn: not torn or kept < size(log))
-@icontract.require(lambda log, kept: all(offset < kept for offset in log.damaged))
+@icontract.require(
+    lambda log, kept: kept < log.durable or all(offset < kept for offset in log.damaged)
+)
 @icontract.ensure(lambda log, kept, result: result.records == log.records[:kept])
 @icontract.ensure(
     lambda log, torn, result: result.generation == log.generation + (1 if torn else 0)
 )
+@icontract.ensure(lambda result: result.durable == size(result))
 def recover_torn_tail(log: Log, kept: int, torn: bool, now: int) -> Log:
-    """What opening the log finds after a crash.
+    """What opening the log finds after a crash: the first `kept` records intact.
 
-    Records at `kept` and after were not durable and are gone (nothing was
-    acknowledged for them under the sync policy). When `torn`, record `kept`
-    was half-written: opening discards those bytes, and says so with a
+    Records at `kept` and after may be gone only if they were never durable
+    (their append never returned). When `torn`, record `kept` was
+    half-written: opening discards those bytes, and says so with a
     `RecoveryRecord` for exactly that offset and a new generation. A clean
-    cut (`torn` false) leaves nothing to account for.
+    cut (`torn` false) leaves nothing to account for. What opening keeps is
+    durable from then on.
+
+    If durable records are missing (`kept < log.durable`), that is not a
+    crash: history was lost (a segment deleted or cut short), and opening
+    refuses. The log, and every file, stays as it was.
 
     :raises InvalidArgumentError: an argument can never be valid.
+    :raises HistoryLostError: records `kept .. durable-1` were durable and are gone.
     """
     check_now(now)
-    survivors = replace(log, records=log.records[:kept])
+    if kept < log.durable:
+        raise HistoryLostError(
+            kept, log.durable, f"the log was found with {kept} of {log.durable} durable records"
+        )
+    survivors = replace(log, records=log.records[:kept], durable=kept)
     if not torn:
         return survivors
     recovery = RecoveryRecord(
@@ -344,6 +409,25 @@ def recover_torn_tail(log: Log, kept: int, torn: bool, now: int) -> Log:
     return replace(
         survivors, generation=recovery.generation, recoveries=(*log.recoveries, recovery)
     )
+
+
+@icontract.require(lambda log: is_log(log))
+@icontract.require(lambda log, first, end: 0 <= first < end <= size(log))
+def lose_records(log: Log, first: int, end: int) -> Log:
+    """Records `first .. end-1` are gone from the disk while later ones remain.
+
+    A segment was deleted or cut short in the middle of the log. When any of
+    the lost records was durable this is lost history and opening refuses;
+    otherwise the records after the gap were never durable either, and the
+    log is what a crash keeps: the records before the gap.
+
+    :raises HistoryLostError: records `first .. end-1` include durable ones.
+    """
+    if first < log.durable:
+        raise HistoryLostError(
+            first, end, f"records {first}..{end - 1} are missing while later ones remain"
+        )
+    return replace(log, records=log.records[:first], durable=first)
 
 
 @icontract.require(lambda log: is_log(log))

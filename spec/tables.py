@@ -14,9 +14,10 @@ secondary indexes and a plan cache (conformance/).
     query_at(history, sql, params, position) -> outcome
 
 An outcome is `Written(rows_affected)`, `Rows(columns, rows)` or
-`Failed(kind, construct)`. A failed statement changes nothing. The kinds are
-"syntax", "unsupported", "unknown_table", "unknown_column", "type_mismatch",
-"constraint", "table_exists" and "parameter" (`verity.errors.SqlError`).
+`Failed(kind, construct, limit)`. A failed statement changes nothing. The kinds
+are "syntax", "unsupported", "unknown_table", "unknown_column", "type_mismatch",
+"constraint", "table_exists", "parameter" and "limit" (`verity.errors.SqlError`;
+for "limit", `limit` names the bound, as `SqlLimitExceeded.limit` does).
 
 The dialect (docs: issue 4, "The SQL dialect"), with the choices this module
 makes where that text is silent marked [choice]:
@@ -25,10 +26,8 @@ Text and names
 - The text is read by sqlglot's PostgreSQL reader. It must hold exactly one
   statement; a trailing `;` and empty statements (`;;`) are ignored. A text
   sqlglot cannot read, or with no or several statements, is "syntax".
-- [choice] Parentheses nested deeper than 16, or more than 16 NOTs in a row,
-  are "unsupported" (sqlglot's parser recurses about twenty Python frames per
-  level; a fixed limit keeps the answer the same on every caller's stack).
-  Chains of AND or OR may be of any length.
+- Chains of AND or OR, and lists, may be of any length within the limits
+  below; nesting may not (see "Limits").
 - Identifiers are case-insensitive: every table, column and index name is
   lower-cased, quoted or not. [choice] An empty name (`""`) is "syntax".
 - Anything the dialect does not name is "unsupported": JOIN, subqueries, WITH,
@@ -121,15 +120,52 @@ Parameters
   type is not exactly NoneType, bool, int, float, str or bytes is
   "parameter".
 
+Limits [choice]. Every size that comes from the statement or its parameters
+has a bound; a statement over one fails with kind "limit" naming it, before
+anything proportional to the size is built. A written row's *width* is 1 byte,
+plus per value 1 for NULL, TRUE and FALSE, 9 for a number, and 5 plus the
+length for text (in UTF-8) and bytes (what a row takes stored). A key's
+*width* is, per value, 1 for NULL, TRUE and FALSE, 9 for a number, and 3 plus
+the length plus the number of zero bytes for text (UTF-8) and bytes (the
+order-preserving key encoding).
+- `SQL_TEXT_BYTES_MAX`: the text's length in UTF-8 bytes (a lone surrogate,
+  which is then "syntax", counts 3);
+- `EXPRESSION_DEPTH_MAX`: how deeply the text nests, counted on its tokens:
+  each opening bracket (`(`, `[`, `{`, CASE) opens a level until its closing
+  one (`)`, `]`, `}`, END); each prefix operator (NOT, `-`, `+`, `~` and the
+  other keywords in `PREFIX_TOKENS`) opens a level until the next AND, OR or
+  comma, or the end of the bracket it stands in (sqlglot's parser recurses
+  about twenty Python frames per level, and Python allows a thousand: a
+  bound on the tokens keeps the answer the same on every caller's stack; a
+  parse that still runs out of stack is "limit" too);
+- `PARAMETERS_MAX`: the number of `?`, and the highest `$n`;
+- `NUMBER_CHARS_MAX`: the characters of one numeric literal;
+- `NAME_BYTES_MAX`: a table, column or index name, in UTF-8 bytes (after
+  lower-casing);
+- `TABLE_COLUMNS_MAX`: the columns of CREATE TABLE;
+- `IN_LIST_MAX`: the values of one IN list;
+- `LIMIT_OFFSET_MAX`: the value of LIMIT or OFFSET (a larger int is
+  "limit"; a negative one or another type stays "type_mismatch");
+- `ROW_BYTES_MAX`: the width of a row an INSERT or UPDATE writes;
+- `KEY_BYTES_MAX`: the width of a written row's primary key, and of each of
+  its index entries (the indexed value followed by the primary key);
+- `QUERY_ROWS_MAX`, then `QUERY_BYTES_MAX`: the rows of a SELECT's answer
+  and the sum of their widths.
+- [choice] The text must be valid Unicode (no lone surrogate): "syntax".
+
 Order of checks [choice]. When a statement has several faults, the kind
-reported is the first of: (1) reading the text: tokens ("syntax"), nesting
-("unsupported"), the parse and the statement count ("syntax"); (2) its shape:
+reported is the first of: (1) reading the text: its length ("limit"),
+Unicode ("syntax"), tokens ("syntax"), depth and the number of `?`
+("limit"), the parse and the statement count ("syntax"); (2) its shape:
 `0x..` and NULLS FIRST/LAST, then the statement in the order the code below
-meets its parts ("unsupported", and "syntax" for malformed lists); (3)
-parameters ("parameter"); (4) names against the state ("unknown_table",
+meets its parts ("unsupported", "limit", and "syntax" for malformed lists);
+(3) parameters ("parameter"); (4) names against the state ("unknown_table",
 "table_exists", "unknown_column"; an UPDATE of a key column is "unsupported"
 after these); (5) an INSERT row's length ("syntax"); (6) value types
-("type_mismatch", every value before any constraint); (7) constraints.
+("type_mismatch", every value before any constraint; LIMIT and OFFSET last);
+(7) constraints; (8) the widths of written rows, row by row in the order
+they are written: the row, its key, its index entries in index order
+("limit"); (9) for a SELECT, the size of its answer ("limit").
 
 Positions: `execute` needs a position >= 0 and greater than every position in
 the history, even for a SELECT [choice]; `query_at` takes any int.
@@ -140,6 +176,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import final
@@ -157,7 +194,19 @@ __all__ = [
     "COLUMN_TYPES",
     "DOUBLE",
     "ERROR_KINDS",
-    "NESTING_MAX",
+    "EXPRESSION_DEPTH_MAX",
+    "IN_LIST_MAX",
+    "KEY_BYTES_MAX",
+    "LIMITS",
+    "LIMIT_OFFSET_MAX",
+    "NAME_BYTES_MAX",
+    "NUMBER_CHARS_MAX",
+    "PARAMETERS_MAX",
+    "QUERY_BYTES_MAX",
+    "QUERY_ROWS_MAX",
+    "ROW_BYTES_MAX",
+    "SQL_TEXT_BYTES_MAX",
+    "TABLE_COLUMNS_MAX",
     "TEXT",
     "TIMESTAMP",
     "ColumnDef",
@@ -174,9 +223,11 @@ __all__ = [
     "execute",
     "fits_column",
     "is_history",
+    "key_width",
     "is_state",
     "latest_state",
     "query_at",
+    "row_width",
     "state_at",
 ]
 
@@ -198,6 +249,7 @@ ERROR_KINDS = (
     "constraint",
     "table_exists",
     "parameter",
+    "limit",
 )
 
 INT64_MIN = -(2**63)
@@ -238,8 +290,76 @@ INTEGER_LITERAL = re.compile(r"[0-9]+")
 DECIMAL_LITERAL = re.compile(r"([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 HEX_DIGITS = re.compile(r"([0-9a-fA-F]{2})*")
 
-NESTING_MAX = 16
-"""The deepest nesting of parentheses, and the most NOTs in a row, a statement may hold."""
+# ---------------------------------------------------------------- limits
+
+SQL_TEXT_BYTES_MAX = 1 << 20
+"""The longest SQL text: 1 MiB of UTF-8 (SQLite's default is 1,000,000 bytes)."""
+EXPRESSION_DEPTH_MAX = 32
+"""How deeply a text may nest brackets and prefix operators (`expression_depth`)."""
+PARAMETERS_MAX = 65_535
+"""The most `?` in a text, and the highest `$n` (PostgreSQL's limit of bind parameters)."""
+NUMBER_CHARS_MAX = 1_000
+"""The longest numeric literal, in characters (a float has at most 309 digits)."""
+NAME_BYTES_MAX = 63
+"""The longest table, column or index name, in UTF-8 bytes (PostgreSQL's NAMEDATALEN - 1)."""
+TABLE_COLUMNS_MAX = 1_600
+"""The most columns a table may have (PostgreSQL's MaxHeapAttributeNumber)."""
+IN_LIST_MAX = 10_000
+"""The most values one IN list may hold."""
+LIMIT_OFFSET_MAX = 2**63 - 1
+"""The largest LIMIT or OFFSET (PostgreSQL's: a bigint)."""
+ROW_BYTES_MAX = 4 << 20
+"""The widest row an INSERT or UPDATE may write: 4 MiB (`row_width`)."""
+KEY_BYTES_MAX = 1_000
+"""The widest primary key, and index entry, a written row may have (`key_width`)."""
+QUERY_ROWS_MAX = 100_000
+"""The most rows one SELECT may answer; page with LIMIT and OFFSET or a key range."""
+QUERY_BYTES_MAX = 64 << 20
+"""The most bytes (the sum of `row_width`) one SELECT may answer: 64 MiB."""
+
+LIMITS = {
+    "SQL_TEXT_BYTES_MAX": SQL_TEXT_BYTES_MAX,
+    "EXPRESSION_DEPTH_MAX": EXPRESSION_DEPTH_MAX,
+    "PARAMETERS_MAX": PARAMETERS_MAX,
+    "NUMBER_CHARS_MAX": NUMBER_CHARS_MAX,
+    "NAME_BYTES_MAX": NAME_BYTES_MAX,
+    "TABLE_COLUMNS_MAX": TABLE_COLUMNS_MAX,
+    "IN_LIST_MAX": IN_LIST_MAX,
+    "LIMIT_OFFSET_MAX": LIMIT_OFFSET_MAX,
+    "ROW_BYTES_MAX": ROW_BYTES_MAX,
+    "KEY_BYTES_MAX": KEY_BYTES_MAX,
+    "QUERY_ROWS_MAX": QUERY_ROWS_MAX,
+    "QUERY_BYTES_MAX": QUERY_BYTES_MAX,
+}
+"""Every bound by name: the names a "limit" failure may give."""
+
+# Tokens that open a level of `expression_depth` until their closing token.
+OPENING_TOKENS = frozenset(
+    {TokenType.L_PAREN, TokenType.L_BRACKET, TokenType.L_BRACE, TokenType.CASE}
+)
+CLOSING_TOKENS = frozenset(
+    {TokenType.R_PAREN, TokenType.R_BRACKET, TokenType.R_BRACE, TokenType.END}
+)
+# Tokens sqlglot reads by recursing into what follows them: each opens a level until
+# the next AND, OR or comma, or the end of the bracket it stands in.
+PREFIX_TOKENS = frozenset(
+    {
+        TokenType.NOT,
+        TokenType.DASH,
+        TokenType.PLUS,
+        TokenType.TILDE,
+        TokenType.RLIKE,  # `~` in the PostgreSQL reader
+        TokenType.PIPE_SLASH,
+        TokenType.DPIPE_SLASH,
+        TokenType.INTERVAL,
+        TokenType.ANY,
+        TokenType.ALL,
+        TokenType.SOME,
+        TokenType.EXISTS,
+        TokenType.VARIADIC,
+    }
+)
+PREFIX_ENDS = frozenset({TokenType.AND, TokenType.OR, TokenType.COMMA})
 
 
 # ---------------------------------------------------------------- tables and state
@@ -332,9 +452,11 @@ class Failed:
     """The statement was refused and changed nothing."""
 
     kind: str
-    """One of `ERROR_KINDS`; the only part conformance compares."""
+    """One of `ERROR_KINDS`; conformance compares it (and `limit`)."""
     construct: str
     """The offending construct, for a human."""
+    limit: str | None = None
+    """For kind "limit", the name of the bound (a key of `LIMITS`); else None."""
 
 
 Outcome = Written | Rows | Failed
@@ -343,11 +465,30 @@ Outcome = Written | Rows | Failed
 class StatementFailed(Exception):
     """Raised inside this module where a statement fails; `execute` turns it into `Failed`."""
 
-    def __init__(self, kind: str, construct: str) -> None:
+    def __init__(self, kind: str, construct: str, limit: str | None = None) -> None:
         assert kind in ERROR_KINDS
+        assert (kind == "limit") == (limit in LIMITS)
         self.kind = kind
         self.construct = construct
+        self.limit = limit
         super().__init__(f"{kind}: {construct}")
+
+
+def over_limit(limit: str, value: int) -> StatementFailed:
+    """The failure of a size `value` over the bound named `limit`."""
+    assert value > LIMITS[limit]
+    return StatementFailed("limit", f"{limit} is {LIMITS[limit]}, got {value}", limit)
+
+
+def shown(value: object) -> str:
+    """A value as a message shows it: short, and never failing (a huge int has no repr)."""
+    if type(value) is int and value.bit_length() > 64:
+        return f"an int of {value.bit_length()} bits"
+    if type(value) is str or type(value) is bytes:
+        return repr(value[:60]) + ("..." if len(value) > 60 else "")
+    if type(value) in (type(None), bool, int, float):
+        return repr(value)
+    return f"a value of type {type(value).__name__}"
 
 
 # ---------------------------------------------------------------- invariants
@@ -379,6 +520,39 @@ def is_unicode(text: str) -> bool:
     return True
 
 
+def value_width(value: object) -> int:
+    """The bytes one value takes in a stored row: see "Limits"."""
+    if value is None or type(value) is bool:
+        return 1
+    if type(value) is int or type(value) is float:
+        return 9
+    if isinstance(value, str):
+        return 5 + len(value.encode("utf-8"))
+    assert isinstance(value, bytes)
+    return 5 + len(value)
+
+
+def row_width(row: tuple[object, ...]) -> int:
+    """The width of a row: 1, plus the width of each value."""
+    return 1 + sum(value_width(value) for value in row)
+
+
+def value_key_width(value: SqlValue) -> int:
+    """The bytes one value takes in a key: see "Limits"."""
+    if value is None or type(value) is bool:
+        return 1
+    if type(value) is int or type(value) is float:
+        return 9
+    raw = value.encode("utf-8") if type(value) is str else value
+    assert type(raw) is bytes
+    return 3 + len(raw) + raw.count(0)
+
+
+def key_width(values: tuple[SqlValue, ...]) -> int:
+    """The width of a key made of `values`, in key order."""
+    return sum(value_key_width(value) for value in values)
+
+
 def is_table(table: TableDef, rows: Mapping[Key, Row]) -> bool:
     """`table` is well defined and every row fits it, stored under its own key."""
     names = [column.name for column in table.columns]
@@ -395,6 +569,8 @@ def is_table(table: TableDef, rows: Mapping[Key, Row]) -> bool:
         return False
     for stored_key, row in rows.items():
         if len(row) != len(table.columns) or stored_key != key_of(table, row):
+            return False
+        if too_wide(table, row) is not None:
             return False
         if not all(
             fits_column(column, value) for column, value in zip(table.columns, row, strict=True)
@@ -457,7 +633,18 @@ def may_execute_at(history: History, position: object) -> bool:
 
 
 def is_failed_kind(outcome: Outcome) -> bool:
-    return not isinstance(outcome, Failed) or outcome.kind in ERROR_KINDS
+    """A failure has a known kind, and names a bound exactly when its kind is "limit"."""
+    if not isinstance(outcome, Failed):
+        return True
+    return outcome.kind in ERROR_KINDS and (outcome.kind == "limit") == (outcome.limit in LIMITS)
+
+
+def answer_fits(outcome: Outcome) -> bool:
+    """An answer is within `QUERY_ROWS_MAX` and `QUERY_BYTES_MAX`."""
+    if not isinstance(outcome, Rows):
+        return True
+    within_rows = len(outcome.rows) <= QUERY_ROWS_MAX
+    return within_rows and sum(row_width(row) for row in outcome.rows) <= QUERY_BYTES_MAX
 
 
 def rows_are_rectangular(outcome: Outcome) -> bool:
@@ -734,6 +921,8 @@ def name_of(node: object) -> str:
     name = str(identifier.this).lower()
     if not name:
         raise malformed('""')
+    if len(name.encode("utf-8")) > NAME_BYTES_MAX:
+        raise over_limit("NAME_BYTES_MAX", len(name.encode("utf-8")))
     return name
 
 
@@ -752,13 +941,18 @@ def column_of(node: object) -> str:
 
 
 def no_duplicates(names: list[str], what: str) -> None:
+    """No name is in `names` twice (the first one met again is reported)."""
+    seen: set[str] = set()
     for name in names:
-        if names.count(name) > 1:
+        if name in seen:
             raise malformed(f"{what} {name} named twice")
+        seen.add(name)
 
 
 def number_of(text: str) -> int | float:
     """A numeric literal: digits only is an int; with a point or exponent, a float."""
+    if len(text) > NUMBER_CHARS_MAX:
+        raise over_limit("NUMBER_CHARS_MAX", len(text))
     if INTEGER_LITERAL.fullmatch(text):
         return int(text)
     if DECIMAL_LITERAL.fullmatch(text):
@@ -796,7 +990,14 @@ def value_of(node: exp.Expr) -> Value:
     if kind is exp.Parameter:
         number = node.this
         is_numbered = type(number) is exp.Literal and INTEGER_LITERAL.fullmatch(str(number.this))
-        return Param(int(str(number.this)) if is_numbered else 0)
+        if not is_numbered:
+            return Param(0)
+        digits = str(number.this).lstrip("0") or "0"
+        if len(digits) > 20:  # not worth reading: reported as 10**20
+            raise over_limit("PARAMETERS_MAX", 10**20)
+        if int(digits) > PARAMETERS_MAX:
+            raise over_limit("PARAMETERS_MAX", int(digits))
+        return Param(int(digits))
     if kind is exp.Placeholder:
         return Param(0)  # `:name` or `%s`: every `?` was numbered before parsing
     raise unsupported(node)
@@ -843,6 +1044,8 @@ def condition_of(node: exp.Expr) -> Condition:
         column = column_of(strip_parens(node.this))
         if not node.expressions:
             raise malformed("IN ()")
+        if len(node.expressions) > IN_LIST_MAX:
+            raise over_limit("IN_LIST_MAX", len(node.expressions))
         return InList(column, tuple(value_of(value) for value in node.expressions))
     if kind is exp.Is:
         require_only(node, {"this", "expression", "negate"})
@@ -885,6 +1088,9 @@ def create_table_of(node: exp.Expr) -> CreateTable:
     schema = expect(node.this, exp.Schema)  # CREATE TABLE ... AS SELECT has no Schema
     require_only(schema, {"this", "expressions"})
     table = table_of(schema.this)
+    column_count = sum(1 for item in schema.expressions if type(item) is exp.ColumnDef)
+    if column_count > TABLE_COLUMNS_MAX:
+        raise over_limit("TABLE_COLUMNS_MAX", column_count)
     columns: list[ColumnDef] = []
     primary_keys: list[tuple[str, ...]] = []
     for item in schema.expressions:
@@ -1084,25 +1290,26 @@ def refused_by_tokens(sql: str, tokens: list[Token]) -> str | None:
     return None
 
 
-def too_deeply_nested(tokens: list[Token]) -> str | None:
-    """Parentheses nested deeper than NESTING_MAX, or more NOTs in a row than that.
+def expression_depth(tokens: list[Token]) -> int:
+    """How deeply the tokens nest: the most levels open at once (see "Limits").
 
-    sqlglot's parser recurses about twenty Python frames per level; the limit keeps it
-    (and an implementation) far from Python's recursion limit, on every caller's stack.
+    Each opening bracket opens a level until its closing token; each prefix operator
+    opens one until the next AND, OR or comma, or the end of its bracket. sqlglot's
+    parser recurses about twenty Python frames per level.
     """
-    depth = 0
-    nots_in_a_row = 0
+    open_levels: list[TokenType] = []  # innermost last
+    deepest = 0
     for token in tokens:
-        if token.token_type == TokenType.L_PAREN:
-            depth += 1
-        elif token.token_type == TokenType.R_PAREN:
-            depth -= 1
-        nots_in_a_row = nots_in_a_row + 1 if token.token_type == TokenType.NOT else 0
-        if depth > NESTING_MAX:
-            return f"parentheses nested deeper than {NESTING_MAX}"
-        if nots_in_a_row > NESTING_MAX:
-            return f"more than {NESTING_MAX} NOT in a row"
-    return None
+        kind = token.token_type
+        if kind in CLOSING_TOKENS or kind in PREFIX_ENDS:
+            while open_levels and open_levels[-1] in PREFIX_TOKENS:
+                open_levels.pop()
+            if kind in CLOSING_TOKENS and open_levels:
+                open_levels.pop()
+        elif kind in OPENING_TOKENS or kind in PREFIX_TOKENS:
+            open_levels.append(kind)
+            deepest = max(deepest, len(open_levels))
+    return deepest
 
 
 def numbered_question_marks(sql: str, tokens: list[Token]) -> str:
@@ -1124,23 +1331,62 @@ def numbered_question_marks(sql: str, tokens: list[Token]) -> str:
 def parse(sql: str) -> Parsed:
     """Read one statement of the dialect.
 
-    :raises StatementFailed: "syntax" or "unsupported".
+    sqlglot's parser recurses about twenty Python frames per level of nesting, and
+    Python allows a thousand per thread: a caller whose own stack is already deep must
+    get the same answer, so a reading that runs out of stack is done again on a new
+    thread's empty stack. Out of stack there too, the statement nests too deeply.
+
+    :raises StatementFailed: "syntax", "unsupported" or "limit".
     """
+    try:
+        return read_statement(sql)
+    except RecursionError:
+        pass
+    outcome: list[Parsed | BaseException] = []
+
+    def read_on_this_thread() -> None:
+        try:
+            outcome.append(read_statement(sql))
+        except BaseException as error:  # handed to the caller's thread
+            outcome.append(error)
+
+    thread = threading.Thread(target=read_on_this_thread, name="verity-spec-parse")
+    thread.start()
+    thread.join()
+    [result] = outcome
+    if isinstance(result, RecursionError):
+        raise StatementFailed(
+            "limit", "a statement nested too deeply for the parser", "EXPRESSION_DEPTH_MAX"
+        )
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def read_statement(sql: str) -> Parsed:
+    """`parse`, on the caller's stack."""
+    if len(sql) > SQL_TEXT_BYTES_MAX:  # a character is at least one byte
+        raise over_limit("SQL_TEXT_BYTES_MAX", len(sql))
+    text_bytes = len(sql.encode("utf-8", "surrogatepass"))
+    if text_bytes > SQL_TEXT_BYTES_MAX:
+        raise over_limit("SQL_TEXT_BYTES_MAX", text_bytes)
+    if not is_unicode(sql):
+        raise malformed("a text that is not valid Unicode (a lone surrogate)")
     tokens = tokens_of(sql)
-    too_deep = too_deeply_nested(tokens)
-    if too_deep is not None:
-        raise unsupported(too_deep)
+    depth = expression_depth(tokens)
+    if depth > EXPRESSION_DEPTH_MAX:
+        raise over_limit("EXPRESSION_DEPTH_MAX", depth)
     question_marks = sum(
         1 for t in tokens if t.token_type == TokenType.PLACEHOLDER and t.text == "?"
     )
+    if question_marks > PARAMETERS_MAX:
+        raise over_limit("PARAMETERS_MAX", question_marks)
     dollar_parameters = sum(1 for t in tokens if t.token_type == TokenType.PARAMETER)
+    text = numbered_question_marks(sql, tokens)
     try:
-        trees = sqlglot.parse(numbered_question_marks(sql, tokens), read="postgres")
+        trees = sqlglot.parse(text, read="postgres")
     except sqlglot.errors.SqlglotError as error:
         raise malformed(first_line(error)) from None
-    except RecursionError:
-        # Unreachable within NESTING_MAX unless the caller's own stack is already deep.
-        raise unsupported("a statement nested too deeply for the parser") from None
     statements = [tree for tree in trees if tree is not None]
     if len(statements) != 1:
         raise malformed(f"{len(statements)} statements; exactly one is needed")
@@ -1198,7 +1444,7 @@ def check_parameters(parsed: Parsed, params: tuple[object, ...]) -> None:
         raise StatementFailed("parameter", f"parameters used: {used}; given: {len(params)}")
     for number, value in enumerate(params, start=1):
         if type(value) not in PARAMETER_TYPES:
-            raise StatementFailed("parameter", f"${number} = {value!r}")
+            raise StatementFailed("parameter", f"${number} = {shown(value)}")
 
 
 def resolve(value: Value, params: tuple[object, ...]) -> SqlValue:
@@ -1235,6 +1481,35 @@ def key_of(table: TableDef, row: Row) -> Key:
     return tuple(row[column_index(table, name)] for name in table.primary_key)
 
 
+def index_entry_width(table: TableDef, index: IndexDef, row: Row) -> int:
+    """The width of `row`'s entry in `index`: its indexed value, then its primary key."""
+    return key_width((row[column_index(table, index.column)], *key_of(table, row)))
+
+
+def too_wide(table: TableDef, row: Row) -> StatementFailed | None:
+    """Why `row` may not be written to `table`: its width, its key's, or an index
+    entry's, checked in that order (then indexes in creation order); None if it may."""
+    if row_width(row) > ROW_BYTES_MAX:
+        return over_limit("ROW_BYTES_MAX", row_width(row))
+    if key_width(key_of(table, row)) > KEY_BYTES_MAX:
+        return over_limit("KEY_BYTES_MAX", key_width(key_of(table, row)))
+    for index in table.indexes:
+        if index_entry_width(table, index, row) > KEY_BYTES_MAX:
+            return over_limit("KEY_BYTES_MAX", index_entry_width(table, index, row))
+    return None
+
+
+def check_widths(table: TableDef, rows: list[Row]) -> None:
+    """Every row of `rows`, in order, may be written to `table`.
+
+    :raises StatementFailed: "limit".
+    """
+    for row in rows:
+        failure = too_wide(table, row)
+        if failure is not None:
+            raise failure
+
+
 def as_double(value: SqlValue) -> SqlValue:
     """An int or float as a DOUBLE column stores it; any other value unchanged."""
     if type(value) is int:
@@ -1257,7 +1532,7 @@ def stored(column: ColumnDef, value: SqlValue) -> SqlValue:
     converted = as_double(value) if column.type == DOUBLE else value
     nullable = ColumnDef(name=column.name, type=column.type, not_null=False)
     if not fits_column(nullable, converted):
-        raise StatementFailed("type_mismatch", f"{column.name} {column.type}: {value!r}")
+        raise StatementFailed("type_mismatch", f"{column.name} {column.type}: {shown(value)}")
     return converted
 
 
@@ -1421,7 +1696,11 @@ def create_index(state: TablesState, statement: CreateIndex) -> tuple[TablesStat
         primary_key=table.primary_key,
         indexes=(*table.indexes, index),
     )
-    return with_table(state, indexed, state.rows[table.name]), 0
+    rows = state.rows[table.name]
+    for key in sorted(rows, key=functools.cmp_to_key(compare_keys)):
+        if index_entry_width(indexed, index, rows[key]) > KEY_BYTES_MAX:
+            raise over_limit("KEY_BYTES_MAX", index_entry_width(indexed, index, rows[key]))
+    return with_table(state, indexed, rows), 0
 
 
 def drop_table(state: TablesState, statement: DropTable) -> tuple[TablesState, int]:
@@ -1459,8 +1738,11 @@ def insert(
                 raise StatementFailed("constraint", f"NOT NULL {table.name}.{column.name}")
         key = key_of(table, new_row)
         if key in rows:
-            raise StatementFailed("constraint", f"duplicate primary key {key!r} in {table.name}")
+            raise StatementFailed(
+                "constraint", f"duplicate primary key {shown(key)} in {table.name}"
+            )
         rows[key] = new_row
+    check_widths(table, new_rows)
     return with_table(state, table, rows), len(new_rows)
 
 
@@ -1490,6 +1772,7 @@ def update(
             assigned.get(column.name, value)
             for column, value in zip(table.columns, rows[key], strict=True)
         )
+    check_widths(table, [rows[key] for key in matched])
     return with_table(state, table, rows), len(matched)
 
 
@@ -1532,15 +1815,19 @@ def write(
 
 
 def row_bound(value: Value | None, params: tuple[object, ...], clause: str) -> int | None:
-    """A LIMIT or OFFSET: a non-negative int.
+    """A LIMIT or OFFSET: a non-negative int, at most `LIMIT_OFFSET_MAX`.
 
-    :raises StatementFailed: "type_mismatch".
+    :raises StatementFailed: "type_mismatch" or "limit".
     """
     if value is None:
         return None
     bound = resolve(value, params)
     if type(bound) is not int or bound < 0:
-        raise StatementFailed("type_mismatch", f"{clause} {bound!r}")
+        raise StatementFailed("type_mismatch", f"{clause} {shown(bound)}")
+    if bound > LIMIT_OFFSET_MAX:
+        raise StatementFailed(
+            "limit", f"{clause} {shown(bound)} over {LIMIT_OFFSET_MAX}", "LIMIT_OFFSET_MAX"
+        )
     return bound
 
 
@@ -1580,7 +1867,13 @@ def select(state: TablesState, statement: Select, params: tuple[object, ...]) ->
         answer = [tuple(rows[key][position] for position in positions) for key in keys]
     start = offset or 0
     end = None if limit is None else start + limit
-    return Rows(columns=columns, rows=tuple(answer[start:end]))
+    answered = tuple(answer[start:end])
+    if len(answered) > QUERY_ROWS_MAX:
+        raise over_limit("QUERY_ROWS_MAX", len(answered))
+    answered_bytes = sum(row_width(row) for row in answered)
+    if answered_bytes > QUERY_BYTES_MAX:
+        raise over_limit("QUERY_BYTES_MAX", answered_bytes)
+    return Rows(columns=columns, rows=answered)
 
 
 # ---------------------------------------------------------------- the operations
@@ -1593,6 +1886,7 @@ def select(state: TablesState, statement: Select, params: tuple[object, ...]) ->
 @icontract.ensure(lambda history, position, result: history_follows(history, position, result))
 @icontract.ensure(lambda result: is_failed_kind(result[1]))
 @icontract.ensure(lambda result: rows_are_rectangular(result[1]))
+@icontract.ensure(lambda result: answer_fits(result[1]))
 def execute(
     history: History, sql: str, params: tuple[object, ...], position: int
 ) -> tuple[History, Outcome]:
@@ -1610,7 +1904,7 @@ def execute(
             return history, select(state, parsed.statement, params)
         new_state, rows_affected = write(state, parsed.statement, params)
     except StatementFailed as failure:
-        return history, Failed(kind=failure.kind, construct=failure.construct)
+        return history, Failed(failure.kind, failure.construct, failure.limit)
     return History(versions=(*history.versions, (position, new_state))), Written(rows_affected)
 
 
@@ -1621,6 +1915,7 @@ def execute(
 @icontract.ensure(lambda result: not isinstance(result, Written))
 @icontract.ensure(lambda result: is_failed_kind(result))
 @icontract.ensure(lambda result: rows_are_rectangular(result))
+@icontract.ensure(lambda result: answer_fits(result))
 def query_at(history: History, sql: str, params: tuple[object, ...], position: int) -> Outcome:
     """Answer a SELECT as of `position`: it sees every write whose position is <= `position`.
 
@@ -1633,4 +1928,4 @@ def query_at(history: History, sql: str, params: tuple[object, ...], position: i
         check_parameters(parsed, params)
         return select(state_at(history, position), parsed.statement, params)
     except StatementFailed as failure:
-        return Failed(kind=failure.kind, construct=failure.construct)
+        return Failed(failure.kind, failure.construct, failure.limit)

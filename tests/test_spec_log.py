@@ -6,7 +6,12 @@ import icontract
 import pytest
 
 from verity_spec import log as spec
-from verity_spec.errors import CorruptionError, InvalidArgumentError, NotFoundError
+from verity_spec.errors import (
+    CorruptionError,
+    HistoryLostError,
+    InvalidArgumentError,
+    NotFoundError,
+)
 from verity_spec.records import (
     KIND_CHECKPOINT,
     KIND_DATA,
@@ -89,18 +94,54 @@ def test_reads_out_of_range_name_the_offset() -> None:
         spec.read(log, -1)
 
 
+def unacknowledged(log: spec.Log, count: int) -> spec.Log:
+    """`log` with `count` more records from an append whose fsync never returned."""
+    payloads = tuple(b"pending %d" % i for i in range(count))
+    return spec.write_unacknowledged(log, payloads, NOW + 5, spec.CheckpointPolicy())
+
+
 def test_a_torn_tail_is_discarded_and_accounted_for() -> None:
-    log = filled(5)
+    log = unacknowledged(filled(3), 2)
+    assert (log.durable, spec.size(log)) == (3, 5)
     recovered = spec.recover_torn_tail(log, 3, True, NOW + 10)
-    assert spec.size(recovered) == 3
+    assert spec.size(recovered) == 3 and recovered.durable == 3
     assert recovered.generation == 1
     [recovery] = recovered.recoveries
     assert recovery.discarded_range == (3, 4) and recovery.previous_generation == 0
 
 
 def test_a_clean_cut_loses_unsynced_records_without_a_recovery() -> None:
-    recovered = spec.recover_torn_tail(filled(5), 3, False, NOW)
-    assert spec.size(recovered) == 3 and recovered.generation == 0 and not recovered.recoveries
+    recovered = spec.recover_torn_tail(unacknowledged(filled(3), 2), 4, False, NOW)
+    assert spec.size(recovered) == 4 and recovered.generation == 0 and not recovered.recoveries
+    assert recovered.durable == 4  # what open keeps is durable from then on
+
+
+def test_durable_records_cut_away_are_lost_history_not_a_torn_tail() -> None:
+    log = unacknowledged(filled(5), 1)
+    for kept, torn in ((4, False), (2, True), (0, False)):
+        with pytest.raises(HistoryLostError) as caught:
+            spec.recover_torn_tail(log, kept, torn, NOW)
+        assert (caught.value.first_lost, caught.value.end_lost) == (kept, 5)
+        assert caught.value.record_offset == kept
+
+
+def test_records_missing_between_others_are_lost_history() -> None:
+    log = filled(6)
+    with pytest.raises(HistoryLostError) as caught:
+        spec.lose_records(log, 2, 4)
+    assert (caught.value.first_lost, caught.value.end_lost) == (2, 4)
+    # Only records no append ever acknowledged may go, and with them all after them.
+    pending = unacknowledged(log, 3)
+    assert spec.size(spec.lose_records(pending, 7, 8)) == 7
+
+
+def test_every_acknowledging_operation_makes_its_records_durable() -> None:
+    log = filled(4)
+    assert log.durable == spec.size(log)
+    log = spec.append_checkpoint(unacknowledged(log, 2), NOW + 20)
+    assert log.durable == spec.size(log) == 7
+    log = spec.shutdown(unacknowledged(log, 1), NOW + 30, spec.CheckpointPolicy())
+    assert log.durable == spec.size(log)
 
 
 def test_a_torn_tail_needs_a_record_to_tear() -> None:
