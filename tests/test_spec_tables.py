@@ -746,15 +746,15 @@ def test_a_trailing_semicolon_is_fine() -> None:
 
 def test_nesting_is_limited_so_every_caller_gets_the_same_answer() -> None:
     history = people()
-    limit = spec.NESTING_MAX
+    limit = spec.EXPRESSION_DEPTH_MAX
     deepest = "(" * limit + "id = 1" + ")" * limit
     assert rows(history, f"SELECT id FROM people WHERE {deepest}") == [(1,)]
     too_deep = "(" * (limit + 1) + "id = 1" + ")" * (limit + 1)
-    assert failure(history, f"SELECT id FROM people WHERE {too_deep}") == "unsupported"
-    assert failure(history, "SELECT id FROM people WHERE " + "(" * 5000) == "unsupported"
+    assert failure(history, f"SELECT id FROM people WHERE {too_deep}") == "limit"
+    assert failure(history, "SELECT id FROM people WHERE " + "(" * 5000) == "limit"
     nots = "NOT " * limit + "id = 1"
     assert rows(history, f"SELECT id FROM people WHERE {nots}") == [(1,)]
-    assert failure(history, f"SELECT id FROM people WHERE NOT {nots}") == "unsupported"
+    assert failure(history, f"SELECT id FROM people WHERE NOT {nots}") == "limit"
 
 
 def test_chains_of_and_or_may_be_long() -> None:

@@ -21,6 +21,13 @@ Public API:
   event records, so the store can be rebuilt from the log alone.
 - `VersionedStore` (the Protocol the engine reads through), `Change`, and
   `MemoryVersionedStore` (a reference store in memory, for tests and tools).
+- The bounds on every size a statement or its parameters choose (`_limits`; docs/sdk.md,
+  "SQL limits"): `SQL_TEXT_BYTES_MAX`, `EXPRESSION_DEPTH_MAX`, `PARAMETERS_MAX`,
+  `NUMBER_CHARS_MAX`, `NAME_BYTES_MAX`, `TABLE_COLUMNS_MAX`, `IN_LIST_MAX`,
+  `LIMIT_OFFSET_MAX`, `ROW_BYTES_MAX`, `KEY_BYTES_MAX`, `QUERY_ROWS_MAX`,
+  `QUERY_BYTES_MAX`, and `LIMITS` (all of them by name). Exceeding one raises
+  `SqlLimitExceeded` (kind "limit") whose `limit` names it, before anything of that
+  size is built.
 
 Design:
 
@@ -50,9 +57,10 @@ Where the dialect is silent, this engine makes the choices the spec model
 answers and equal error kinds; among them:
 
 - Checks come in a fixed order, so a statement with several faults reports the
-  first: the text ("syntax", "unsupported"), parameters ("parameter"), names
+  first: the text ("limit", "syntax", "unsupported"), parameters ("parameter"), names
   ("unknown_table", "table_exists", "unknown_column"), an INSERT row's length
-  ("syntax"), every value's type ("type_mismatch"), constraints ("constraint").
+  ("syntax"), every value's type ("type_mismatch"), constraints ("constraint"), the
+  widths of written rows ("limit"), and last the size of an answer ("limit").
 - A value compared with a column must be one the column accepts (so a float
   against BIGINT is "type_mismatch"); DOUBLE compares with `float(value)`. NaN and
   strings with lone surrogates are refused; DOUBLE -0.0 is stored as 0.0. NULL, as
@@ -60,9 +68,9 @@ answers and equal error kinds; among them:
   "constraint", as is SET col = NULL of a NOT NULL column even when no row matches.
 - Refused as "unsupported": qualified columns (`t.a`), NULLS FIRST/LAST (sqlglot
   cannot tell them from the default), `0x..`, a minus before anything but a number,
-  `EXPLAIN` as SQL text (use `Engine.explain`), types with a length (`VARCHAR(10)`),
-  nesting deeper than 16 parentheses or 16 NOTs. "syntax": a name twice, two primary
-  keys, `IN ()`, a wrong number of INSERT values, not exactly one statement.
+  `EXPLAIN` as SQL text (use `Engine.explain`), types with a length (`VARCHAR(10)`).
+  "syntax": a name twice, two primary keys, `IN ()`, a wrong number of INSERT values,
+  not exactly one statement, a text with a lone surrogate.
 - Parameters: the numbers used must be exactly 1..n; `?` with `$n`, `$0`, `:name`,
   a gap, a wrong count, or a value that is not exactly None, bool, int, float, str
   or bytes is "parameter".
@@ -77,12 +85,38 @@ from verity.query._engine import WritePlan as WritePlan
 from verity.query._events import DecodedEvent as DecodedEvent
 from verity.query._events import changes_of_event as changes_of_event
 from verity.query._events import decode_event as decode_event
+from verity.query._limits import EXPRESSION_DEPTH_MAX as EXPRESSION_DEPTH_MAX
+from verity.query._limits import IN_LIST_MAX as IN_LIST_MAX
+from verity.query._limits import KEY_BYTES_MAX as KEY_BYTES_MAX
+from verity.query._limits import LIMIT_OFFSET_MAX as LIMIT_OFFSET_MAX
+from verity.query._limits import LIMITS as LIMITS
+from verity.query._limits import NAME_BYTES_MAX as NAME_BYTES_MAX
+from verity.query._limits import NUMBER_CHARS_MAX as NUMBER_CHARS_MAX
+from verity.query._limits import PARAMETERS_MAX as PARAMETERS_MAX
+from verity.query._limits import QUERY_BYTES_MAX as QUERY_BYTES_MAX
+from verity.query._limits import QUERY_ROWS_MAX as QUERY_ROWS_MAX
+from verity.query._limits import ROW_BYTES_MAX as ROW_BYTES_MAX
+from verity.query._limits import SQL_TEXT_BYTES_MAX as SQL_TEXT_BYTES_MAX
+from verity.query._limits import TABLE_COLUMNS_MAX as TABLE_COLUMNS_MAX
 from verity.query._memory_store import MemoryVersionedStore as MemoryVersionedStore
 from verity.query._store_protocol import Change as Change
 from verity.query._store_protocol import VersionedStore as VersionedStore
 from verity.query._types import Value as Value
 
 __all__ = [
+    "EXPRESSION_DEPTH_MAX",
+    "IN_LIST_MAX",
+    "KEY_BYTES_MAX",
+    "LIMITS",
+    "LIMIT_OFFSET_MAX",
+    "NAME_BYTES_MAX",
+    "NUMBER_CHARS_MAX",
+    "PARAMETERS_MAX",
+    "QUERY_BYTES_MAX",
+    "QUERY_ROWS_MAX",
+    "ROW_BYTES_MAX",
+    "SQL_TEXT_BYTES_MAX",
+    "TABLE_COLUMNS_MAX",
     "Change",
     "DecodedEvent",
     "Engine",

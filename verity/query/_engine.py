@@ -34,6 +34,7 @@ from verity.query._catalog import (
 )
 from verity.query._events import encode_event, encode_insert_event, insert_changes
 from verity.query._keys import encode_key, encode_value, encode_values
+from verity.query._limits import KEY_BYTES_MAX, ROW_BYTES_MAX, over_limit
 from verity.query._parse import (
     CreateIndex,
     CreateTable,
@@ -67,14 +68,14 @@ _PLANS_PER_STATEMENT_MAX: Final = 16  # table definitions a prepared statement k
 # INSERTs of this many rows or more try the column-by-column path first (so that the
 # tables lockstep, whose INSERTs have up to 3 rows, runs it against the spec too).
 _BULK_ROWS_MIN: Final = 2
-# The bulk path leaves longer keys to the row-by-row path, whose `get` per key lets the
-# store refuse a key it cannot hold (the page file's limit is 1,000 bytes) before the
-# statement is logged.
-_BULK_KEY_BYTES_MAX: Final = 1000
+# The bulk path leaves longer keys to the row-by-row path, which refuses them in the
+# spec's order of checks.
+_BULK_KEY_BYTES_MAX: Final = KEY_BYTES_MAX
 # (keys, encoded rows, per index the encoded column value of each row)
 _Inserted: TypeAlias = tuple[list[bytes], list[bytes], list[list[bytes]]]
 
 _EXPLAIN: Final = re.compile(r"\s*explain\s+", re.IGNORECASE)
+_U64_MAX: Final = 2**64 - 1
 _PARAMETER_TYPES: Final = frozenset({type(None), bool, int, float, str, bytes})
 _KINDS: Final[dict[type, str]] = {
     Select: "select",
@@ -381,9 +382,10 @@ class Engine:
 
     def _table(self, name: str, as_of: int | None) -> TableDef:
         if as_of is not None and (
-            not isinstance(as_of, int) or isinstance(as_of, bool) or as_of < 0
+            not isinstance(as_of, int) or isinstance(as_of, bool) or not 0 <= as_of <= _U64_MAX
         ):
-            raise InvalidArgument("as_of", as_of, "must be a log position (an int >= 0)")
+            shown = as_of if not isinstance(as_of, int) or as_of.bit_length() <= 128 else "<int>"
+            raise InvalidArgument("as_of", shown, "must be a log position (an int in 0..2**64-1)")
         table = self._catalog.table(name, as_of)
         if table is None:
             when = "" if as_of is None else f" as of position {as_of}"
@@ -438,7 +440,10 @@ class Engine:
         for values in rows:
             _check_not_null(table, values)
             key = encode_key([values[position] for position in table.primary_key])
-            if key in seen or self._store.get(table.data_tree, key) is not None:
+            # A key over KEY_BYTES_MAX is in no store (and a store may refuse to look it
+            # up); it is refused below, after every constraint, as the spec orders it.
+            stored = len(key) <= KEY_BYTES_MAX and self._store.get(table.data_tree, key) is not None
+            if key in seen or stored:
                 shown = ", ".join(
                     f"{table.columns[position].name}={values[position]!r}"
                     for position in table.primary_key
@@ -450,7 +455,10 @@ class Engine:
         index_values = [
             [encode_value(values[index.column]) for values in rows] for index in table.indexes
         ]
-        return keys, [encode_row(values) for values in rows], index_values
+        encoded = [encode_row(values) for values in rows]
+        for position, (key, row) in enumerate(zip(keys, encoded, strict=True)):
+            _check_widths(table, row, key, [values[position] for values in index_values])
+        return keys, encoded, index_values
 
     def _insert_columns(
         self, table: TableDef, plan: _InsertPlan, params: Sequence[object]
@@ -480,6 +488,14 @@ class Engine:
         index_values = [encode_values(columns[index.column]) for index in table.indexes]
         rows = encode_rows(columns)
         assert len(rows) == len(keys) == count
+        if max(map(len, rows)) > ROW_BYTES_MAX:
+            return None
+        for values in index_values:
+            if max(map(len, values)) + max(map(len, keys)) > KEY_BYTES_MAX and any(
+                len(value) + len(key) > KEY_BYTES_MAX
+                for value, key in zip(values, keys, strict=True)
+            ):
+                return None
         return keys, rows, index_values
 
     def _any_stored(self, tree: str, keys: list[bytes]) -> bool:
@@ -516,10 +532,12 @@ class Engine:
             values = list(row)
             for position, value in assigned:
                 values[position] = value
-            changes.append((table.data_tree, key, encode_row(values)))
-            for index in table.indexes:
+            encoded = encode_row(values)
+            afters = [encode_value(values[index.column]) for index in table.indexes]
+            _check_widths(table, encoded, key, afters)
+            changes.append((table.data_tree, key, encoded))
+            for index, after in zip(table.indexes, afters, strict=True):
                 before = encode_value(row[index.column])
-                after = encode_value(values[index.column])
                 if before != after:
                     changes.append((index.tree, before + key, None))
                     changes.append((index.tree, after + key, key))
@@ -577,8 +595,10 @@ class Engine:
             (CATALOG_TREE, next_object_id_key(), encode_object_id(object_id + 1)),
         ]
         for key, data in self._store.scan(table.data_tree):
-            value = decode_row(data)[position]
-            changes.append((index.tree, encode_value(value) + key, key))
+            entry = encode_value(decode_row(data)[position]) + key
+            if len(entry) > KEY_BYTES_MAX:
+                raise over_limit("KEY_BYTES_MAX", len(entry), f"an entry of index {index.name}")
+            changes.append((index.tree, entry, key))
         return changes
 
     def _drop_table(self, drop: DropTable) -> list[Change]:
@@ -586,6 +606,22 @@ class Engine:
         changes: list[Change] = [(CATALOG_TREE, table_key(table.name), None)]
         changes.extend((CATALOG_TREE, index_key(index.name), None) for index in table.indexes)
         return changes
+
+
+def _check_widths(table: TableDef, row: bytes, key: bytes, index_values: Sequence[bytes]) -> None:
+    """A row may be written: its encoding (`row`) within `ROW_BYTES_MAX`, its key and
+    each index entry (`index_values[i]` + key, in index order) within `KEY_BYTES_MAX`;
+    checked in that order, as the spec checks them."""
+    assert len(index_values) == len(table.indexes)
+    if len(row) > ROW_BYTES_MAX:
+        raise over_limit("ROW_BYTES_MAX", len(row), f"a row of {table.name}")
+    if len(key) > KEY_BYTES_MAX:
+        raise over_limit("KEY_BYTES_MAX", len(key), f"the primary key of a row of {table.name}")
+    for index, value in zip(table.indexes, index_values, strict=True):
+        if len(value) + len(key) > KEY_BYTES_MAX:
+            raise over_limit(
+                "KEY_BYTES_MAX", len(value) + len(key), f"an entry of index {index.name}"
+            )
 
 
 def _check_not_null(table: TableDef, values: Sequence[Value]) -> None:

@@ -9,12 +9,15 @@ statement either means what the dialect says or raises `SqlError`.
 The checks come in the order the spec model (`verity_spec.tables`) makes them, so
 that a statement with several faults fails with the same kind here and there:
 
-1. the text: tokens ("syntax"); parentheses nested deeper than 16 or more than 16
-   NOTs in a row ("unsupported": sqlglot's parser recurses deeply); the parse, and
-   exactly one statement ("syntax"); `0x..` literals and NULLS FIRST/LAST, which the
-   tree cannot tell apart from accepted forms ("unsupported");
+1. the text: its length (`SQL_TEXT_BYTES_MAX`, "limit"), valid Unicode ("syntax"),
+   tokens ("syntax"), nesting (`EXPRESSION_DEPTH_MAX`) and the number of `?`
+   (`PARAMETERS_MAX`) ("limit": sqlglot's parser recurses about twenty frames per
+   level, and nothing is parsed before these are known); the parse, and exactly one
+   statement ("syntax"); `0x..` literals and NULLS FIRST/LAST, which the tree cannot
+   tell apart from accepted forms ("unsupported");
 2. the statement's shape, in the order the walk meets its parts ("unsupported";
-   "syntax" for a malformed list: a name twice, an empty IN, two primary keys);
+   "limit" for a name, a numeric literal, a `$n`, an IN list or a column list over its
+   bound; "syntax" for a malformed list: a name twice, an empty IN, two primary keys);
 3. parameters (`Parsed.parameter_fault`, raised when the statement runs).
 
 Names are lower-cased (identifiers are case-insensitive, quoted or not). The k-th
@@ -27,6 +30,7 @@ is decided later, against the table as of the query (`_plan`, `_engine`).
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias, final
 
@@ -37,11 +41,20 @@ from sqlglot.dialects.postgres import Postgres
 from sqlglot.expressions.datatypes import DType
 from sqlglot.tokenizer_core import Token, TokenType
 
-from verity.errors import SqlError, SqlSyntaxError, UnsupportedSql
+from verity.errors import SqlError, SqlLimitExceeded, SqlSyntaxError, UnsupportedSql
+from verity.query._limits import (
+    EXPRESSION_DEPTH_MAX,
+    IN_LIST_MAX,
+    NAME_BYTES_MAX,
+    NUMBER_CHARS_MAX,
+    PARAMETERS_MAX,
+    SQL_TEXT_BYTES_MAX,
+    TABLE_COLUMNS_MAX,
+    over_limit,
+)
 from verity.query._types import ColumnType, Value
 
 __all__ = [
-    "NESTING_MAX",
     "And",
     "ColumnSpec",
     "Comparison",
@@ -67,9 +80,6 @@ __all__ = [
     "predicate_columns",
     "render_operand",
 ]
-
-NESTING_MAX: Final = 16
-"""The deepest nesting of parentheses, and the most NOTs in a row, a statement may hold."""
 
 
 @final
@@ -279,6 +289,8 @@ _INTEGER: Final = re.compile(r"[0-9]+\Z")
 _DECIMAL: Final = re.compile(r"([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?\Z")
 _HEX_DIGITS: Final = re.compile(r"([0-9a-fA-F]{2})*\Z")
 _CONSTRUCT_CHARS_MAX: Final = 80
+# A `$n` with more digits (leading zeros aside) is not read: reported as 10**20.
+_PARAMETER_DIGITS_READ: Final = 20
 _COMPARISONS: Final[dict[type[exp.Expr], ComparisonOp]] = {
     exp.EQ: "=",
     exp.NEQ: "<>",
@@ -384,20 +396,50 @@ def _first_line(error: Exception) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def _too_deeply_nested(tokens: list[Token]) -> str | None:
-    depth = 0
-    nots_in_a_row = 0
+# `expression_depth` (the spec's): a bracket opens a level until its closing token; a
+# prefix operator, which sqlglot reads by recursing into what follows, opens one until
+# the next AND, OR or comma, or the end of its bracket.
+_OPENING: Final = frozenset(
+    {TokenType.L_PAREN, TokenType.L_BRACKET, TokenType.L_BRACE, TokenType.CASE}
+)
+_CLOSING: Final = frozenset(
+    {TokenType.R_PAREN, TokenType.R_BRACKET, TokenType.R_BRACE, TokenType.END}
+)
+_PREFIX: Final = frozenset(
+    {
+        TokenType.NOT,
+        TokenType.DASH,
+        TokenType.PLUS,
+        TokenType.TILDE,
+        TokenType.RLIKE,  # `~` in the PostgreSQL tokenizer
+        TokenType.PIPE_SLASH,
+        TokenType.DPIPE_SLASH,
+        TokenType.INTERVAL,
+        TokenType.ANY,
+        TokenType.ALL,
+        TokenType.SOME,
+        TokenType.EXISTS,
+        TokenType.VARIADIC,
+    }
+)
+_PREFIX_ENDS: Final = frozenset({TokenType.AND, TokenType.OR, TokenType.COMMA})
+
+
+def _expression_depth(tokens: list[Token]) -> int:
+    """The most levels of brackets and prefix operators open at once in `tokens`."""
+    open_levels: list[TokenType] = []  # innermost last
+    deepest = 0
     for token in tokens:
-        if token.token_type == TokenType.L_PAREN:
-            depth += 1
-        elif token.token_type == TokenType.R_PAREN:
-            depth -= 1
-        nots_in_a_row = nots_in_a_row + 1 if token.token_type == TokenType.NOT else 0
-        if depth > NESTING_MAX:
-            return f"parentheses nested deeper than {NESTING_MAX}"
-        if nots_in_a_row > NESTING_MAX:
-            return f"more than {NESTING_MAX} NOT in a row"
-    return None
+        kind = token.token_type
+        if kind in _CLOSING or kind in _PREFIX_ENDS:
+            while open_levels and open_levels[-1] in _PREFIX:
+                open_levels.pop()
+            if kind in _CLOSING and open_levels:
+                open_levels.pop()
+        elif kind in _OPENING or kind in _PREFIX:
+            open_levels.append(kind)
+            deepest = max(deepest, len(open_levels))
+    return deepest
 
 
 def _refused_by_tokens(sql: str, tokens: list[Token]) -> str | None:
@@ -448,12 +490,75 @@ class _Parameters:
 
 
 def parse(sql: str) -> Parsed:
-    """The statement `sql` holds; SqlError ("syntax" or "unsupported") if it is not one
-    of the dialect. Parameter faults are kept in `Parsed.parameter_fault`."""
+    """The statement `sql` holds; SqlError ("syntax", "unsupported" or "limit") if it is
+    not one of the dialect. Parameter faults are kept in `Parsed.parameter_fault`."""
+    _check_text(sql)
+    try:
+        return _parse_checked(sql)
+    except RecursionError:
+        pass
+    return _parse_on_fresh_stack(sql)
+
+
+def _parse_checked(sql: str) -> Parsed:
+    """`parse(sql)` of a `_check_text`ed text, on the caller's stack."""
     many_rows = _parse_many_rows(sql)
     if many_rows is not None:
         return many_rows
     return _parse_text(sql)
+
+
+def _parse_on_fresh_stack(sql: str) -> Parsed:
+    """`_parse_checked(sql)` on a new thread's empty stack.
+
+    Within `EXPRESSION_DEPTH_MAX`, sqlglot's parser needs up to about 800 of the 1,000
+    Python frames a thread has; when the caller's own stack leaves fewer, the parse is
+    done again here, so that the caller's depth never changes the answer. Out of stack
+    here too (a construct that recurses more than its tokens show), the statement is
+    over the bound.
+    """
+    outcome: list[Parsed | BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(_parse_checked(sql))
+        except BaseException as error:  # handed to the caller's thread below
+            outcome.append(error)
+
+    thread = threading.Thread(target=run, name="verity-sql-parse", daemon=True)
+    thread.start()
+    thread.join()
+    assert len(outcome) == 1
+    result = outcome[0]
+    if isinstance(result, RecursionError):
+        depth = _expression_depth(_tokens(sql))
+        raise SqlLimitExceeded(
+            "EXPRESSION_DEPTH_MAX",
+            depth,
+            EXPRESSION_DEPTH_MAX,
+            "a statement that nests too deeply for sqlglot's parser",
+        )
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def _check_text(sql: str) -> None:
+    """The text is at most `SQL_TEXT_BYTES_MAX` bytes of UTF-8 (measured before anything
+    else is done with it), and valid Unicode."""
+    if len(sql) > SQL_TEXT_BYTES_MAX:  # every character takes at least one byte
+        raise over_limit("SQL_TEXT_BYTES_MAX", len(sql))
+    if sql.isascii():
+        return
+    encoded = sql.encode("utf-8", "surrogatepass")  # at most 4 MiB
+    if len(encoded) > SQL_TEXT_BYTES_MAX:
+        raise over_limit("SQL_TEXT_BYTES_MAX", len(encoded))
+    try:
+        sql.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise SqlSyntaxError(
+            f"character {error.start}", "the text is not valid Unicode (a lone surrogate)"
+        ) from None
 
 
 # `INSERT ... VALUES` up to its rows, when the text before them holds only names,
@@ -484,7 +589,9 @@ def _parse_many_rows(sql: str) -> Parsed | None:
     if width == 0 or row != "(" + ",".join("?" * width) + ")":
         return None
     count, remainder = divmod(len(rows_text) + 1, len(row) + 1)
-    if remainder or count < _MANY_ROWS_MIN or rows_text != ",".join([row] * count):
+    if remainder or count < _MANY_ROWS_MIN or count * width > PARAMETERS_MAX:
+        return None  # (too many parameters: the whole text is read, to fail in order)
+    if rows_text != ",".join([row] * count):
         return None
     try:
         two_rows = _parse_text(f"{sql[: head.end()]} {row},{row}")
@@ -511,14 +618,16 @@ def _question_mark_rows(count: int, width: int) -> tuple[tuple[Operand, ...], ..
 
 
 def _parse_text(sql: str) -> Parsed:
-    """`parse(sql)`, by sqlglot's parse of the whole text."""
+    """`parse(sql)`, by sqlglot's parse of the whole text (already `_check_text`ed)."""
     tokens = _tokens(sql)
-    too_deep = _too_deeply_nested(tokens)
-    if too_deep is not None:
-        raise UnsupportedSql(too_deep, "the statement is nested too deeply")
+    depth = _expression_depth(tokens)
+    if depth > EXPRESSION_DEPTH_MAX:
+        raise over_limit("EXPRESSION_DEPTH_MAX", depth)
     question_marks = sum(
         1 for token in tokens if token.token_type == TokenType.PLACEHOLDER and token.text == "?"
     )
+    if question_marks > PARAMETERS_MAX:
+        raise over_limit("PARAMETERS_MAX", question_marks, f"{question_marks} ? parameters")
     dollar_parameters = sum(1 for token in tokens if token.token_type == TokenType.PARAMETER)
     text = _numbered_question_marks(sql, tokens) if question_marks else sql
     try:
@@ -530,8 +639,6 @@ def _parse_text(sql: str) -> Parsed:
         raise SqlSyntaxError(near, reason) from None
     except sqlglot.errors.SqlglotError as error:
         raise SqlSyntaxError(sql[:_CONSTRUCT_CHARS_MAX], _first_line(error)) from None
-    except RecursionError:
-        raise UnsupportedSql(sql[:_CONSTRUCT_CHARS_MAX], "nested too deeply to parse") from None
     statements = [tree for tree in trees if tree is not None]
     if len(statements) != 1:
         raise SqlSyntaxError(
@@ -598,6 +705,10 @@ def _name(node: object, what: str) -> str:
     name = str(identifier.this).lower()
     if not name:
         raise SqlSyntaxError('""', f"an empty {what} name")
+    if len(name) > NAME_BYTES_MAX or not name.isascii():
+        size = len(name.encode("utf-8"))
+        if size > NAME_BYTES_MAX:
+            raise over_limit("NAME_BYTES_MAX", size, f"{what} name {name[:40]!r}...")
     return name
 
 
@@ -616,13 +727,18 @@ def _column_name(node: object, where: str) -> str:
 
 
 def _no_duplicates(names: list[str], what: str) -> None:
-    for position, name in enumerate(names):
-        if name in names[:position]:
+    """No name twice in `names` (the first repeat is reported); linear in their number."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
             raise SqlSyntaxError(name, f"{what} {name!r} named twice")
+        seen.add(name)
 
 
 def _number(text: str) -> int | float:
     """A numeric literal: digits only is an int; with a point or exponent, a float."""
+    if len(text) > NUMBER_CHARS_MAX:
+        raise over_limit("NUMBER_CHARS_MAX", len(text), f"{text[:20]}...")
     if _INTEGER.match(text):
         return int(text)
     if _DECIMAL.match(text):
@@ -660,7 +776,14 @@ def _operand(node: exp.Expr, parameters: _Parameters) -> Operand:
     if kind is exp.Parameter:
         number = node.this
         if type(number) is exp.Literal and _INTEGER.match(str(number.this)):
-            value = int(str(number.this))
+            # The number is checked before it is read or used: `$99999999999` must not
+            # make anything of that size.
+            digits = str(number.this).lstrip("0") or "0"
+            if len(digits) > _PARAMETER_DIGITS_READ:
+                raise over_limit("PARAMETERS_MAX", 10**_PARAMETER_DIGITS_READ, f"${digits[:20]}...")
+            value = int(digits)
+            if value > PARAMETERS_MAX:
+                raise over_limit("PARAMETERS_MAX", value, f"${value}")
             if value >= 1:
                 return parameters.numbered(value)
         return parameters.refused(_construct(node))
@@ -713,6 +836,8 @@ def _predicate(node: exp.Expr, parameters: _Parameters) -> Predicate:
         column = _column_name(_strip_parens(node.this), "IN")
         if not node.expressions:
             raise SqlSyntaxError("IN ()", "IN needs at least one value")
+        if len(node.expressions) > IN_LIST_MAX:
+            raise over_limit("IN_LIST_MAX", len(node.expressions), f"{column} IN (...)")
         return InList(column, tuple(_operand(item, parameters) for item in node.expressions))
     if kind is exp.Is:
         _only(node, frozenset({"this", "expression", "negate"}), "IS")
@@ -866,6 +991,9 @@ def _create_table(node: exp.Expr) -> CreateTable:
     schema = _expect(node.this, exp.Schema, "CREATE TABLE")  # AS SELECT has no Schema
     _only(schema, frozenset({"this", "expressions"}), "CREATE TABLE")
     table = _table_name(schema.this, "CREATE TABLE")
+    column_count = sum(1 for item in schema.expressions if type(item) is exp.ColumnDef)
+    if column_count > TABLE_COLUMNS_MAX:
+        raise over_limit("TABLE_COLUMNS_MAX", column_count, f"CREATE TABLE {table}")
     columns: list[ColumnSpec] = []
     primary_keys: list[tuple[str, ...]] = []
     for item in schema.expressions:

@@ -25,11 +25,20 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterator, Sequence
+from itertools import islice
 from typing import Any, Final, Literal, TypeAlias, final
 
 from verity.errors import CorruptionError, SqlError
 from verity.query._catalog import ColumnDef, IndexDef, TableDef
 from verity.query._keys import NOT_NULL_LOW, PREFIX_END, encode_key, encode_value
+from verity.query._limits import (
+    IN_LIST_MAX,
+    KEY_BYTES_MAX,
+    QUERY_BYTES_MAX,
+    QUERY_ROWS_MAX,
+    over_limit,
+    row_width,
+)
 from verity.query._parse import (
     And,
     Comparison,
@@ -109,25 +118,23 @@ class ValueSource:
 
 @final
 class CountSource:
-    """A LIMIT or OFFSET: a non-negative int, literal or parameter."""
+    """A LIMIT or OFFSET: a non-negative int, literal or parameter, checked each time it
+    is read (after the WHERE clause's values, as the spec orders the checks)."""
 
-    __slots__ = ("constant", "keyword", "operand")
+    __slots__ = ("keyword", "operand")
 
     def __init__(self, operand: Operand, keyword: str) -> None:
         self.operand = operand
         self.keyword = keyword
-        self.constant = -1
         if isinstance(operand, Param):
             assert operand.index >= 0, "a statement with parameter faults never runs"
-        else:
-            self.constant = check_count(operand.value, keyword)
 
     def get(self, params: Sequence[object]) -> int:
         """The count, given the statement's parameters."""
-        if self.constant >= 0:
-            return self.constant
-        assert isinstance(self.operand, Param)
-        return check_count(params[self.operand.index], self.keyword)
+        operand = self.operand
+        if isinstance(operand, Param):
+            return check_count(params[operand.index], self.keyword)
+        return check_count(operand.value, self.keyword)
 
 
 # --- conditions, resolved against a table ----------------------------------------------
@@ -372,6 +379,7 @@ def _candidate(positions: tuple[int, ...], conjuncts: Sequence[_Condition]) -> _
             within.setdefault(condition.position, number)
     candidate = _Candidate()
     has_in = False
+    combinations = 1  # of key prefixes to read: the product of the IN lists' lengths
     for position in positions:
         if position in equal:
             compare = conjuncts[equal[position]]
@@ -381,6 +389,9 @@ def _candidate(positions: tuple[int, ...], conjuncts: Sequence[_Condition]) -> _
         elif position in within:
             members = conjuncts[within[position]]
             assert isinstance(members, _Within)
+            combinations *= len(members.sources)
+            if combinations > IN_LIST_MAX:
+                break  # too many keys to list: the rest of the key is filtered instead
             candidate.components.append(members.sources)
             candidate.used.append(within[position])
             has_in = True
@@ -515,6 +526,8 @@ def _get_rows(
     store: VersionedStore, tree: str, keys: Sequence[bytes], as_of: int | None
 ) -> Iterator[tuple[bytes, Row]]:
     for key in keys:
+        if len(key) > KEY_BYTES_MAX:
+            continue  # no row has such a key (writes refuse it), and a store may refuse it
         data = store.get(tree, key, as_of)
         if data is not None:
             yield key, decode_row(data)
@@ -644,27 +657,57 @@ def _sort(rows: list[Row], order: tuple[tuple[int, bool], ...]) -> None:
 def run_select(
     plan: SelectPlan, store: VersionedStore, params: Sequence[object], as_of: int | None
 ) -> list[Row]:
-    """The answer rows of `plan`."""
+    """The answer rows of `plan`: at most `QUERY_ROWS_MAX` rows of at most
+    `QUERY_BYTES_MAX` bytes in all (`row_width`), else SqlLimitExceeded naming the
+    first bound the answer is over (rows first, as the spec checks)."""
+    found = plan.read.rows(store, params, as_of)  # binds (checks) WHERE's values first
     limit = None if plan.limit is None else plan.limit.get(params)
     offset = 0 if plan.offset is None else plan.offset.get(params)
-    found = plan.read.rows(store, params, as_of)
-    rows: list[Row]
     if plan.count:
-        rows = [(sum(1 for _ in found),)]
-    elif plan.order:
-        rows = [row for _, row in found]
-        _sort(rows, plan.order)
-    else:
-        rows = []
-        wanted = None if limit is None else offset + limit
-        if wanted != 0:
-            for _, row in found:
-                rows.append(row)
-                if len(rows) == wanted:
-                    break  # rows come in answer order: the rest cannot matter
-    if offset or limit is not None:
-        rows = rows[offset:] if limit is None else rows[offset : offset + limit]
+        counted: list[Row] = [(sum(1 for _ in found),)]
+        return counted[offset:] if limit is None else counted[offset : offset + limit]
     project = plan.project
+    if plan.order:
+        # More than this many matching rows make an answer too long: no need to sort them.
+        gathered_max = None if limit is not None and limit <= QUERY_ROWS_MAX else offset
+        rows: list[Row] = []
+        for _, row in found:
+            rows.append(row)
+            if gathered_max is not None and len(rows) - gathered_max > QUERY_ROWS_MAX:
+                raise over_limit("QUERY_ROWS_MAX", QUERY_ROWS_MAX + 1, "more answer rows")
+        _sort(rows, plan.order)
+        rows = rows[offset:] if limit is None else rows[offset : offset + limit]
+        if project is not None:
+            rows = [project(row) for row in rows]
+        return _within_answer_bounds(iter(rows), len(rows))
+    # Rows come in answer order: skip the offset, stop at the limit.
+    if offset:
+        found = islice(found, offset, None)
+    answer = (row for _, row in found)
     if project is not None:
-        rows = [project(row) for row in rows]
+        answer = (project(row) for row in answer)
+    if limit is None:
+        return _within_answer_bounds(answer, None)
+    return _within_answer_bounds(islice(answer, limit), None)
+
+
+def _within_answer_bounds(answer: Iterator[Row], count: int | None) -> list[Row]:
+    """The rows of `answer` (`count` of them, if known), or SqlLimitExceeded: for more than
+    `QUERY_ROWS_MAX` rows, else for more than `QUERY_BYTES_MAX` bytes. At most one row
+    more than fits is read; past the byte bound, rows are only counted."""
+    if count is not None and count > QUERY_ROWS_MAX:
+        raise over_limit("QUERY_ROWS_MAX", count, "answer rows")
+    rows: list[Row] = []
+    answer_bytes = 0
+    for row in answer:
+        answer_bytes += row_width(row)
+        if answer_bytes > QUERY_BYTES_MAX:
+            # Over in bytes; the spec reports rows first, so count the rest (not kept).
+            counted = len(rows) + 1 + sum(1 for _ in islice(answer, QUERY_ROWS_MAX))
+            if counted > QUERY_ROWS_MAX:
+                raise over_limit("QUERY_ROWS_MAX", counted, "answer rows")
+            raise over_limit("QUERY_BYTES_MAX", answer_bytes, "answer bytes")
+        rows.append(row)
+        if len(rows) > QUERY_ROWS_MAX:
+            raise over_limit("QUERY_ROWS_MAX", len(rows), "answer rows")
     return rows

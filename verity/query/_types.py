@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Final, TypeAlias, cast, final
 
 from verity.errors import SqlError
+from verity.query._limits import LIMIT_OFFSET_MAX, over_limit
 
 __all__ = [
     "INT64_MAX",
@@ -54,14 +55,24 @@ class ColumnType(enum.Enum):
 
 
 _INT_TYPES: Final = frozenset({ColumnType.BIGINT, ColumnType.INTEGER, ColumnType.TIMESTAMP})
+_SHOWN_TYPES: Final = frozenset({type(None), bool, int, float})
 
 
 def describe_value(value: object) -> str:
-    """`value` as an error message shows it: its type and a truncated repr."""
-    shown = repr(value)
+    """`value` as an error message shows it: its type and a truncated repr. Never fails:
+    an int too large to print shows its size, and a value of another type its type."""
+    name = type(value).__name__
+    if type(value) is int and value.bit_length() > 64:
+        return f"int of {value.bit_length()} bits"
+    if type(value) is str or type(value) is bytes:
+        shown = repr(value[:60])
+    elif type(value) in _SHOWN_TYPES:
+        shown = repr(value)
+    else:
+        return name
     if len(shown) > 60:
         shown = shown[:57] + "..."
-    return f"{type(value).__name__} {shown}"
+    return f"{name} {shown}"
 
 
 def coerce(column_type: ColumnType, value: object, construct: str) -> Value:
@@ -165,8 +176,12 @@ def _double(real: float, construct: str) -> float:
 
 
 def check_count(value: object, construct: str) -> int:
-    """A LIMIT or OFFSET: a non-negative int, else SqlError("type_mismatch")."""
+    """A LIMIT or OFFSET: a non-negative int, else SqlError("type_mismatch"); at most
+    `LIMIT_OFFSET_MAX`, else SqlLimitExceeded."""
     if type(value) is int and value >= 0:
+        if value > LIMIT_OFFSET_MAX:
+            shown = value if value.bit_length() <= 128 else 2**128  # printable
+            raise over_limit("LIMIT_OFFSET_MAX", shown, f"{construct} {describe_value(value)}")
         return value
     raise SqlError(
         "type_mismatch", construct, f"must be a non-negative int, got {describe_value(value)}"
