@@ -7,6 +7,7 @@ projection store `verity.store` in a folder. Observations are JSON-able:
     {"written": rows_affected}
     {"rows": {"columns": [...], "rows": [[value, ...], ...]}}
     {"failed": kind}
+    {"failed": "limit", "limit": NAME}     NAME: the bound, e.g. "IN_LIST_MAX"
 
 Values are encoded for JSON as `{"int": n}`, `{"float": repr}`, `{"text": s}`,
 `{"bool": b}`, `{"bytes": hex}` or `null`, so that 1, 1.0 and True stay apart.
@@ -21,7 +22,7 @@ from typing import Any, Protocol
 
 import verity_spec.tables as spec_tables
 from verity.crypto import PageKey
-from verity.errors import SqlError
+from verity.errors import SqlError, SqlLimitExceeded
 from verity.query import Engine
 from verity.store import Store, open_store
 
@@ -60,6 +61,19 @@ def decode_value(value: object) -> object:
     return raw
 
 
+def failed_observation(kind: str, limit: str | None) -> Observation:
+    """A refused statement: its kind, and for "limit" the bound it is over."""
+    if kind == "limit":
+        assert limit is not None
+        return {"failed": kind, "limit": limit}
+    return {"failed": kind}
+
+
+def error_observation(failure: SqlError) -> Observation:
+    limit = failure.limit if isinstance(failure, SqlLimitExceeded) else None
+    return failed_observation(failure.kind, limit)
+
+
 def rows_observation(columns: tuple[str, ...] | list[str], rows: Any) -> Observation:
     return {
         "rows": {
@@ -88,7 +102,7 @@ class SpecTablesDriver:
             return {"written": outcome.rows_affected}
         if isinstance(outcome, spec_tables.Rows):
             return rows_observation(outcome.columns, outcome.rows)
-        return {"failed": outcome.kind}
+        return failed_observation(outcome.kind, outcome.limit)
 
     def execute(self, sql: str, params: tuple[object, ...], position: int) -> Observation:
         self.history, outcome = spec_tables.execute(self.history, sql, params, position)
@@ -129,7 +143,7 @@ class EngineTablesDriver:
                 return rows_observation(result.columns, result.rows)
             plan = self.engine.plan_write(sql, params)
         except SqlError as failure:
-            return {"failed": failure.kind}
+            return error_observation(failure)
         log_hash = hashlib.sha256(plan.event).digest()
         self.store.write_batch(position, log_hash, plan.changes)
         self.events.append((position, plan.event))
@@ -142,7 +156,7 @@ class EngineTablesDriver:
                 return {"failed": "unsupported"}
             result = self.engine.query(sql, params, as_of=position)
         except SqlError as failure:
-            return {"failed": failure.kind}
+            return error_observation(failure)
         return rows_observation(result.columns, result.rows)
 
     def reopen(self) -> None:

@@ -7,8 +7,12 @@ UPDATE and DELETE with random WHERE clauses, SELECT with WHERE / ORDER BY /
 LIMIT / OFFSET / COUNT(*), parameters in both styles, unsupported constructs
 and unknown names. Positions grow by random gaps, as other records of the
 tenant log would interleave. Queries also run `query_at` random past
-positions. The implementation is closed and reopened, and rebuilt from its
-recorded events alone; after every step both answer the same.
+positions. Statements just within and just over the bounds of "Limits"
+(nesting, `$n`, names, numeric literals, LIMIT/OFFSET, the text's length, key
+and index entry widths) are cheap to build, so every run has some. The
+implementation is closed and reopened, and rebuilt from its recorded events
+alone; after every step both answer the same (a "limit" failure names the
+same bound).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
+import verity_spec.tables as spec_tables
 from verity_conformance.tables_drivers import EngineTablesDriver, Observation, SpecTablesDriver
 
 TABLES = {
@@ -44,6 +49,57 @@ BAD_STATEMENTS = [
     "UPDATE patients SET id = 3 WHERE id = 1",
     "SELECT name FROM patients GROUP BY name",
 ]
+
+
+def _depth(over: int) -> tuple[str, list[object]]:
+    depth = spec_tables.EXPRESSION_DEPTH_MAX + over
+    return "SELECT id FROM patients WHERE " + "(" * depth + "id = 1" + ")" * depth, []
+
+
+def _nots(over: int) -> tuple[str, list[object]]:
+    depth = spec_tables.EXPRESSION_DEPTH_MAX + over
+    return "SELECT id FROM patients WHERE " + "NOT " * depth + "id > 1", []
+
+
+def _dollar(over: int) -> tuple[str, list[object]]:
+    # Within the bound, the numbers leave a gap ("parameter"); over it, "limit" comes first.
+    return f"SELECT id FROM patients WHERE id = ${spec_tables.PARAMETERS_MAX + over}", [1]
+
+
+def _name(over: int) -> tuple[str, list[object]]:
+    name = "n" * (spec_tables.NAME_BYTES_MAX + over)
+    return f"SELECT {name} FROM patients", []
+
+
+def _number(over: int) -> tuple[str, list[object]]:
+    digits = "1" + "0" * (spec_tables.NUMBER_CHARS_MAX - 1 + over)
+    return f"SELECT id FROM patients WHERE score < {digits}", []
+
+
+def _limit(over: int) -> tuple[str, list[object]]:
+    return "SELECT id FROM patients LIMIT ? OFFSET ?", [2, spec_tables.LIMIT_OFFSET_MAX + over]
+
+
+def _text(over: int) -> tuple[str, list[object]]:
+    # Only over the bound: reading a text of 1 MiB takes seconds.
+    text = "SELECT id FROM patients -- "
+    return text + "\u00e9" * (spec_tables.SQL_TEXT_BYTES_MAX // 2 - len(text) + 1), []
+
+
+def _key(over: int) -> tuple[str, list[object]]:
+    # visits' key is (patient BIGINT, ward TEXT): 9 + 3 + len(ward) bytes.
+    ward = "w" * (spec_tables.KEY_BYTES_MAX - 12 + over)
+    return "INSERT INTO visits (patient, ward) VALUES (?, ?)", [7, ward]
+
+
+def _index_entry(over: int) -> tuple[str, list[object]]:
+    # With an index on ward (idx_a or idx_b), its entry is the ward and then the key:
+    # (3 + n) + (9 + 3 + n) bytes.
+    ward = "e" * ((spec_tables.KEY_BYTES_MAX - 15) // 2 + over)
+    return "INSERT INTO visits (patient, ward) VALUES (?, ?)", [8, ward]
+
+
+NEAR_A_BOUND = [_depth, _nots, _dollar, _name, _number, _limit, _text, _key, _index_entry]
 
 
 def literal_values(kind: str) -> st.SearchStrategy[object]:
@@ -221,6 +277,12 @@ class TablesLockstep(RuleBasedStateMachine):
     @rule(text=st.sampled_from(BAD_STATEMENTS))
     def bad_statement(self, text: str) -> None:
         self.run(text, [])
+
+    @rule(data=st.data(), over=st.integers(-1, 1))
+    def near_a_bound(self, data: st.DataObject, over: int) -> None:
+        """A statement `over` away from one of the bounds (-1: within, 1: over)."""
+        text, params = data.draw(st.sampled_from(NEAR_A_BOUND))(over)
+        self.run(text, params)
 
     @rule()
     def reopen(self) -> None:

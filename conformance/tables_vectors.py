@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import verity_spec.tables as spec_tables
 from verity_conformance import _runner
 from verity_conformance._runner import FORMAT, VectorResult
 from verity_conformance.tables_drivers import (
@@ -162,6 +163,76 @@ def scenario_indexes() -> Scenario:
     )
 
 
+def scenario_limits() -> Scenario:
+    """Each bound of the spec's "Limits" that a small file can show, just within and just
+    over; a failure over a bound names it ({"failed": "limit", "limit": NAME})."""
+    depth = spec_tables.EXPRESSION_DEPTH_MAX
+    name = spec_tables.NAME_BYTES_MAX
+    key_text = spec_tables.KEY_BYTES_MAX - 12  # visits' key: 9 + (3 + len(ward)) bytes
+    entry_text = (spec_tables.KEY_BYTES_MAX - 15) // 2  # an index entry on ward: twice that
+    values = ", ".join(["1"] * spec_tables.IN_LIST_MAX)
+    return Scenario(
+        "limits",
+        "sizes just within and just over the bounds; over one, nothing is written",
+        [
+            (
+                "execute",
+                "CREATE TABLE visits (patient BIGINT, ward TEXT, PRIMARY KEY (patient, ward))",
+                (),
+            ),
+            ("execute", f"CREATE TABLE {'t' * name} (k BIGINT PRIMARY KEY)", ()),
+            ("execute", f"CREATE TABLE {'t' * (name + 1)} (k BIGINT PRIMARY KEY)", ()),
+            (
+                "execute",
+                "SELECT * FROM visits WHERE " + "(" * depth + "patient = 1" + ")" * depth,
+                (),
+            ),
+            (
+                "execute",
+                "SELECT * FROM visits WHERE "
+                + "(" * (depth + 1)
+                + "patient = 1"
+                + ")" * (depth + 1),
+                (),
+            ),
+            ("execute", "SELECT * FROM visits WHERE " + "NOT " * (depth + 1) + "patient = 1", ()),
+            ("execute", "SELECT * FROM visits WHERE patient = $99999999999", ()),
+            (
+                "execute",
+                f"SELECT * FROM visits WHERE patient = ${spec_tables.PARAMETERS_MAX}",
+                (1,),
+            ),
+            (
+                "execute",
+                f"SELECT * FROM visits WHERE patient = ${spec_tables.PARAMETERS_MAX + 1}",
+                (1,),
+            ),
+            (
+                "execute",
+                "SELECT * FROM visits WHERE patient < 1" + "0" * spec_tables.NUMBER_CHARS_MAX,
+                (),
+            ),
+            ("execute", f"SELECT * FROM visits WHERE patient IN ({values}, 2)", ()),
+            ("execute", "SELECT * FROM visits LIMIT ? OFFSET ?", (1, spec_tables.LIMIT_OFFSET_MAX)),
+            ("execute", "SELECT * FROM visits LIMIT ?", (spec_tables.LIMIT_OFFSET_MAX + 1,)),
+            ("execute", "SELECT * FROM visits LIMIT -1", ()),
+            ("execute", "INSERT INTO visits VALUES (1, ?)", ("k" * key_text,)),
+            ("execute", "INSERT INTO visits VALUES (2, ?)", ("k" * (key_text + 1),)),
+            (
+                "execute",
+                "INSERT INTO visits VALUES (1, ?), (2, 'b'), (1, ?)",
+                ("k" * (key_text + 1),) * 2,
+            ),
+            ("execute", "CREATE INDEX by_ward ON visits (ward)", ()),
+            ("execute", "DELETE FROM visits WHERE patient = 1", ()),
+            ("execute", "CREATE INDEX by_ward ON visits (ward)", ()),
+            ("execute", "INSERT INTO visits VALUES (3, ?)", ("e" * entry_text,)),
+            ("execute", "INSERT INTO visits VALUES (4, ?)", ("e" * (entry_text + 1),)),
+            ("execute", "SELECT patient FROM visits", ()),
+        ],
+    )
+
+
 def scenario_random(seed: int) -> Scenario:
     rng = random.Random(2000 + seed)
     statements: list[tuple[str, str, tuple[object, ...]]] = [
@@ -204,7 +275,13 @@ def scenario_random(seed: int) -> Scenario:
 
 
 def scenarios() -> list[Scenario]:
-    fixed = [scenario_basics(), scenario_errors(), scenario_time_travel(), scenario_indexes()]
+    fixed = [
+        scenario_basics(),
+        scenario_errors(),
+        scenario_time_travel(),
+        scenario_indexes(),
+        scenario_limits(),
+    ]
     return fixed + [scenario_random(seed) for seed in range(6)]
 
 
