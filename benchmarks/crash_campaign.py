@@ -89,7 +89,7 @@ from pathlib import Path
 from typing import IO, Any, Final, TypeAlias, final
 
 import verity
-import verity._database as verity_database
+import verity._tenant as verity_tenant
 from verity import (
     CheckpointPolicy,
     DataClass,
@@ -1415,17 +1415,17 @@ def segments_of(segment_bytes_max: int) -> Iterator[None]:
         yield
         return
     # The SDK module imports `open_log` by name; it is not part of its public surface.
-    original = verity_database.open_log  # type: ignore[attr-defined]
+    original = verity_tenant.open_log  # type: ignore[attr-defined]
 
     def open_log(path: str | os.PathLike[str], **options: Any) -> Log:
         log: Log = original(path, segment_bytes_max=segment_bytes_max, **options)
         return log
 
-    verity_database.open_log = open_log  # type: ignore[attr-defined]
+    verity_tenant.open_log = open_log  # type: ignore[attr-defined]
     try:
         yield
     finally:
-        verity_database.open_log = original  # type: ignore[attr-defined]
+        verity_tenant.open_log = original  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager

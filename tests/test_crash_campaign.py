@@ -73,7 +73,7 @@ def test_a_slice_loses_nothing_and_detects_every_flip(tmp_path: Path) -> None:
     assert sum(line.startswith("rebuild trial ") for line in lines) == len(damages)
 
 
-def test_the_audit_counts_an_acknowledged_append_that_is_gone(tmp_path: Path) -> None:
+def test_an_acknowledged_append_cut_from_the_log_is_refused_as_history_lost(tmp_path: Path) -> None:
     campaign = load_campaign()
     folder = tmp_path / "db"
     acks = write_closed_database(campaign, folder, steps=60)
@@ -98,8 +98,11 @@ def test_the_audit_counts_an_acknowledged_append_that_is_gone(tmp_path: Path) ->
     cut = campaign.audit(
         folder, campaign.FolderHistory(folder, seeds=[7]), acks, [], clean_close=True
     )
-    # Exactly the calls acknowledged from that append on are lost; nothing before it.
-    assert {lost.key for lost in cut.lost} == {ack.key for ack in acks[acks.index(last[-1]) :]}
+    # The cut is not taken for a torn tail: reopening refuses, naming the loss, and
+    # neither truncates nor appends anything.
+    assert cut.lost == []
+    assert any("HistoryLost" in problem for problem in cut.problems), cut.problems
+    assert frame.segment.stat().st_size == frame.start
 
 
 def test_a_flipped_merkle_node_is_rebuilt(tmp_path: Path) -> None:

@@ -1,0 +1,809 @@
+"""One tenant of the embedded database: `TenantHandle`.
+
+This is the imperative shell around the pure kernel (`verity.kernel`). Each
+tenant owns a folder (placed by `verity.directory`) holding its hash-chained
+log, its key ring and its signing key, and has its own kernel instance and
+lock: tenants are the unit of isolation and of parallelism.
+
+Every command runs the same way: read the clock once, let the kernel decide,
+append the decided event to the tenant's log (durable under the sync policy),
+then commit the decision to the kernel and answer. A rejected command, or an
+append that fails, leaves the kernel untouched, so state never runs ahead of
+the log. On open, the kernel is rebuilt by replaying the log.
+
+Encryption at rest (docs/formats.md §5.2): the events of every stream whose
+`DataClass` is not PUBLIC are stored as AES-256-GCM ciphertext under a data
+key (DEK) that is fresh for every session that writes, wrapped by the
+tenant's KEK, itself wrapped by the master key. The nonce is the record's log
+offset: offsets only grow within a session and a DEK never outlives its
+session, so no (key, nonce) pair repeats, even when a crash makes an offset
+be written twice. PUBLIC events, and stream names, are stored verbatim.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from array import array
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, TypeVar, final
+
+from verity._keyring import KEYRING_FILE, Keyring
+from verity._snapshot import SNAPSHOT_FILE, decode_snapshot, encode_snapshot
+from verity.crypto import (
+    MasterKeyProvider,
+    SigningKey,
+    sign_checkpoint,
+)
+from verity.errors import (
+    AlreadyExists,
+    ClosedError,
+    Conflict,
+    CorruptionError,
+    InvalidArgument,
+    NotFound,
+    VerityError,
+)
+from verity.kernel import (
+    AppendBatch,
+    Applied,
+    CreateStream,
+    Decision,
+    Kernel,
+    RejectReason,
+    StreamInfo,
+    decode_events,
+)
+from verity.proofs import ConsistencyProof, InclusionProof, SignedCheckpoint
+from verity.query import Engine, changes_of_event
+from verity.query import QueryResult as EngineResult
+from verity.storage import Log, open_log
+from verity.storage._index import write_atomic
+from verity.store import Store, open_store
+from verity.types import (
+    CheckpointPolicy,
+    DataClass,
+    IdempotencyId,
+    Offset,
+    RecordKind,
+    RecoveryRecord,
+    StreamId,
+    SyncPolicy,
+    TenantId,
+)
+
+__all__ = ["QueryResult", "Receipt", "TenantHandle"]
+
+logger = logging.getLogger("verity")
+
+_Answer = TypeVar("_Answer")
+
+Clock = Callable[[], int]
+
+SIGNING_KEY_FILE: Final = "signing.key"
+# An open that had to replay this many records writes a fresh snapshot.
+SNAPSHOT_REPLAY_RECORDS_MIN: Final = 50_000
+
+ENVELOPE_PLAIN: Final = 0x01  # an encoded kernel event, as is (its version byte)
+ENVELOPE_ENCRYPTED: Final = 0x02
+ENVELOPE_TABLES: Final = 0x03  # a SQL write statement's event (verity.query), as is
+STORE_FOLDER: Final = "store"
+STORE_PAGE_FILE: Final = "pages.vstore"
+ENVELOPE_HEADER_BYTES: Final = 5  # marker u8 ‖ dek_id u32
+_OFFSET_ZERO: Final = Offset(0)
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What a SQL write statement did: the log position and chain hash of its record."""
+
+    offset: Offset
+    """The log position of the statement's record; `query_at(..., offset)` includes it."""
+    hash: bytes
+    """The chain hash of that record (docs/formats.md §1.3)."""
+    rows_affected: int
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    """The answer of a SELECT, and the log position it was answered as of."""
+
+    columns: tuple[str, ...]
+    rows: list[tuple[object, ...]]
+    position: int
+    """Every write at a log position <= this one is seen; -1 for an empty log."""
+
+
+def _check_instance(name: str, value: object, expected: type, what: str) -> None:
+    if not isinstance(value, expected) or isinstance(value, bool):
+        raise InvalidArgument(name, value, f"must be {what}")
+
+
+def _event_list(events: object) -> tuple[bytes, ...]:
+    """`events` as a tuple of bytes, or InvalidArgument naming the first bad one."""
+    if isinstance(events, bytes | bytearray | memoryview | str) or not isinstance(events, Sequence):
+        raise InvalidArgument("events", events, "must be a list of bytes")
+    for position, event in enumerate(events):
+        if not isinstance(event, bytes):
+            raise InvalidArgument(f"events[{position}]", event, "must be bytes")
+    return tuple(events)
+
+
+def _params(params: object) -> tuple[object, ...]:
+    if isinstance(params, str | bytes) or not isinstance(params, Sequence):
+        raise InvalidArgument("params", params, "must be a list or tuple of values")
+    return tuple(params)
+
+
+def _result(result: EngineResult, position: int) -> QueryResult:
+    return QueryResult(result.columns, list(result.rows), position)
+
+
+@final
+class TenantHandle:
+    """One tenant of a `Verity` database: its streams, events, checkpoints and proofs.
+
+    Get it from `Verity.tenant(id)`. Thread-safe: one lock per tenant.
+    """
+
+    def __init__(
+        self,
+        tenant: TenantId,
+        folder: Path,
+        provider: MasterKeyProvider,
+        sync_policy: SyncPolicy,
+        checkpoint_policy: CheckpointPolicy,
+        clock: Clock,
+        retention_ns: int,
+    ) -> None:
+        self._tenant = tenant
+        self._folder = folder
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._closed = False
+        folder.mkdir(parents=True, exist_ok=True)
+        self._keyring = Keyring(folder / KEYRING_FILE, provider, tenant)
+        self._signing_key = SigningKey.load_or_create(folder / SIGNING_KEY_FILE)
+        self._kernel = Kernel(tenant, retention_ns)
+        # Per stream: the first stream offset of each record and that record's log offset.
+        self._firsts: dict[int, array[int]] = {}
+        self._positions: dict[int, array[int]] = {}
+        # Set by a fitting snapshot: the store holds every table event before this.
+        self._store_caught_up_to = 0
+        # Set when a store rebuild failed: the store was abandoned, so that one behind
+        # the log never answers; reads name this until the tenant is reopened.
+        self._store_failure: BaseException | None = None
+        self._log: Log = open_log(
+            folder / "log",
+            sync_policy=sync_policy,
+            checkpoint_policy=checkpoint_policy,
+            clock=clock,
+        )
+        store: Store | None = None
+        try:
+            store = self._open_store()
+            self._store: Store = store
+            self._engine = Engine(store)
+            self._replay(self._restore_snapshot(retention_ns))
+        except BaseException:
+            # Abandon, never close: a clean close would append a shutdown checkpoint
+            # to a log that was just found corrupt. Release every file and key.
+            # A rebuild during replay may have replaced the store first opened.
+            current: Store | None = getattr(self, "_store", store)
+            if current is not None:
+                current.abandon()
+            self._log.abandon()
+            self._keyring.close()
+            self._signing_key.close()
+            raise
+
+    # ------------------------------------------------------------ open
+
+    def _open_store(self) -> Store:
+        """The projection store, if it is sound and describes a prefix of this log.
+
+        The store is derived data. One that cannot be opened (no valid
+        superblock, a damaged page), or that names a position the log does not
+        have or a different record there, is set aside (kept, renamed) and
+        rebuilt from the log with a warning, never trusted: it is renamed to
+        `store.damaged-<ns>` or `store.stale-<ns>` and a new one is opened, which
+        `_replay` fills from the log. Damage found later, by a read, a write's
+        plan or a commit, is handled the same way by `_rebuild_store`. A
+        `CorruptionError` about any other file (the log, the keyring) is raised.
+        """
+        try:
+            store = self._open_sealed_store()
+        except CorruptionError as failure:
+            if not self._is_store_damage(failure):
+                raise
+            self._move_store_aside("damaged", str(failure))
+            return self._open_sealed_store()
+        applied = store.applied()
+        if applied is None:
+            return store
+        position, record_hash = applied
+        if position < self._log.size and self._log.read(position).chain_hash() == record_hash:
+            return store
+        store.close()
+        self._move_store_aside(
+            "stale", f"it applied position {position}, which this log does not hold as recorded"
+        )
+        return self._open_sealed_store()
+
+    def _open_sealed_store(self) -> Store:
+        """Open the store folder with its page key; a new page file gets a new key."""
+        folder = self._folder / STORE_FOLDER
+        fresh = not (folder / STORE_PAGE_FILE).exists()
+        return open_store(folder, page_key=self._keyring.page_key(fresh=fresh))
+
+    def _move_store_aside(self, why: str, problem: str) -> None:
+        """Rename the store folder to `store.<why>-<ns>` (kept for inspection), with a warning."""
+        folder = self._folder / STORE_FOLDER
+        aside = folder.with_name(f"{STORE_FOLDER}.{why}-{time.time_ns()}")
+        folder.rename(aside)
+        logger.warning(
+            "projection store %s is %s (%s); moved it to %s, it is rebuilt from the log",
+            folder,
+            why,
+            problem,
+            aside,
+        )
+
+    def _is_store_damage(self, failure: CorruptionError) -> bool:
+        """Whether `failure` is about the store's files (derived), not the log (the truth)."""
+        if failure.file is None:
+            return False
+        store_folder = os.path.abspath(self._folder / STORE_FOLDER)
+        return os.path.abspath(failure.file).startswith(store_folder + os.sep)
+
+    def _rebuild_store(self, failure: CorruptionError) -> None:
+        """Set the damaged store aside and rebuild it from every table event of the log.
+
+        If the rebuild fails (the log is damaged, say), the new store is
+        abandoned and every later read raises: a store behind the log must not
+        answer as if it were current.
+        """
+        assert self._is_store_damage(failure)
+        assert self._store_failure is None
+        self._store.abandon()
+        try:
+            self._move_store_aside("damaged", str(failure))
+            self._store = self._open_sealed_store()
+            self._engine = Engine(self._store)
+            self._catch_up_store()
+        except BaseException as rebuild_failure:
+            self._store.abandon()
+            self._store_failure = rebuild_failure
+            raise
+
+    def _catch_up_store(self) -> None:
+        """Apply the table events the store has not applied yet, in log order."""
+        applied = self._store.applied()
+        start = 0 if applied is None else applied[0] + 1
+        wrote = False
+        for record in self._log.records(start):
+            if record.header.kind is not RecordKind.DATA:
+                continue
+            log_offset = int(record.header.offset)
+            payload = self._plain_payload(record.payload, log_offset)
+            if payload[:1] == bytes([ENVELOPE_TABLES]):
+                changes = changes_of_event(payload[1:])
+                self._store.write_batch(log_offset, record.chain_hash(), changes, sync=False)
+                wrote = True
+        if wrote:
+            self._store.sync()
+
+    def _with_store(self, read: Callable[[], _Answer]) -> _Answer:
+        """`read()` through the store; if the store is damaged, rebuild it and ask again once.
+
+        `read` must look up `self._store` or `self._engine` when called: the
+        retry runs against the rebuilt ones. A second failure is raised.
+        """
+        if self._store_failure is not None:
+            raise ClosedError(
+                f"projection store of tenant {int(self._tenant)} (its rebuild from the log "
+                f"failed: {self._store_failure}; reopen the tenant)"
+            )
+        try:
+            return read()
+        except CorruptionError as failure:
+            if not self._is_store_damage(failure):
+                raise
+            self._rebuild_store(failure)
+        return read()
+
+    def _replay(self, kernel_from: int) -> None:
+        """Replay records `kernel_from ..` into the kernel; the store catches up from its own."""
+        log = self._log
+        applied = self._store.applied()
+        store_from = max(0 if applied is None else applied[0] + 1, self._store_caught_up_to)
+        caught_up = False
+        store_damage: CorruptionError | None = None
+        replayed = 0
+        for record in log.records(min(kernel_from, store_from)):
+            log_offset = int(record.header.offset)
+            if record.header.kind is not RecordKind.DATA:
+                continue
+            payload = self._plain_payload(record.payload, log_offset)
+            if payload[:1] == bytes([ENVELOPE_TABLES]):
+                if log_offset >= store_from and store_damage is None:
+                    changes = changes_of_event(payload[1:])
+                    try:
+                        self._store.write_batch(
+                            log_offset, record.chain_hash(), changes, sync=False
+                        )
+                    except CorruptionError as failure:
+                        if not self._is_store_damage(failure):
+                            raise
+                        # Finish the kernel's replay first; the store is rebuilt after.
+                        store_damage = failure
+                    caught_up = True
+                continue
+            if log_offset < kernel_from:
+                continue
+            replayed += 1
+            try:
+                decision = self._kernel.replay(payload)
+            except CorruptionError as failure:
+                raise CorruptionError(
+                    f"log record does not replay: {failure.reason}",
+                    file=str(self._folder / "log"),
+                    record_offset=log_offset,
+                ) from None
+            self._index(decision, log_offset)
+        if store_damage is not None:
+            self._rebuild_store(store_damage)
+        elif caught_up:
+            # The commit reads catalog pages, which may be damaged too.
+            self._with_store(lambda: self._store.sync())
+        if replayed >= SNAPSHOT_REPLAY_RECORDS_MIN:
+            self._write_snapshot_or_warn()
+
+    # ------------------------------------------------------------ snapshots
+
+    def _write_snapshot_or_warn(self) -> None:
+        """Write the snapshot; if the disk refuses, say so and go on (it is only a cache)."""
+        try:
+            self._write_snapshot()
+        except OSError as failure:
+            logger.warning(
+                "could not write kernel snapshot %s (%s); the next open replays more of the log",
+                self._folder / SNAPSHOT_FILE,
+                failure,
+            )
+
+    def _write_snapshot(self) -> None:
+        """Store the kernel and stream indexes as of the log's end (docs/formats.md §5.4).
+
+        Derived data, written atomically: a missing, damaged or stale snapshot
+        only means the next open replays more of the log.
+        """
+        data = encode_snapshot(
+            self._log.size,
+            bytes(self._log.head_hash),
+            self._kernel.snapshot(),
+            self._store.applied(),
+            self._firsts,
+            self._positions,
+        )
+        write_atomic(self._folder / SNAPSHOT_FILE, data)
+
+    def _restore_snapshot(self, retention_ns: int) -> int:
+        """Restore the kernel from the snapshot if it fits this log; the position to replay from.
+
+        A snapshot that is damaged, or describes another log (the record it
+        names is a different one), is ignored with a warning, and the whole
+        log is replayed. One taken with another retention is ignored
+        silently: the remembered ids would differ.
+        """
+        path = self._folder / SNAPSHOT_FILE
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return 0
+        try:
+            snapshot = decode_snapshot(data, path)
+            size, head = snapshot.size, snapshot.head
+            if size > self._log.size or (
+                size > 0 and self._log.read(size - 1).chain_hash() != head
+            ):
+                raise CorruptionError(
+                    f"it reflects {size} records ending in chain hash {head.hex()}, which "
+                    "this log does not hold",
+                    file=str(path),
+                )
+        except CorruptionError as failure:
+            logger.warning(
+                "ignoring kernel snapshot %s (%s); replaying the whole log", path, failure
+            )
+            return 0
+        kernel = snapshot.kernel
+        if kernel.tenant != self._tenant or kernel.retention_ns != retention_ns:
+            return 0
+        self._kernel = kernel
+        self._firsts = snapshot.firsts
+        self._positions = snapshot.positions
+        # A store that still applied what it had when the snapshot was written has
+        # every table event before it: its catch-up can start there too.
+        self._store_caught_up_to = size if self._store.applied() == snapshot.store_applied else 0
+        return size
+
+    def _index(self, decision: Decision, log_offset: int) -> None:
+        if decision.count == 0:
+            self._firsts[decision.stream] = array("Q")
+            self._positions[decision.stream] = array("Q")
+            return
+        firsts = self._firsts[decision.stream]
+        assert not firsts or firsts[-1] < decision.first_offset
+        firsts.append(decision.first_offset)
+        self._positions[decision.stream].append(log_offset)
+
+    # ------------------------------------------------------------ encryption
+
+    def _aad(self, dek_id: int, log_offset: int) -> bytes:
+        return (
+            bytes([ENVELOPE_ENCRYPTED])
+            + dek_id.to_bytes(4, "big")
+            + int(self._tenant).to_bytes(8, "big")
+            + log_offset.to_bytes(8, "big")
+        )
+
+    def _stored_payload(self, decision: Decision, log_offset: int) -> bytes:
+        payload = decision.payload
+        assert payload is not None and payload[0] == ENVELOPE_PLAIN
+        if decision.count == 0 or not decision.data_class.encrypted_at_rest:
+            return payload
+        dek_id, key = self._keyring.session_key()
+        ciphertext = key.encrypt(log_offset, payload, self._aad(dek_id, log_offset))
+        return bytes([ENVELOPE_ENCRYPTED]) + dek_id.to_bytes(4, "big") + ciphertext
+
+    def _plain_payload(self, stored: bytes, log_offset: int) -> bytes:
+        if not stored or stored[0] != ENVELOPE_ENCRYPTED:
+            return stored
+        if len(stored) < ENVELOPE_HEADER_BYTES:
+            raise CorruptionError(
+                "encrypted record shorter than its header",
+                file=str(self._folder / "log"),
+                record_offset=log_offset,
+            )
+        dek_id = int.from_bytes(stored[1:5], "big")
+        key = self._keyring.key(dek_id, log_offset)
+        try:
+            return key.decrypt(log_offset, stored[5:], self._aad(dek_id, log_offset))
+        except VerityError as failure:
+            raise CorruptionError(
+                f"encrypted record fails authentication: {failure}",
+                file=str(self._folder / "log"),
+                record_offset=log_offset,
+            ) from None
+
+    # ------------------------------------------------------------ commands
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"tenant {int(self._tenant)}")
+
+    def _now(self) -> int:
+        now = self._clock()
+        if not isinstance(now, int) or isinstance(now, bool) or now < 0:
+            raise InvalidArgument("clock()", now, "must return ns since the epoch")
+        return now
+
+    def _execute(self, decision: Decision) -> None:
+        """Append the decided event durably, then commit it to the kernel."""
+        log_offset = self._log.size
+        stored = self._stored_payload(decision, log_offset)
+        written = self._log.append(stored)
+        assert int(written) == log_offset
+        self._kernel.commit(decision)
+        self._index(decision, log_offset)
+
+    def _raise_rejected(
+        self, reason: RejectReason, name: object, stream: object, command: object
+    ) -> None:
+        if reason is RejectReason.INVALID_NAME:
+            raise InvalidArgument(
+                "name", name, "must be 1..128 UTF-8 bytes of printable characters"
+            )
+        if reason is RejectReason.INVALID_DATA_CLASS:
+            raise InvalidArgument("data_class", command, "must be a DataClass")
+        if reason is RejectReason.DUPLICATE_NAME:
+            raise AlreadyExists("stream name", name)
+        if reason in (RejectReason.UNKNOWN_STREAM, RejectReason.STREAM_OF_ANOTHER_TENANT):
+            raise NotFound("stream", stream, f"tenant {int(self._tenant)} has no such stream")
+        if reason is RejectReason.OFFSET_MISMATCH:
+            next_offset = self._kernel.next_offset(int(stream))  # type: ignore[call-overload]
+            raise Conflict(
+                "expected_offset", command, f"stream {stream} is at offset {int(next_offset)}"
+            )
+        if reason is RejectReason.EMPTY_BATCH:
+            raise InvalidArgument("events", [], "must hold at least one event")
+        if reason is RejectReason.BATCH_TOO_LARGE:
+            raise InvalidArgument("events", command, "batch is over the event count or byte limit")
+        raise InvalidArgument(reason.value, command, "rejected by the kernel")
+
+    def create_stream(self, name: str, data_class: DataClass) -> StreamId:
+        """Create a stream; its name is unique within the tenant."""
+        _check_instance("name", name, str, "a str")
+        _check_instance("data_class", data_class, DataClass, "a DataClass")
+        with self._lock:
+            self._check_open()
+            command = CreateStream(self._tenant, name, int(data_class), self._now())
+            decision = self._kernel.decide(command)
+            outcome = decision.outcome
+            if not isinstance(outcome, Applied):
+                self._raise_rejected(outcome.reason, name, None, data_class)
+                raise AssertionError("unreachable")
+            self._execute(decision)
+            return StreamId(outcome.stream)
+
+    def streams(self) -> list[StreamInfo]:
+        """Every stream of the tenant, in creation order."""
+        with self._lock:
+            self._check_open()
+            return self._kernel.streams()
+
+    def append(
+        self,
+        stream: StreamId,
+        events: Sequence[bytes],
+        *,
+        idempotency_id: IdempotencyId | None = None,
+        expected_offset: Offset | None = None,
+    ) -> Offset:
+        """Append `events` in order; return the stream offset of the first.
+
+        With `idempotency_id`, a retry of an append that already committed
+        returns the original offset and appends nothing (also after a
+        restart). With `expected_offset`, the append happens only if the
+        stream's next offset is that value (else `Conflict`).
+        """
+        _check_instance("stream", stream, int, "a StreamId")
+        batch = _event_list(events)
+        if idempotency_id is not None:
+            _check_instance("idempotency_id", idempotency_id, IdempotencyId, "an IdempotencyId")
+        if expected_offset is not None:
+            _check_instance("expected_offset", expected_offset, int, "an Offset")
+        with self._lock:
+            self._check_open()
+            command = AppendBatch(
+                self._tenant,
+                int(stream),
+                batch,
+                None if idempotency_id is None else bytes(idempotency_id),
+                None if expected_offset is None else int(expected_offset),
+                self._now(),
+            )
+            decision = self._kernel.decide(command)
+            outcome = decision.outcome
+            if not isinstance(outcome, Applied):
+                self._raise_rejected(outcome.reason, None, stream, expected_offset)
+                raise AssertionError("unreachable")
+            if not outcome.duplicate:
+                self._execute(decision)
+            return Offset(outcome.offset)
+
+    def read_events(
+        self, stream: StreamId, from_offset: Offset = _OFFSET_ZERO, max_bytes: int = 1 << 20
+    ) -> list[bytes]:
+        """Events of `stream` from `from_offset` on, in order, up to `max_bytes` in total.
+
+        At least one event is returned when any is there and `max_bytes` > 0,
+        even one larger than `max_bytes`, so a reader always makes progress.
+        """
+        _check_instance("stream", stream, int, "a StreamId")
+        _check_instance("from_offset", from_offset, int, "an Offset")
+        _check_instance("max_bytes", max_bytes, int, "an int")
+        if max_bytes < 0:
+            raise InvalidArgument("max_bytes", max_bytes, "must be >= 0")
+        with self._lock:
+            self._check_open()
+            firsts = self._firsts.get(int(stream))
+            if firsts is None:
+                raise NotFound("stream", stream, f"tenant {int(self._tenant)} has no such stream")
+            positions = self._positions[int(stream)]
+            next_offset = int(self._kernel.next_offset(int(stream)))
+            if from_offset > next_offset:
+                raise NotFound(
+                    "from_offset", from_offset, f"stream {stream} has {next_offset} events"
+                )
+            result: list[bytes] = []
+            used_bytes = 0
+            batch_index = bisect_right(firsts, from_offset) - 1
+            skip = int(from_offset) - firsts[batch_index] if batch_index >= 0 else 0
+            batch_index = max(batch_index, 0)
+            while batch_index < len(firsts) and max_bytes > 0:
+                log_offset = positions[batch_index]
+                payload = self._plain_payload(self._log.read(log_offset).payload, log_offset)
+                _, first, events = decode_events(payload)
+                assert first == firsts[batch_index]
+                for event in events[skip:]:
+                    if result and used_bytes + len(event) > max_bytes:
+                        return result
+                    result.append(event)
+                    used_bytes += len(event)
+                skip = 0
+                batch_index += 1
+            return result
+
+    def committed(self, idempotency_id: IdempotencyId) -> Offset | None:
+        """The offset the append with `idempotency_id` got, or None if it never committed."""
+        _check_instance("idempotency_id", idempotency_id, IdempotencyId, "an IdempotencyId")
+        with self._lock:
+            self._check_open()
+            return self._kernel.committed(bytes(idempotency_id))
+
+    # ------------------------------------------------------------ tables (SQL)
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> Receipt:
+        """Run one SQL write statement (DDL or DML); it becomes one record of the log.
+
+        The statement is checked against the current tables first; a bad one
+        raises a `SqlError` (naming the construct) and appends nothing.
+        """
+        _check_instance("sql", sql, str, "a str")
+        checked = _params(params)
+        with self._lock:
+            self._check_open()
+            if self._engine.prepare(sql).is_query:
+                raise InvalidArgument("sql", sql, "is a query: use query() or query_at()")
+            # Planning reads the store; nothing is appended until it succeeds.
+            plan = self._with_store(lambda: self._engine.plan_write(sql, checked))
+            log_offset = self._log.size
+            # Table rows are sensitive by default: the statement's event is sealed
+            # under the session DEK like a PHI event (docs/formats.md §5.3).
+            dek_id, key = self._keyring.session_key()
+            sealed = key.encrypt(
+                log_offset, bytes([ENVELOPE_TABLES]) + plan.event, self._aad(dek_id, log_offset)
+            )
+            written = self._log.append(
+                bytes([ENVELOPE_ENCRYPTED]) + dek_id.to_bytes(4, "big") + sealed
+            )
+            assert int(written) == log_offset
+            if self._log.size == log_offset + 1:
+                # Appends happen under this lock, so the head is this record: its chain
+                # hash is at hand, without reading the (possibly large) record back.
+                record_hash = self._log.head_hash
+            else:
+                # An automatic checkpoint record followed it.
+                record_hash = self._log.read(log_offset).chain_hash()
+            assert len(record_hash) == 32, record_hash
+            # The log is durable; the store catches up from it after a crash, so its
+            # own fsync can wait for sync() or close().
+            try:
+                self._store.write_batch(log_offset, record_hash, plan.changes, sync=False)
+            except CorruptionError as failure:
+                if not self._is_store_damage(failure):
+                    raise
+                # The record is in the log: the rebuild applies it. Never append twice.
+                self._rebuild_store(failure)
+            return Receipt(Offset(log_offset), bytes(record_hash), plan.rows_affected)
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> QueryResult:
+        """Answer a SELECT on the tables as they are now."""
+        _check_instance("sql", sql, str, "a str")
+        checked = _params(params)
+        with self._lock:
+            self._check_open()
+            result = self._with_store(lambda: self._engine.query(sql, checked))
+            return _result(result, self._log.size - 1)
+
+    def query_at(self, sql: str, params: Sequence[object], position: int) -> QueryResult:
+        """Answer a SELECT as of log position `position`: every write at <= it is seen."""
+        _check_instance("sql", sql, str, "a str")
+        _check_instance("position", position, int, "an int log position")
+        checked = _params(params)
+        with self._lock:
+            self._check_open()
+            if not 0 <= position < self._log.size:
+                raise NotFound("position", position, f"the log has {self._log.size} records")
+            result = self._with_store(lambda: self._engine.query(sql, checked, as_of=int(position)))
+            return _result(result, int(position))
+
+    def explain(self, sql: str) -> str:
+        """How a SELECT would run: point lookup, range scan, index scan or table scan."""
+        _check_instance("sql", sql, str, "a str")
+        with self._lock:
+            self._check_open()
+            return self._with_store(lambda: self._engine.explain(sql))
+
+    # ------------------------------------------------------------ proofs
+
+    def checkpoint(self) -> SignedCheckpoint:
+        """Append a checkpoint record and sign the log's size, root and head hash."""
+        with self._lock:
+            self._check_open()
+            self._log.append_checkpoint()
+            size = self._log.size
+            return sign_checkpoint(
+                self._signing_key,
+                size,
+                self._log.merkle_root(size),
+                self._log.head_hash,
+                int(self._log.last_timestamp),
+            )
+
+    def public_key(self) -> bytes:
+        """The raw 32-byte Ed25519 public key that signs this tenant's checkpoints."""
+        return self._signing_key.public_key_bytes()
+
+    def inclusion_proof(self, leaf_index: int, tree_size: int) -> InclusionProof:
+        """RFC 9162 inclusion proof of log record `leaf_index` in the first `tree_size`."""
+        with self._lock:
+            self._check_open()
+            return self._log.inclusion_proof(leaf_index, tree_size)
+
+    def consistency_proof(self, old_size: int, new_size: int) -> ConsistencyProof:
+        """RFC 9162 proof that the first `old_size` records are a prefix of `new_size`."""
+        with self._lock:
+            self._check_open()
+            return self._log.consistency_proof(old_size, new_size)
+
+    def log_size(self) -> int:
+        """How many records the tenant's log holds (leaves of its Merkle tree)."""
+        with self._lock:
+            self._check_open()
+            return self._log.size
+
+    def recoveries(self) -> list[RecoveryRecord]:
+        """Every recovery of the tenant's log (generation, discarded range), oldest first."""
+        with self._lock:
+            self._check_open()
+            return self._log.recoveries()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def _close_store(self) -> None:
+        """Close the store; one found damaged by its last commit is set aside instead.
+
+        Its unsynced batches are all in the log, so the next open rebuilds it.
+        """
+        try:
+            self._store.close()
+        except CorruptionError as failure:
+            if not self._is_store_damage(failure):
+                raise
+            self._store.abandon()
+            self._move_store_aside("damaged", str(failure))
+
+    @property
+    def tenant(self) -> TenantId:
+        return self._tenant
+
+    def _sync(self) -> None:
+        with self._lock:
+            self._check_open()
+            self._log.sync()
+            # A commit reads catalog pages; if one is damaged, the rebuild makes every
+            # batch durable anyway (the log holds them).
+            self._with_store(lambda: self._store.sync())
+
+    def _verify(self, progress: Callable[[int, int], None] | None = None) -> int:
+        with self._lock:
+            self._check_open()
+            return self._log.verify(progress)
+
+    def _close(self, *, clean: bool) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                if clean:
+                    if self._store_failure is None:
+                        self._write_snapshot_or_warn()
+                    self._close_store()
+                    self._log.close()
+                else:
+                    self._store.abandon()
+                    self._log.abandon()
+            finally:
+                self._keyring.close()
+                self._signing_key.close()
