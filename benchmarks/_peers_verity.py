@@ -149,13 +149,13 @@ class VerityPeer(Peer):
         self._folder.mkdir(parents=True, exist_ok=True)
 
     def create_log(self, label: str) -> LogStore:
-        db = verity.open(self._folder / label)
-        tenant = db.tenant(TENANT)
+        db = verity.open(self._folder / label, create=True)
+        tenant = db.tenant(TENANT, create=True)
         stream = tenant.create_stream(STREAM_NAME, DataClass.PHI)
         return VerityLog(db, tenant, stream)
 
     def open_log(self, label: str) -> VerityLog:
-        db = verity.open(self._folder / label)
+        db = verity.open(self._folder / label, create=True)
         tenant = db.tenant(TENANT, create=False)
         for info in tenant.streams():
             if info.name == STREAM_NAME:
@@ -164,8 +164,8 @@ class VerityPeer(Peer):
         raise NotFound("stream", STREAM_NAME, f"database {self._folder / label} has none")
 
     def build_keyed(self, label: str, data: KeyedData) -> KeyedStore:
-        db = verity.open(self._folder / label)
-        tenant = db.tenant(TENANT)
+        db = verity.open(self._folder / label, create=True)
+        tenant = db.tenant(TENANT, create=True)
         tenant.execute("CREATE TABLE accounts (id BIGINT PRIMARY KEY, v BYTES NOT NULL)")
         for first in range(0, data.key_count, INSERT_ROWS_MAX):
             keys = range(first, min(first + INSERT_ROWS_MAX, data.key_count))

@@ -58,8 +58,8 @@ def bench_append(work: Path, quick: bool) -> list[Result]:
         timed_appends(lambda: log.append(EVENT), warm_up)
         bare_rate, bare_latency = timed_appends(lambda: log.append(EVENT), count)
     for data_class in (DataClass.PUBLIC, DataClass.PHI):
-        with verity.open(work / f"db-{data_class.name}") as db:
-            t = db.tenant(TENANT)
+        with verity.open(work / f"db-{data_class.name}", create=True) as db:
+            t = db.tenant(TENANT, create=True)
             stream = t.create_stream("s", data_class)
             timed_appends(lambda: t.append(stream, [EVENT]), warm_up)  # noqa: B023
             rate, latency = timed_appends(lambda: t.append(stream, [EVENT]), count)  # noqa: B023
@@ -80,16 +80,16 @@ def bench_append(work: Path, quick: bool) -> list[Result]:
 def bench_read_and_open(work: Path, quick: bool) -> list[Result]:
     batches = 2_000 if quick else 20_000
     folder = work / "db-read"
-    with verity.open(folder, sync_policy=SyncPolicy.every_batch()) as db:
-        t = db.tenant(TENANT)
+    with verity.open(folder, sync_policy=SyncPolicy.every_batch(), create=True) as db:
+        t = db.tenant(TENANT, create=True)
         stream = t.create_stream("s", DataClass.PHI)
         for _ in range(batches):
             t.append(stream, [EVENT] * 10)
     [log_dir] = [p for p in folder.rglob("log") if p.is_dir()]
 
     started = time.perf_counter()
-    with verity.open(folder) as db:
-        t = db.tenant(TENANT)
+    with verity.open(folder, create=True) as db:
+        t = db.tenant(TENANT, create=True)
         open_s = time.perf_counter() - started
         started = time.perf_counter()
         events = t.read_events(stream, max_bytes=1 << 40)
@@ -99,8 +99,8 @@ def bench_read_and_open(work: Path, quick: bool) -> list[Result]:
     [snapshot] = folder.rglob("kernel.vsnap")
     snapshot.unlink()
     started = time.perf_counter()
-    with verity.open(folder) as db:
-        db.tenant(TENANT)
+    with verity.open(folder, create=True) as db:
+        db.tenant(TENANT, create=True)
         replay_open_s = time.perf_counter() - started
     started = time.perf_counter()
     with open_log(log_dir) as log:

@@ -47,8 +47,8 @@ def rows(count: int) -> list[tuple[int, str, str, int]]:
 
 
 def insert_verity(folder: Path, data: list[tuple[int, str, str, int]]) -> tuple[float, object]:
-    db = verity.open(folder)
-    t = db.tenant(TENANT)
+    db = verity.open(folder, create=True)
+    t = db.tenant(TENANT, create=True)
     t.execute(
         "CREATE TABLE patients (id BIGINT PRIMARY KEY, name TEXT NOT NULL, ward TEXT, "
         "admitted TIMESTAMP)"
@@ -101,7 +101,7 @@ def main() -> int:
         verity_rate, db_any = insert_verity(work / "db", data)
         assert isinstance(db_any, verity.Verity) and isinstance(sqlite_any, sqlite3.Connection)
         db, connection = db_any, sqlite_any
-        t = db.tenant(TENANT)
+        t = db.tenant(TENANT, create=True)
         results.append(
             Result(
                 name=f"batched insert, {BATCH_ROWS} rows per statement, {count:,} rows",

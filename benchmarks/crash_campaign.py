@@ -478,7 +478,9 @@ class Writer:
 
 def open_database(folder: Path, sync_policy: SyncPolicy) -> verity.Verity:
     checkpoint_policy = CheckpointPolicy(every_n_records=CHECKPOINT_EVERY_RECORDS)
-    return verity.open(folder, sync_policy=sync_policy, checkpoint_policy=checkpoint_policy)
+    return verity.open(
+        folder, sync_policy=sync_policy, checkpoint_policy=checkpoint_policy, create=True
+    )
 
 
 def run_child(folder: Path, policy: str, seed: int, seconds_max: float) -> int:
@@ -492,11 +494,14 @@ def run_child(folder: Path, policy: str, seed: int, seconds_max: float) -> int:
             sys.stdout.flush()
 
     db = open_database(folder, sync_policy_of(policy))
-    prepared = {int(tenant): prepare_tenant(db.tenant(tenant)) for tenant in set(WRITER_TENANTS)}
+    prepared = {
+        int(tenant): prepare_tenant(db.tenant(tenant, create=True))
+        for tenant in set(WRITER_TENANTS)
+    }
     writers = []
     for writer, tenant in enumerate(WRITER_TENANTS):
         streams, row_ids = prepared[int(tenant)]
-        writers.append(Writer(seed, writer, db.tenant(tenant), streams, row_ids, emit))
+        writers.append(Writer(seed, writer, db.tenant(tenant, create=True), streams, row_ids, emit))
     emit({"op": "ready"})
     deadline = time.monotonic() + seconds_max
 
@@ -1183,7 +1188,7 @@ def answers(folder: Path) -> dict[str, str]:
         report = db.verify()
         found["verify"] = f"ok={report.ok} records={report.records_checked} bad={report.first_bad}"
         for tenant in db.tenants():
-            for question, answer in tenant_answers(db.tenant(tenant)).items():
+            for question, answer in tenant_answers(db.tenant(tenant, create=True)).items():
                 found[f"tenant {int(tenant)} {question}"] = answer
     return found
 

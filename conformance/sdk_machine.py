@@ -110,6 +110,7 @@ class SdkLockstep(RuleBasedStateMachine):
             clock=self._clock,
             checkpoint_policy=CheckpointPolicy(every_n_records=EVERY_N_RECORDS),
             idempotency_retention_ns=RETENTION_NS,
+            create=True,
         )
 
     def tick(self, step: int) -> None:
@@ -153,7 +154,7 @@ class SdkLockstep(RuleBasedStateMachine):
         command = spec_kernel.CreateStream(int(tenant), name, int(data_class), self.now)
         expected = self.model_apply(int(tenant), command)
         try:
-            self.db.tenant(tenant).create_stream(name, data_class)
+            self.db.tenant(tenant, create=True).create_stream(name, data_class)
             actual: dict[str, Any] = {"ok": None}
         except VerityError as failure:
             actual = {"error": error_kind(failure)}
@@ -198,7 +199,7 @@ class SdkLockstep(RuleBasedStateMachine):
         )
         expected = self.model_apply(int(tenant), command)
         try:
-            offset = self.db.tenant(tenant).append(
+            offset = self.db.tenant(tenant, create=True).append(
                 StreamId(stream),
                 events,
                 idempotency_id=None if key is None else IdempotencyId(key),
@@ -228,7 +229,7 @@ class SdkLockstep(RuleBasedStateMachine):
                 break
             expected.append(event)
             used += len(event)
-        actual = self.db.tenant(tenant).read_events(
+        actual = self.db.tenant(tenant, create=True).read_events(
             StreamId(stream.stream), Offset(start), max_bytes
         )
         self.agree(f"read_events({stream.stream}, {start}, {max_bytes})", expected, actual)
@@ -238,7 +239,7 @@ class SdkLockstep(RuleBasedStateMachine):
         self.tick(step)
         model = self.models[int(tenant)]
         model.log = spec_log.append_checkpoint(model.log, self.now)
-        signed = self.db.tenant(tenant).checkpoint()
+        signed = self.db.tenant(tenant, create=True).checkpoint()
         self.agree("checkpoint tree_size", spec_log.size(model.log), signed.tree_size)
 
     @rule(step=st.integers(0, 100_000))
@@ -271,7 +272,7 @@ class SdkLockstep(RuleBasedStateMachine):
     def same_streams_sizes_and_keys(self) -> None:
         for tenant in TENANTS:
             model = self.models[int(tenant)]
-            handle = self.db.tenant(tenant)
+            handle = self.db.tenant(tenant, create=True)
             expected_streams = [(s.stream, s.name, s.data_class) for s in model.kernel.streams]
             actual_streams = [
                 (int(s.stream_id), s.name, int(s.data_class)) for s in handle.streams()

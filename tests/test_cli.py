@@ -64,6 +64,7 @@ def test_sql_statements_time_travel_and_proofs(
                 db,
                 "--tenant",
                 "2",
+                "--create",
                 "-c",
                 "CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT)",
                 "-c",
@@ -89,3 +90,33 @@ def test_sql_statements_time_travel_and_proofs(
     assert '"signature"' in capsys.readouterr().out
     assert main(["verify", db]) == 0
     assert "ok:" in capsys.readouterr().out
+
+
+def _tree(folder: Path) -> list[str]:
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
+
+
+def test_reads_of_a_wrong_path_or_tenant_create_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["verify", str(empty)]) != 0
+    assert _tree(empty) == []
+    missing = tmp_path / "no" / "such"
+    assert main(["sql", str(missing), "--tenant", "1", "-c", "SELECT * FROM t"]) == 1
+    assert main(["checkpoint", str(missing), "--tenant", "1"]) == 1
+    assert main(["proof", str(missing), "--tenant", "1", "--leaf", "0"]) == 1
+    assert not (tmp_path / "no").exists()
+    db = tmp_path / "db"
+    table = "CREATE TABLE {} (id BIGINT PRIMARY KEY)"
+    assert main(["sql", str(db), "--tenant", "2", "--create", "-c", table.format("t")]) == 0
+    assert main(["sql", str(db), "--tenant", "2", "-c", table.format("u")]) == 0
+    before = _tree(db)
+    assert main(["sql", str(db), "--tenant", "99", "-c", "SELECT * FROM t"]) == 1
+    assert main(["sql", str(db), "--tenant", "99", "-c", table.format("t")]) == 1
+    assert main(["checkpoint", str(db), "--tenant", "99"]) == 1
+    assert "tenant 99 not found" in capsys.readouterr().out
+    assert main(["verify", str(tmp_path)]) != 0  # the parent folder is not a database
+    assert _tree(db) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["db", "empty"]

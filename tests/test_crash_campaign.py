@@ -40,7 +40,7 @@ def write_closed_database(campaign: ModuleType, folder: Path, steps: int) -> lis
     """A folder written by one campaign writer on tenant 2, closed cleanly; its acks."""
     acks: list[Any] = []
     with campaign.open_database(folder, SyncPolicy.every_batch()) as db:
-        handle = db.tenant(TenantId(2))
+        handle = db.tenant(TenantId(2), create=True)
         streams, row_ids = campaign.prepare_tenant(handle)
         writer = campaign.Writer(
             7,

@@ -421,8 +421,8 @@ def test_receipts_hold_the_chain_hash_with_or_without_a_checkpoint_after(
     # statement's own record, and the store's applied hash agrees with the log on reopen.
     policy = verity.CheckpointPolicy(every_n_records=every_n_records)
     sql = "INSERT INTO t VALUES " + ", ".join(["(?, ?)"] * 50)
-    with verity.open(tmp_path / "db", checkpoint_policy=policy) as db:
-        t = db.tenant(verity.TenantId(1))
+    with verity.open(tmp_path / "db", checkpoint_policy=policy, create=True) as db:
+        t = db.tenant(verity.TenantId(1), create=True)
         receipts = [t.execute("CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT)")]
         for batch in range(6):
             ids = range(50 * batch, 50 * batch + 50)
@@ -430,8 +430,8 @@ def test_receipts_hold_the_chain_hash_with_or_without_a_checkpoint_after(
         for receipt in receipts:
             proof = t.inclusion_proof(int(receipt.offset), t.log_size())
             assert receipt.hash == chain_hash(proof.leaf)
-    with verity.open(tmp_path / "db", checkpoint_policy=policy) as db:
-        t = db.tenant(verity.TenantId(1))
+    with verity.open(tmp_path / "db", checkpoint_policy=policy, create=True) as db:
+        t = db.tenant(verity.TenantId(1), create=True)
         assert t.query("SELECT COUNT(*) FROM t").rows == [(300,)]
         assert "rebuilding" not in caplog.text  # the store's applied hash matched the log
         assert t.query("SELECT name FROM t WHERE id = ?", [299]).rows == [("n299",)]
@@ -439,8 +439,8 @@ def test_receipts_hold_the_chain_hash_with_or_without_a_checkpoint_after(
 
 def test_batch_inserts_replay_from_the_log_alone(tmp_path: Path) -> None:
     sql = "INSERT INTO t VALUES " + ", ".join(["(?, ?, ?)"] * 40)
-    db = verity.open(tmp_path / "db")
-    t = db.tenant(verity.TenantId(1))
+    db = verity.open(tmp_path / "db", create=True)
+    t = db.tenant(verity.TenantId(1), create=True)
     t.execute("CREATE TABLE t (id BIGINT PRIMARY KEY, ward TEXT, n BIGINT)")
     t.execute("CREATE INDEX by_ward ON t (ward)")
     for batch in range(5):
@@ -448,8 +448,8 @@ def test_batch_inserts_replay_from_the_log_alone(tmp_path: Path) -> None:
         t.execute(sql, [v for i in ids for v in (i, f"w{i % 3}", None if i % 7 else i)])
     expected = t.query("SELECT * FROM t WHERE ward = 'w1'").rows
     db._abandon()  # the store was never synced: reopening replays the format-2 events
-    with verity.open(tmp_path / "db") as reopened:
-        t = reopened.tenant(verity.TenantId(1))
+    with verity.open(tmp_path / "db", create=True) as reopened:
+        t = reopened.tenant(verity.TenantId(1), create=True)
         assert t.query("SELECT COUNT(*) FROM t").rows == [(200,)]
         assert t.query("SELECT * FROM t WHERE ward = 'w1'").rows == expected
         assert len(expected) == 67

@@ -45,6 +45,7 @@ class FakeClock:
 
 
 def open_db(path: Path, clock: FakeClock | None = None, **options: object) -> verity.Verity:
+    options.setdefault("create", True)
     return verity.open(path, clock=clock or FakeClock(), **options)  # type: ignore[arg-type]
 
 
@@ -56,8 +57,8 @@ def db(tmp_path: Path) -> Iterator[verity.Verity]:
 
 
 def test_the_documented_tour(tmp_path: Path) -> None:
-    with verity.open(tmp_path / "db", sync_policy=SyncPolicy.every_record()) as db:
-        t = db.tenant(TenantId(1))
+    with verity.open(tmp_path / "db", sync_policy=SyncPolicy.every_record(), create=True) as db:
+        t = db.tenant(TenantId(1), create=True)
         s = t.create_stream("audit", DataClass.PHI)
         assert t.streams() == [verity.StreamInfo(s, "audit", DataClass.PHI)]
         key = IdempotencyId.generate()
@@ -81,7 +82,7 @@ def test_the_documented_tour(tmp_path: Path) -> None:
 
 
 def test_appends_get_dense_offsets_per_stream(db: verity.Verity) -> None:
-    t = db.tenant(T1)
+    t = db.tenant(T1, create=True)
     a = t.create_stream("a", DataClass.PUBLIC)
     b = t.create_stream("b", DataClass.INTERNAL)
     assert t.append(a, [b"1", b"2"]) == 0
@@ -94,7 +95,7 @@ def test_appends_get_dense_offsets_per_stream(db: verity.Verity) -> None:
 
 
 def test_read_events_respects_max_bytes_but_always_makes_progress(db: verity.Verity) -> None:
-    t = db.tenant(T1)
+    t = db.tenant(T1, create=True)
     s = t.create_stream("s", DataClass.PUBLIC)
     t.append(s, [b"a" * 10, b"b" * 10, b"c" * 10])
     assert t.read_events(s, max_bytes=25) == [b"a" * 10, b"b" * 10]
@@ -103,7 +104,7 @@ def test_read_events_respects_max_bytes_but_always_makes_progress(db: verity.Ver
 
 
 def test_expected_offset_is_optimistic_concurrency(db: verity.Verity) -> None:
-    t = db.tenant(T1)
+    t = db.tenant(T1, create=True)
     s = t.create_stream("s", DataClass.PUBLIC)
     t.append(s, [b"a"], expected_offset=Offset(0))
     with pytest.raises(Conflict, match=r"expected_offset=Offset\(0\).*at offset 1"):
@@ -115,7 +116,7 @@ def test_expected_offset_is_optimistic_concurrency(db: verity.Verity) -> None:
 def test_a_retry_returns_the_original_offset_and_appends_nothing(tmp_path: Path) -> None:
     key = IdempotencyId.generate()
     with open_db(tmp_path / "db") as db:
-        t = db.tenant(T1)
+        t = db.tenant(T1, create=True)
         s = t.create_stream("s", DataClass.PII)
         t.append(s, [b"before"])
         assert t.append(s, [b"once"], idempotency_id=key) == 1
@@ -123,7 +124,7 @@ def test_a_retry_returns_the_original_offset_and_appends_nothing(tmp_path: Path)
         assert t.append(s, [b"once"], idempotency_id=key) == 1
         assert t.log_size() == size
     with open_db(tmp_path / "db") as db:
-        t = db.tenant(T1)
+        t = db.tenant(T1, create=True)
         # Also after a restart: the kernel state is rebuilt from the log.
         assert t.committed(key) == 1
         assert t.append(s, [b"once"], idempotency_id=key) == 1
@@ -135,7 +136,7 @@ def test_idempotency_ids_are_remembered_for_the_retention_in_log_time(tmp_path: 
     clock = FakeClock()
     key = IdempotencyId.generate()
     with open_db(tmp_path / "db", clock, idempotency_retention_ns=1_000_000) as db:
-        t = db.tenant(T1)
+        t = db.tenant(T1, create=True)
         s = t.create_stream("s", DataClass.PUBLIC)
         t.append(s, [b"a"], idempotency_id=key)
         clock.now += 500_000
@@ -147,7 +148,7 @@ def test_idempotency_ids_are_remembered_for_the_retention_in_log_time(tmp_path: 
 
 
 def test_tenants_are_isolated(db: verity.Verity) -> None:
-    one, two = db.tenant(T1), db.tenant(T2)
+    one, two = db.tenant(T1, create=True), db.tenant(T2, create=True)
     s1 = one.create_stream("shared-name", DataClass.PUBLIC)
     s2 = two.create_stream("shared-name", DataClass.PUBLIC)
     assert s1 != s2
@@ -166,7 +167,7 @@ def test_tenants_are_isolated(db: verity.Verity) -> None:
     [("", InvalidArgument), ("x" * 129, InvalidArgument), ("tab\there", InvalidArgument)],
 )
 def test_bad_stream_names_are_refused(db: verity.Verity, name: str, error: type) -> None:
-    t = db.tenant(T1)
+    t = db.tenant(T1, create=True)
     size = t.log_size()
     with pytest.raises(error):
         t.create_stream(name, DataClass.PUBLIC)
@@ -174,7 +175,7 @@ def test_bad_stream_names_are_refused(db: verity.Verity, name: str, error: type)
 
 
 def test_bad_input_is_refused_and_changes_nothing(db: verity.Verity) -> None:
-    t = db.tenant(T1)
+    t = db.tenant(T1, create=True)
     s = t.create_stream("s", DataClass.PUBLIC)
     t.append(s, [b"kept"])
     size = t.log_size()
@@ -199,7 +200,7 @@ def test_bad_input_is_refused_and_changes_nothing(db: verity.Verity) -> None:
     with pytest.raises(NotFound, match="tenant"):
         db.tenant(TenantId(99), create=False)
     with pytest.raises(InvalidArgument, match="tenant"):
-        db.tenant(1)  # type: ignore[arg-type]
+        db.tenant(1, create=True)  # type: ignore[arg-type]
     assert t.log_size() == size
     assert t.read_events(s) == [b"kept"]
 
@@ -208,7 +209,7 @@ def test_sensitive_payloads_never_reach_the_disk_in_plaintext(tmp_path: Path) ->
     secret = b"PATIENT-7731-DIAGNOSIS-CONFIDENTIAL"
     public = b"WARD-3-REOPENS-MONDAY-PUBLIC"
     with open_db(tmp_path / "db") as db:
-        t = db.tenant(T1)
+        t = db.tenant(T1, create=True)
         for data_class in (DataClass.INTERNAL, DataClass.CONFIDENTIAL, DataClass.PII):
             t.append(t.create_stream(data_class.name, data_class), [secret + b"-" + bytes(2)])
         phi = t.create_stream("phi", DataClass.PHI)
@@ -219,18 +220,18 @@ def test_sensitive_payloads_never_reach_the_disk_in_plaintext(tmp_path: Path) ->
     assert secret not in stored
     assert public in stored
     with open_db(tmp_path / "db") as db:
-        t = db.tenant(T1)
+        t = db.tenant(T1, create=True)
         assert t.read_events(phi) == [secret]
 
 
 def test_everything_acknowledged_survives_a_crash(tmp_path: Path) -> None:
     db = open_db(tmp_path / "db", sync_policy=SyncPolicy.every_record())
-    t = db.tenant(T1)
+    t = db.tenant(T1, create=True)
     s = t.create_stream("s", DataClass.PHI)
     acknowledged = [t.append(s, [f"event {i}".encode()]) for i in range(20)]
     db._abandon()  # no clean shutdown: no checkpoint, no index
     with open_db(tmp_path / "db") as reopened:
-        t = reopened.tenant(T1)
+        t = reopened.tenant(T1, create=True)
         assert t.read_events(s) == [f"event {i}".encode() for i in range(20)]
         assert acknowledged == list(range(20))
         assert t.recoveries() == []
@@ -241,7 +242,7 @@ def test_everything_acknowledged_survives_a_crash(tmp_path: Path) -> None:
 
 def test_a_torn_tail_is_reported_as_a_recovery(tmp_path: Path) -> None:
     db = open_db(tmp_path / "db")
-    t = db.tenant(T1)
+    t = db.tenant(T1, create=True)
     s = t.create_stream("s", DataClass.PUBLIC)
     t.append(s, [b"kept"])
     log = next((tmp_path / "db").rglob("log"))
@@ -253,7 +254,7 @@ def test_a_torn_tail_is_reported_as_a_recovery(tmp_path: Path) -> None:
     data = segment.read_bytes()
     segment.write_bytes(data[: len(data) - 100])  # cut the last record in half
     with open_db(tmp_path / "db") as reopened:
-        t = reopened.tenant(T1)
+        t = reopened.tenant(T1, create=True)
         [recovery] = t.recoveries()
         assert int(recovery.generation) == 1
         assert recovery.discarded_range is not None
@@ -263,7 +264,7 @@ def test_a_torn_tail_is_reported_as_a_recovery(tmp_path: Path) -> None:
 def test_a_flipped_byte_is_reported_by_verify(tmp_path: Path) -> None:
     marker = b"FLIP-ME-PLEASE"
     with open_db(tmp_path / "db", checkpoint_policy=CheckpointPolicy(every_n_records=2)) as db:
-        t = db.tenant(T1)
+        t = db.tenant(T1, create=True)
         s = t.create_stream("s", DataClass.PUBLIC)
         t.append(s, [marker])
         t.append(s, [b"later"])
@@ -280,33 +281,33 @@ def test_a_flipped_byte_is_reported_by_verify(tmp_path: Path) -> None:
 
 def test_closed_handles_refuse_work(tmp_path: Path) -> None:
     db = open_db(tmp_path / "db")
-    t = db.tenant(T1)
+    t = db.tenant(T1, create=True)
     s = t.create_stream("s", DataClass.PUBLIC)
     db.close()
     db.close()  # idempotent
     with pytest.raises(ClosedError):
         t.append(s, [b"x"])
     with pytest.raises(ClosedError):
-        db.tenant(T1)
+        db.tenant(T1, create=True)
 
 
 def test_close_checkpoints_and_reopen_is_identical(tmp_path: Path) -> None:
     with open_db(tmp_path / "db") as db:
-        t = db.tenant(T1)
+        t = db.tenant(T1, create=True)
         streams = [t.create_stream(f"s{i}", DataClass(i % 5)) for i in range(5)]
         for stream, n in zip(streams, itertools.count(1), strict=False):
             t.append(stream, [bytes([n]) * n] * n)
         before = (t.streams(), [t.read_events(s) for s in streams])
         size = t.log_size()
     with open_db(tmp_path / "db") as db:
-        t = db.tenant(T1)
+        t = db.tenant(T1, create=True)
         assert (t.streams(), [t.read_events(s) for s in streams]) == before
         assert t.log_size() == size + 1  # the shutdown checkpoint
 
 
 def test_the_shard_count_is_fixed_at_creation(tmp_path: Path) -> None:
     with open_db(tmp_path / "db", shard_count=4) as db:
-        db.tenant(TenantId(12345)).create_stream("s", DataClass.PUBLIC)
+        db.tenant(TenantId(12345), create=True).create_stream("s", DataClass.PUBLIC)
     with open_db(tmp_path / "db", shard_count=64) as db:
         # The stored count wins: tenants are found where they were placed.
         assert db.tenants() == [TenantId(12345)]

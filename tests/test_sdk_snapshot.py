@@ -8,6 +8,7 @@ and a snapshot that is damaged or belongs to another history is ignored.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import shutil
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 
 import verity
 from verity import DataClass, IdempotencyId, StreamId, TenantId
-from verity.errors import CorruptionError
+from verity.errors import CorruptionError, HistoryLost
 
 T1 = TenantId(1)
 START_NS = 1_767_225_600_000_000_000
@@ -39,8 +40,8 @@ def key(number: int) -> IdempotencyId:
 def write(folder: Path, seed: int, appends: int, clock: FakeClock) -> verity.Verity:
     """An open database with streams of several classes, keyed and plain appends, and SQL."""
     rng = random.Random(seed)
-    db = verity.open(folder, clock=clock)
-    t = db.tenant(T1)
+    db = verity.open(folder, clock=clock, create=True)
+    t = db.tenant(T1, create=True)
     streams = [s.stream_id for s in t.streams()]
     if not streams:
         streams = [
@@ -62,8 +63,8 @@ def write(folder: Path, seed: int, appends: int, clock: FakeClock) -> verity.Ver
 
 
 def answers(folder: Path, clock: FakeClock | None = None) -> dict[str, object]:
-    with verity.open(folder, clock=clock or FakeClock(START_NS + 100 * HOUR_NS)) as db:
-        t = db.tenant(T1)
+    with verity.open(folder, clock=clock or FakeClock(START_NS + 100 * HOUR_NS), create=True) as db:
+        t = db.tenant(T1, create=True)
         found: dict[str, object] = {"streams": t.streams(), "log size": t.log_size()}
         for info in t.streams():
             found[f"events {info.name}"] = t.read_events(info.stream_id, max_bytes=1 << 30)
@@ -113,15 +114,15 @@ def test_the_snapshot_spares_the_open_from_reading_old_records(tmp_path: Path) -
     data = bytearray(segment.read_bytes())
     data[len(data) // 3] ^= 0x20
     segment.write_bytes(bytes(data))
-    with verity.open(folder) as db:
-        t = db.tenant(T1)  # opens: the flipped record is before the snapshot
+    with verity.open(folder, create=True) as db:
+        t = db.tenant(T1, create=True)  # opens: the flipped record is before the snapshot
         assert len(t.streams()) == 3
         report = db.verify()
         assert not report.ok and report.first_bad is not None
         assert report.first_bad.file == str(segment)
     snapshot_of(folder).unlink()
-    with pytest.raises(CorruptionError), verity.open(folder) as db:
-        db.tenant(T1)  # a full replay reads it
+    with pytest.raises(CorruptionError), verity.open(folder, create=True) as db:
+        db.tenant(T1, create=True)  # a full replay reads it
 
 
 @pytest.mark.parametrize("damage", ["flip", "cut", "garbage"])
@@ -156,7 +157,7 @@ def test_a_snapshot_of_another_history_is_ignored(
     first = tmp_path / "first"
     second = tmp_path / "second"
     write(first, seed=6, appends=300, clock=FakeClock()).close()
-    write(second, seed=7, appends=100, clock=FakeClock()).close()
+    write(second, seed=7, appends=100, clock=FakeClock(START_NS + 5)).close()
     expected = answers(second)
     shutil.copy(snapshot_of(first), snapshot_of(second))
     caplog.clear()
@@ -165,22 +166,40 @@ def test_a_snapshot_of_another_history_is_ignored(
     assert any("does not hold" in r.getMessage() for r in caplog.records)
 
 
+def test_a_snapshot_of_more_records_than_the_log_holds_is_lost_history(tmp_path: Path) -> None:
+    # The snapshot was written at a clean close, of this very log (it names its record
+    # 0): a log that now holds fewer records lost acknowledged ones, even with the
+    # durability mark gone too.
+    folder = tmp_path / "db"
+    write(folder, seed=8, appends=120, clock=FakeClock()).close()
+    log = next(folder.rglob("log"))
+    segment = sorted(log.glob("*.vlog"))[-1]
+    (log / "durable.vmark").unlink()
+    (log / "checkpoints.vcpt").unlink()
+    for index in log.glob("*.vidx"):
+        index.unlink()
+    os.truncate(segment, segment.stat().st_size // 2)
+    with pytest.raises(HistoryLost, match="kernel snapshot") as caught, verity.open(folder) as db:
+        db.tenant(T1)
+    assert caught.value.first_lost < caught.value.end_lost
+
+
 def test_a_snapshot_taken_under_another_retention_is_not_used(tmp_path: Path) -> None:
     folder = tmp_path / "db"
     clock = FakeClock()
-    db = verity.open(folder, clock=clock, idempotency_retention_ns=HOUR_NS)
-    t = db.tenant(T1)
+    db = verity.open(folder, clock=clock, idempotency_retention_ns=HOUR_NS, create=True)
+    t = db.tenant(T1, create=True)
     stream: StreamId = t.create_stream("keyed", DataClass.PUBLIC)
     t.append(stream, [b"early"], idempotency_id=key(1))
     clock.now += 2 * HOUR_NS
     t.append(stream, [b"late"], idempotency_id=key(2))
     db.close()
     # Under a one-hour retention the first id is forgotten; under a day it is not.
-    with verity.open(folder, clock=clock, idempotency_retention_ns=HOUR_NS) as db:
-        assert db.tenant(T1).committed(key(1)) is None
-    with verity.open(folder, clock=clock, idempotency_retention_ns=24 * HOUR_NS) as db:
-        assert db.tenant(T1).committed(key(1)) == 0
-        assert db.tenant(T1).committed(key(2)) == 1
+    with verity.open(folder, clock=clock, idempotency_retention_ns=HOUR_NS, create=True) as db:
+        assert db.tenant(T1, create=True).committed(key(1)) is None
+    with verity.open(folder, clock=clock, idempotency_retention_ns=24 * HOUR_NS, create=True) as db:
+        assert db.tenant(T1, create=True).committed(key(1)) == 0
+        assert db.tenant(T1, create=True).committed(key(2)) == 1
 
 
 def test_a_deleted_store_is_rebuilt_in_full_even_when_the_snapshot_fits(tmp_path: Path) -> None:

@@ -17,8 +17,8 @@ SCHEMA = "CREATE TABLE patients (id BIGINT PRIMARY KEY, name TEXT NOT NULL, ward
 
 
 def test_writes_are_log_records_and_queries_travel_in_time(tmp_path: Path) -> None:
-    with verity.open(tmp_path / "db") as db:
-        t = db.tenant(T1)
+    with verity.open(tmp_path / "db", create=True) as db:
+        t = db.tenant(T1, create=True)
         created = t.execute(SCHEMA)
         inserted = t.execute("INSERT INTO patients VALUES (1, 'ada', 'cardio'), (2, 'bob', 'onco')")
         stream = t.create_stream("audit", DataClass.PHI)  # stream records interleave
@@ -42,8 +42,8 @@ def test_writes_are_log_records_and_queries_travel_in_time(tmp_path: Path) -> No
 
 
 def test_a_bad_statement_names_the_construct_and_appends_nothing(tmp_path: Path) -> None:
-    with verity.open(tmp_path / "db") as db:
-        t = db.tenant(T1)
+    with verity.open(tmp_path / "db", create=True) as db:
+        t = db.tenant(T1, create=True)
         t.execute(SCHEMA)
         t.execute("INSERT INTO patients VALUES (1, 'ada', NULL)")
         size = t.log_size()
@@ -65,8 +65,8 @@ def test_a_bad_statement_names_the_construct_and_appends_nothing(tmp_path: Path)
 
 
 def test_the_store_is_rebuilt_from_the_log_alone(tmp_path: Path) -> None:
-    with verity.open(tmp_path / "db") as db:
-        t = db.tenant(T1)
+    with verity.open(tmp_path / "db", create=True) as db:
+        t = db.tenant(T1, create=True)
         t.execute(SCHEMA)
         t.execute("CREATE INDEX by_ward ON patients (ward)")
         for i in range(50):
@@ -76,8 +76,8 @@ def test_the_store_is_rebuilt_from_the_log_alone(tmp_path: Path) -> None:
         middle = t.query_at("SELECT COUNT(*) FROM patients", [], 30)
     [store] = [p for p in (tmp_path / "db").rglob("store") if p.is_dir()]
     shutil.rmtree(store)
-    with verity.open(tmp_path / "db") as db:
-        t = db.tenant(T1)
+    with verity.open(tmp_path / "db", create=True) as db:
+        t = db.tenant(T1, create=True)
         again = t.query("SELECT * FROM patients WHERE ward = 'w2' ORDER BY name DESC")
         assert (again.columns, again.rows) == (before.columns, before.rows)
         assert len(before.rows) == 12
@@ -86,13 +86,13 @@ def test_the_store_is_rebuilt_from_the_log_alone(tmp_path: Path) -> None:
 
 
 def test_a_crash_before_the_store_is_synced_loses_nothing(tmp_path: Path) -> None:
-    db = verity.open(tmp_path / "db")
-    t = db.tenant(T1)
+    db = verity.open(tmp_path / "db", create=True)
+    t = db.tenant(T1, create=True)
     t.execute(SCHEMA)
     receipts = [t.execute("INSERT INTO patients VALUES (?, 'n', NULL)", [i]) for i in range(20)]
     db._abandon()  # the log is durable; the store was never synced
-    with verity.open(tmp_path / "db") as reopened:
-        t = reopened.tenant(T1)
+    with verity.open(tmp_path / "db", create=True) as reopened:
+        t = reopened.tenant(T1, create=True)
         assert t.query("SELECT COUNT(*) FROM patients").rows == [(20,)]
         assert t.query_at("SELECT COUNT(*) FROM patients", [], int(receipts[4].offset)).rows == [
             (5,)
@@ -102,8 +102,8 @@ def test_a_crash_before_the_store_is_synced_loses_nothing(tmp_path: Path) -> Non
 def test_table_rows_never_reach_the_disk_in_plaintext(tmp_path: Path) -> None:
     """Rows are sealed in the log (the statement's record) and in the store's pages."""
     secret = "PATIENT-7731-DIAGNOSIS-CONFIDENTIAL"
-    with verity.open(tmp_path / "db") as db:
-        t = db.tenant(T1)
+    with verity.open(tmp_path / "db", create=True) as db:
+        t = db.tenant(T1, create=True)
         t.execute(SCHEMA)
         t.execute("CREATE INDEX by_ward ON patients (ward)")
         t.execute("INSERT INTO patients VALUES (?, ?, ?)", [1, secret, secret + "-WARD"])
@@ -113,15 +113,15 @@ def test_table_rows_never_reach_the_disk_in_plaintext(tmp_path: Path) -> None:
     stored = b"".join(p.read_bytes() for p in (tmp_path / "db").rglob("*") if p.is_file())
     assert secret.encode() not in stored
     assert b"patients" not in stored  # table names and SQL text too
-    with verity.open(tmp_path / "db") as db:
-        t = db.tenant(T1)
+    with verity.open(tmp_path / "db", create=True) as db:
+        t = db.tenant(T1, create=True)
         assert t.query("SELECT name FROM patients WHERE id = 1").rows == [(secret,)]
         assert t.query("SELECT COUNT(*) FROM patients WHERE ward = 'ward'").rows == [(398,)]
         # Rebuilt from the log alone (store deleted): the same, still sealed.
     for store in (tmp_path / "db").rglob("store"):
         shutil.rmtree(store)
-    with verity.open(tmp_path / "db") as db:
-        t = db.tenant(T1)
+    with verity.open(tmp_path / "db", create=True) as db:
+        t = db.tenant(T1, create=True)
         assert t.query("SELECT name FROM patients WHERE id = 2").rows == [(secret + "-UPDATED",)]
     stored = b"".join(p.read_bytes() for p in (tmp_path / "db").rglob("*") if p.is_file())
     assert secret.encode() not in stored

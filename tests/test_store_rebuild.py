@@ -36,8 +36,8 @@ QUESTIONS = [
 def build(folder: Path) -> list[int]:
     """A tenant with enough rows for several store pages; returns some past positions."""
     positions = []
-    with verity.open(folder) as db:
-        t = db.tenant(T1)
+    with verity.open(folder, create=True) as db:
+        t = db.tenant(T1, create=True)
         t.execute("CREATE TABLE patients (id BIGINT PRIMARY KEY, name TEXT, ward TEXT)")
         t.execute("CREATE INDEX by_ward ON patients (ward)")
         for start in range(0, 600, 100):
@@ -52,8 +52,8 @@ def build(folder: Path) -> list[int]:
 
 
 def answers(folder: Path, positions: list[int]) -> list[object]:
-    with verity.open(folder) as db:
-        t = db.tenant(T1)
+    with verity.open(folder, create=True) as db:
+        t = db.tenant(T1, create=True)
         found: list[object] = [t.query(sql).rows for sql in QUESTIONS]
         found += [t.query_at(QUESTIONS[0], [], position).rows for position in positions]
         found.append(t.explain(QUESTIONS[1]))
@@ -146,8 +146,8 @@ def test_damage_after_open_is_rebuilt_on_the_next_read_and_writes_go_on(
     work = tmp_path / "db"
     shutil.copytree(source, work)
     # A store with a tiny page cache, so later reads go to the file.
-    with verity.open(work) as db, caplog.at_level(logging.WARNING, logger="verity"):
-        t = db.tenant(T1)
+    with verity.open(work, create=True) as db, caplog.at_level(logging.WARNING, logger="verity"):
+        t = db.tenant(T1, create=True)
         pages = page_file(work)
         size = pages.stat().st_size
         for position in range(8 * PAGE_BYTES + 50, size, PAGE_BYTES):
@@ -160,8 +160,8 @@ def test_damage_after_open_is_rebuilt_on_the_next_read_and_writes_go_on(
             ("late",)
         ]
     assert len(set_aside(work)) == 1
-    with verity.open(work) as db:
-        assert db.tenant(T1).query("SELECT COUNT(*) FROM patients").rows == [(551,)]
+    with verity.open(work, create=True) as db:
+        assert db.tenant(T1, create=True).query("SELECT COUNT(*) FROM patients").rows == [(551,)]
 
 
 def test_a_damaged_log_is_reported_not_rebuilt_around(
@@ -174,11 +174,11 @@ def test_a_damaged_log_is_reported_not_rebuilt_around(
     [segment] = work.glob("**/tenant-1/log/*.vlog")
     flip(segment, segment.stat().st_size // 2)
     shutil.rmtree(page_file(work).parent)
-    with pytest.raises(CorruptionError) as caught, verity.open(work) as db:
-        db.tenant(T1)
+    with pytest.raises(CorruptionError) as caught, verity.open(work, create=True) as db:
+        db.tenant(T1, create=True)
     assert caught.value.file == str(segment)
     assert set_aside(work) == []
-    with verity.open(work) as db:
+    with verity.open(work, create=True) as db:
         report = db.verify()
     assert not report.ok and report.first_bad is not None
     assert report.first_bad.file == str(segment)
@@ -201,16 +201,19 @@ def test_a_write_meeting_damage_anywhere_is_appended_exactly_once(
         work = tmp_path / f"page-{page}"
         shutil.copytree(source, work)
         caplog.clear()
-        with verity.open(work) as db, caplog.at_level(logging.WARNING, logger="verity"):
-            t = db.tenant(T1)
+        with (
+            verity.open(work, create=True) as db,
+            caplog.at_level(logging.WARNING, logger="verity"),
+        ):
+            t = db.tenant(T1, create=True)
             size_before = t.log_size()
             flip(page_file(work), page * PAGE_BYTES + 200)
             forget_cached_pages(t)
             assert t.execute(LATE_ROW).rows_affected == 1
             assert t.log_size() == size_before + 1, f"page {page}"
             assert t.query("SELECT name FROM patients WHERE id = 9000").rows == [("late",)]
-        with verity.open(work) as db:
-            t = db.tenant(T1)
+        with verity.open(work, create=True) as db:
+            t = db.tenant(T1, create=True)
             assert t.query("SELECT COUNT(*) FROM patients").rows == [(551,)], f"page {page}"
             assert t.query("SELECT id FROM patients WHERE ward = 'ward-1' AND id >= 9000").rows == [
                 (9000,)
@@ -241,8 +244,8 @@ def test_damage_found_after_the_append_is_rebuilt_not_appended_again(
             raise failures.pop()
         real_write_batch(store, *args, **kwargs)
 
-    with verity.open(work) as db, caplog.at_level(logging.WARNING, logger="verity"):
-        t = db.tenant(T1)
+    with verity.open(work, create=True) as db, caplog.at_level(logging.WARNING, logger="verity"):
+        t = db.tenant(T1, create=True)
         size_before = t.log_size()
         monkeypatch.setattr(Store, "write_batch", write_batch_meeting_damage_once)
         receipt = t.execute(LATE_ROW)
@@ -267,8 +270,11 @@ def test_damage_found_by_sync_or_close_loses_no_acknowledged_write(
         work = tmp_path / ending
         shutil.copytree(source, work)
         caplog.clear()
-        with verity.open(work) as db, caplog.at_level(logging.WARNING, logger="verity"):
-            t = db.tenant(T1)
+        with (
+            verity.open(work, create=True) as db,
+            caplog.at_level(logging.WARNING, logger="verity"),
+        ):
+            t = db.tenant(T1, create=True)
             t.execute(LATE_ROW)
             pages = page_file(work)
             # Every page but the superblocks: whatever the commit reads is damaged.
@@ -280,8 +286,8 @@ def test_damage_found_by_sync_or_close_loses_no_acknowledged_write(
                 assert t.query("SELECT COUNT(*) FROM patients").rows == [(551,)]
         assert len(store_warnings(caplog)) == 1, ending
         assert len(set_aside(work)) == 1, ending
-        with verity.open(work) as db:
-            t = db.tenant(T1)
+        with verity.open(work, create=True) as db:
+            t = db.tenant(T1, create=True)
             assert t.query("SELECT name FROM patients WHERE id = 9000").rows == [("late",)]
             assert t.query("SELECT COUNT(*) FROM patients").rows == [(551,)]
 
@@ -293,8 +299,8 @@ def test_a_damaged_log_met_by_a_rebuild_on_an_open_tenant_is_raised_and_nothing_
     work = tmp_path / "db"
     shutil.copytree(source, work)
     [segment] = work.glob("**/tenant-1/log/*.vlog")
-    with verity.open(work) as db:
-        t = db.tenant(T1)
+    with verity.open(work, create=True) as db:
+        t = db.tenant(T1, create=True)
         pages = page_file(work)
         for position in range(4 * PAGE_BYTES + 50, pages.stat().st_size, PAGE_BYTES):
             flip(pages, position)
@@ -310,6 +316,6 @@ def test_a_damaged_log_met_by_a_rebuild_on_an_open_tenant_is_raised_and_nothing_
         with pytest.raises(ClosedError, match="rebuild from the log failed"):
             t.execute(LATE_ROW)
         assert t.log_size() == size
-    with pytest.raises(CorruptionError) as caught, verity.open(work) as db:
-        db.tenant(T1)
+    with pytest.raises(CorruptionError) as caught, verity.open(work, create=True) as db:
+        db.tenant(T1, create=True)
     assert caught.value.file == str(segment)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import verity
-from verity._database import DATABASE_FILE
+from verity._layout import DATABASE_FILE
 from verity.errors import VerityError
 from verity.proofs import (
     verify_consistency,
@@ -65,10 +65,11 @@ def demo(directory: Path) -> int:
     _say(f"VerityDB demo in {database_dir.resolve()}")
     with verity.open(
         database_dir,
+        create=True,
         sync_policy=SyncPolicy.every_record(),
         checkpoint_policy=CheckpointPolicy(every_n_records=3),
     ) as db:
-        t = db.tenant(TenantId(1))
+        t = db.tenant(TenantId(1), create=True)
         admissions = t.create_stream("admissions", DataClass.PHI)
         notices = t.create_stream("notices", DataClass.PUBLIC)
         _say("1. tenant 1: streams 'admissions' (PHI, encrypted at rest) and 'notices' (PUBLIC)")
@@ -147,7 +148,7 @@ def demo(directory: Path) -> int:
     data[target] ^= 0x20
     segment.write_bytes(bytes(data))
     _say(f"10. flipped one byte at {segment.name}:{target} ('ward' -> 'Ward')")
-    with verity.open(database_dir) as db:
+    with verity.open(database_dir, read_only=True) as db:
         report = db.verify()
     if report.ok or report.first_bad is None:
         _say("11. NOT DETECTED: the flipped byte went unnoticed")
@@ -176,7 +177,7 @@ def verify(path: Path) -> int:
         _say(f"FAILED: {path} is not a database or log folder")
         return 2
     if _is_database(path):
-        with verity.open(path) as db:
+        with verity.open(path, read_only=True) as db:
             progress = _Progress("verify")
             report = db.verify(progress=lambda tenant, done, total: progress(done, total))
         if report.ok:
@@ -191,7 +192,7 @@ def verify(path: Path) -> int:
         _say(f"FAILED: tenant {int(bad.tenant)}, record {bad.record_offset}: {bad.reason}")
         return 1
     try:
-        with open_log(path) as log:
+        with open_log(path, read_only=True) as log:
             checked = log.verify(progress=_Progress("verify"))
             _say(
                 f"ok: {checked} records verified; head {log.head_hash.hex()}; "
@@ -246,10 +247,21 @@ def _run_statement(t: verity.TenantHandle, statement: str, at: int | None) -> bo
     return True
 
 
-def sql(path: Path, tenant: int, commands: list[str] | None, at: int | None) -> int:
+def _is_read(statement: str) -> bool:
+    words = statement.strip().split(None, 1)
+    return not words or words[0].upper() in ("SELECT", "EXPLAIN")
+
+
+def sql(
+    path: Path, tenant: int, commands: list[str] | None, at: int | None, create: bool = False
+) -> int:
     """`verity sql`: run `-c` statements, or an interactive shell reading stdin."""
-    with verity.open(path) as db:
-        t = db.tenant(TenantId(tenant))
+    # Statements given with -c that only read open the database read-only: a read,
+    # even of a mistyped path or tenant, never creates or changes anything.
+    reads_only = bool(commands) and all(_is_read(command) for command in commands or [])
+    create = create and not reads_only
+    with verity.open(path, read_only=reads_only, create=create) as db:
+        t = db.tenant(TenantId(tenant), create=create)
         if commands:
             return 0 if all([_run_statement(t, c, at) for c in commands]) else 1
         interactive = sys.stdin.isatty()
@@ -343,6 +355,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sql_parser.add_argument("--tenant", type=int, required=True)
     sql_parser.add_argument("-c", "--command", action="append", dest="commands")
     sql_parser.add_argument("--at", type=int, default=None, help="answer as of a log position")
+    sql_parser.add_argument(
+        "--create",
+        action="store_true",
+        help="make the database and the tenant if they do not exist (never for reads)",
+    )
     checkpoint_parser = commands.add_parser("checkpoint", help="append and sign a checkpoint")
     checkpoint_parser.add_argument("path", type=Path)
     checkpoint_parser.add_argument("--tenant", type=int, required=True)
@@ -356,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             return demo(args.directory)
         if args.command == "sql":
-            return sql(args.path, args.tenant, args.commands, args.at)
+            return sql(args.path, args.tenant, args.commands, args.at, args.create)
         if args.command == "checkpoint":
             return checkpoint(args.path, args.tenant)
         if args.command == "proof":

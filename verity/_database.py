@@ -7,7 +7,6 @@ default) and one folder per tenant, placed in shards by `verity.directory`.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -19,6 +18,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, TypeVar, final
 
+from verity._layout import (
+    DATABASE_FILE,
+    Layout,
+    check_placement,
+    read_layout,
+    tenant_folders,
+)
 from verity._tenant import QueryResult, Receipt, TenantHandle, _check_instance
 from verity.crypto import (
     FileMasterKeyProvider,
@@ -29,12 +35,14 @@ from verity.errors import (
     ClosedError,
     CorruptionError,
     InvalidArgument,
+    KeyError_,
     NotFound,
+    ReadOnly,
 )
 from verity.kernel import (
     RETENTION_NS_DEFAULT,
 )
-from verity.storage._index import write_atomic
+from verity.storage._files import LOCK_FILE, FolderLock, make_private_dir
 from verity.types import (
     CheckpointPolicy,
     SyncPolicy,
@@ -57,9 +65,7 @@ _Answer = TypeVar("_Answer")
 
 Clock = Callable[[], int]
 
-DATABASE_FILE: Final = "verity.json"
 MASTER_KEY_FILE: Final = "master.key"
-DATABASE_FORMAT: Final = 1
 
 
 @final
@@ -102,54 +108,122 @@ class Verity:
         clock: Clock,
         master_key_provider: MasterKeyProvider | None,
         idempotency_retention_ns: int,
+        create: bool,
+        read_only: bool,
     ) -> None:
+        """Open the database in `path` (see `verity.open`); every argument is checked by then."""
         self._path = path
         self._sync_policy = sync_policy
         self._checkpoint_policy = checkpoint_policy
         self._clock = clock
         self._retention_ns = idempotency_retention_ns
+        self._read_only = read_only
         self._lock = threading.Lock()
         self._closed = False
         self._tenants: dict[int, TenantHandle] = {}
-        path.mkdir(parents=True, exist_ok=True)
-        self._directory = Directory(path, self._load_shard_count(shard_count))
         self._owned_provider: FileMasterKeyProvider | None = None
-        if master_key_provider is None:
-            self._owned_provider = FileMasterKeyProvider.load_or_create(path / MASTER_KEY_FILE)
-            master_key_provider = self._owned_provider
-        self._provider = master_key_provider
-
-    def _load_shard_count(self, shard_count: int) -> int:
-        file = self._path / DATABASE_FILE
-        if not file.exists():
-            Directory(self._path, shard_count)  # validates the count before anything is written
-            fields = {"format": DATABASE_FORMAT, "shard_count": shard_count}
-            write_atomic(file, json.dumps(fields, sort_keys=True).encode("utf-8"))
-            return shard_count
+        new_database = self._check_folder(create)
+        self._folder_lock = None if read_only else FolderLock.acquire(path)
         try:
-            fields = json.loads(file.read_text(encoding="utf-8"))
-            stored = int(fields["shard_count"])
-            if fields["format"] != DATABASE_FORMAT:
-                raise ValueError(f"format {fields['format']!r}")
-        except (ValueError, KeyError, TypeError) as failure:
-            raise CorruptionError(f"database file unreadable: {failure}", file=str(file)) from None
-        return stored
+            self._directory = Directory(path, self._load_layout(new_database, shard_count))
+            check_placement(path, self._directory)
+            if master_key_provider is None:
+                master_key_provider = self._load_master_key(new_database)
+            self._provider = master_key_provider
+        except BaseException:
+            if self._owned_provider is not None:
+                self._owned_provider.close()
+            if self._folder_lock is not None:
+                self._folder_lock.release()
+            raise
+
+    def _check_folder(self, create: bool) -> bool:
+        """Whether `path` is to become a new database; refuse a folder that is neither.
+
+        Nothing is created unless `create` (and not read-only); a folder with
+        tenant data and no layout file is damage, not a new database.
+        """
+        path = self._path
+        if path.exists() and not path.is_dir():
+            raise InvalidArgument("path", str(path), "exists and is not a folder")
+        if (path / DATABASE_FILE).exists():
+            return False
+        if path.exists() and tenant_folders(path):
+            raise CorruptionError(
+                "the folder holds tenant data but no layout file: restore verity.json "
+                "(opening without it could place tenants in the wrong shards)",
+                file=str(path / DATABASE_FILE),
+            )
+        why = "no such folder" if not path.exists() else "it has no verity.json"
+        if self._read_only or not create:
+            raise NotFound(
+                "database",
+                str(path),
+                f"{why}; open it with create=True to make a new database there",
+            )
+        if path.exists() and any(entry.name != LOCK_FILE for entry in path.iterdir()):
+            raise InvalidArgument(
+                "path", str(path), "is a folder that is not empty and not a VerityDB database"
+            )
+        make_private_dir(path, parents=True)
+        return True
+
+    def _load_layout(self, new_database: bool, shard_count: int) -> int:
+        if new_database:
+            Layout(shard_count, checksummed=True).write(self._path)
+            return shard_count
+        layout = read_layout(self._path)
+        if not layout.checksummed and not self._read_only:
+            layout.write(self._path)  # a layout from before the checksum: add it
+        return layout.shard_count
+
+    def _load_master_key(self, new_database: bool) -> MasterKeyProvider:
+        """The key file in the folder; a new one only for a new database, never a replacement."""
+        path = self._path / MASTER_KEY_FILE
+        if new_database:
+            self._owned_provider = FileMasterKeyProvider.load_or_create(path)
+        elif not path.exists() and not self._directory.tenants() and not self._read_only:
+            # A database that never held a tenant has no key-wrapped data to lose.
+            self._owned_provider = FileMasterKeyProvider.load_or_create(path)
+        else:
+            try:
+                self._owned_provider = FileMasterKeyProvider.load(path)
+            except KeyError_:
+                raise KeyError_(
+                    f"master key file {path} is missing; it wraps the key rings of this "
+                    "database's tenants, and a new one could not open them: restore it, "
+                    "or open with the master_key_provider that holds it"
+                ) from None
+        return self._owned_provider
 
     def _check_open(self) -> None:
         if self._closed:
             raise ClosedError(f"database {self._path}")
 
-    def tenant(self, tenant: TenantId, *, create: bool = True) -> TenantHandle:
-        """The handle of `tenant`, opening (and, when `create`, creating) it on first use."""
+    def tenant(self, tenant: TenantId, *, create: bool = False) -> TenantHandle:
+        """The handle of `tenant`, opening it on first use.
+
+        A tenant that does not exist is `NotFound`, unless `create` (on a
+        database not opened read-only), which makes it: its folder, key ring
+        and signing key. Reads never create anything.
+        """
         _check_instance("tenant", tenant, TenantId, "a TenantId")
+        if not isinstance(create, bool):
+            raise InvalidArgument("create", create, "must be a bool")
         with self._lock:
             self._check_open()
             handle = self._tenants.get(int(tenant))
             if handle is not None:
                 return handle
             folder = self._directory.tenant_path(tenant)
-            if not create and not folder.exists():
-                raise NotFound("tenant", tenant, f"no tenant folder under {self._path}")
+            if not folder.exists():
+                if not create:
+                    raise NotFound(
+                        "tenant", int(tenant), f"{self._path} holds no such tenant (create=True)"
+                    )
+                if self._read_only:
+                    raise ReadOnly(f"database {self._path}")
+                make_private_dir(folder, parents=True)
             handle = TenantHandle(
                 tenant,
                 folder,
@@ -158,6 +232,7 @@ class Verity:
                 self._checkpoint_policy,
                 self._clock,
                 self._retention_ns,
+                read_only=self._read_only,
             )
             self._tenants[int(tenant)] = handle
             return handle
@@ -217,6 +292,8 @@ class Verity:
         finally:
             if self._owned_provider is not None:
                 self._owned_provider.close()
+            if self._folder_lock is not None:
+                self._folder_lock.release()
 
     def __enter__(self) -> Verity:
         return self
@@ -233,6 +310,8 @@ class Verity:
 def open(  # `verity.open` is the documented entry point; it shadows the builtin here only
     path: str | os.PathLike[str],
     *,
+    create: bool = False,
+    read_only: bool = False,
     sync_policy: SyncPolicy | None = None,
     checkpoint_policy: CheckpointPolicy | None = None,
     shard_count: int = SHARD_COUNT_DEFAULT,
@@ -240,22 +319,44 @@ def open(  # `verity.open` is the documented entry point; it shadows the builtin
     master_key_provider: MasterKeyProvider | None = None,
     idempotency_retention_ns: int = RETENTION_NS_DEFAULT,
 ) -> Verity:
-    """Open (or create) the database in folder `path`.
+    """Open the database in folder `path`; with `create`, make it if it is not there.
+
+    Without `create`, a path that is not a VerityDB database is `NotFound`
+    and nothing is created. The opener holds the database for writing until
+    `close()`: a second writer (another process or another `open` here) gets
+    `InUse`. With `read_only`, it takes no lock and writes nothing (any
+    number of readers run beside one writer): reads, SQL queries,
+    verification and proofs see the durable records; writes raise `ReadOnly`.
 
     `sync_policy` defaults to `SyncPolicy.every_batch()` (each append call is
     one fsync); `clock` returns ns since the epoch and is the only clock the
-    database reads; `master_key_provider` defaults to a key file in the folder
-    (`master.key`, mode 0600) and is where an HSM plugs in.
+    database reads; `shard_count` is used only when creating; the
+    `master_key_provider` defaults to a key file in the folder (`master.key`,
+    mode 0600) and is where an HSM plugs in. Every argument is checked before
+    anything on disk is touched.
     """
     if not isinstance(path, str | os.PathLike):
         raise InvalidArgument("path", path, "must be a str or os.PathLike")
+    if not isinstance(create, bool):
+        raise InvalidArgument("create", create, "must be a bool")
+    if not isinstance(read_only, bool):
+        raise InvalidArgument("read_only", read_only, "must be a bool")
     if sync_policy is not None and not isinstance(sync_policy, SyncPolicy):
         raise InvalidArgument("sync_policy", sync_policy, "must be a SyncPolicy")
     if checkpoint_policy is not None and not isinstance(checkpoint_policy, CheckpointPolicy):
         raise InvalidArgument("checkpoint_policy", checkpoint_policy, "must be a CheckpointPolicy")
+    if not callable(clock):
+        raise InvalidArgument("clock", clock, "must be a callable returning ns since the epoch")
+    if master_key_provider is not None and not all(
+        callable(getattr(master_key_provider, name, None)) for name in ("wrap_key", "unwrap_key")
+    ):
+        raise InvalidArgument(
+            "master_key_provider", master_key_provider, "must be a MasterKeyProvider"
+        )
     _check_instance("idempotency_retention_ns", idempotency_retention_ns, int, "an int")
     if idempotency_retention_ns < 0:
         raise InvalidArgument("idempotency_retention_ns", idempotency_retention_ns, "must be >= 0")
+    Directory(Path(path), shard_count)  # checks the count before anything is created
     return Verity(
         Path(path),
         sync_policy=sync_policy or SyncPolicy.every_batch(),
@@ -264,4 +365,6 @@ def open(  # `verity.open` is the documented entry point; it shadows the builtin
         clock=clock,
         master_key_provider=master_key_provider,
         idempotency_retention_ns=idempotency_retention_ns,
+        create=create,
+        read_only=read_only,
     )

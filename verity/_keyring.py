@@ -30,31 +30,43 @@ class Keyring:
     anything, so every stored ciphertext has its key on disk.
     """
 
-    def __init__(self, path: Path, provider: MasterKeyProvider, tenant: TenantId) -> None:
+    def __init__(
+        self,
+        path: Path,
+        provider: MasterKeyProvider,
+        tenant: TenantId,
+        created: tuple[TenantKeys, bytes] | None = None,
+    ) -> None:
+        """Load the key ring at `path` (use `create` for a new tenant's)."""
         self._path = path
         self._tenant = tenant
         self._open_keys: dict[int, SegmentKey] = {}
         self._wrapped_deks: dict[int, bytes] = {}
         self._wrapped_page_key: bytes | None = None
         self._page_key: PageKey | None = None
-        if path.exists():
-            try:
-                fields = json.loads(path.read_text(encoding="utf-8"))
-                if fields["format"] != 1 or fields["tenant"] != int(tenant):
-                    raise ValueError(f"format {fields['format']}, tenant {fields['tenant']}")
-                wrapped_kek = bytes.fromhex(fields["wrapped_kek"])
-                for dek_id, wrapped in fields["deks"].items():
-                    self._wrapped_deks[int(dek_id)] = bytes.fromhex(wrapped)
-                if "page_key" in fields:
-                    self._wrapped_page_key = bytes.fromhex(fields["page_key"])
-            except (ValueError, KeyError, TypeError) as failure:
-                raise CorruptionError(f"key ring unreadable: {failure}", file=str(path)) from None
-            self._keys = TenantKeys.load(provider, tenant, wrapped_kek)
-            self._wrapped_kek = wrapped_kek
-        else:
-            self._keys, self._wrapped_kek = TenantKeys.create(provider, tenant)
-            self._write()
         self._session: tuple[int, SegmentKey] | None = None
+        if created is not None:
+            self._keys, self._wrapped_kek = created
+            self._write()
+            return
+        try:
+            fields = json.loads(path.read_text(encoding="utf-8"))
+            if fields["format"] != 1 or fields["tenant"] != int(tenant):
+                raise ValueError(f"format {fields['format']}, tenant {fields['tenant']}")
+            wrapped_kek = bytes.fromhex(fields["wrapped_kek"])
+            for dek_id, wrapped in fields["deks"].items():
+                self._wrapped_deks[int(dek_id)] = bytes.fromhex(wrapped)
+            if "page_key" in fields:
+                self._wrapped_page_key = bytes.fromhex(fields["page_key"])
+        except (ValueError, KeyError, TypeError) as failure:
+            raise CorruptionError(f"key ring unreadable: {failure}", file=str(path)) from None
+        self._keys = TenantKeys.load(provider, tenant, wrapped_kek)
+        self._wrapped_kek = wrapped_kek
+
+    @staticmethod
+    def create(path: Path, provider: MasterKeyProvider, tenant: TenantId) -> Keyring:
+        """A new tenant's key ring: a fresh KEK wrapped by the master key, durable on return."""
+        return Keyring(path, provider, tenant, TenantKeys.create(provider, tenant))
 
     def _write(self) -> None:
         fields = {

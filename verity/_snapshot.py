@@ -23,10 +23,13 @@ __all__ = ["SNAPSHOT_FILE", "Snapshot", "decode_snapshot", "encode_snapshot"]
 
 SNAPSHOT_FILE: Final = "kernel.vsnap"
 _MAGIC: Final = b"VSNP"
-_VERSION: Final = 1
+_VERSION: Final = 2
 # magic, version, log size it reflects, chain hash of the record before that, the store's
 # applied position (+1; 0: none) and hash when it was written, kernel bytes
-_HEAD: Final = struct.Struct(">4sBQ32sQ32sI")
+_HEAD_V1: Final = struct.Struct(">4sBQ32sQ32sI")
+# version 2 adds, after the magic and version, the chain hash of the log's record 0:
+# which log the snapshot is of, so one cut short is told from a foreign one
+_HEAD: Final = struct.Struct(">4sBQ32s32sQ32sI")
 _STREAM: Final = struct.Struct(">QQ")
 _CRC: Final = struct.Struct(">I")
 _U32: Final = struct.Struct(">I")
@@ -38,6 +41,8 @@ class Snapshot:
     """The log size `P` it reflects."""
     head: bytes
     """The chain hash of record `P - 1` (zeros when `P` is 0)."""
+    genesis: bytes | None
+    """The chain hash of record 0 (zeros when `P` is 0; None in a version 1 snapshot)."""
     kernel: Kernel
     firsts: dict[int, array[int]]
     """Per stream: the first stream offset of each of its records."""
@@ -50,6 +55,7 @@ class Snapshot:
 def encode_snapshot(
     size: int,
     head: bytes,
+    genesis: bytes,
     kernel: bytes,
     store_applied: tuple[int, bytes] | None,
     firsts: dict[int, array[int]],
@@ -63,6 +69,7 @@ def encode_snapshot(
             _VERSION,
             size,
             head,
+            genesis,
             0 if store_applied is None else store_position + 1,
             store_hash,
             len(kernel),
@@ -83,14 +90,20 @@ def encode_snapshot(
 def decode_snapshot(data: bytes, path: Path) -> Snapshot:
     """The snapshot in `data`; `CorruptionError` naming `path` if it does not decode."""
     body = data[: -_CRC.size]
-    if len(data) < _HEAD.size + _CRC.size or (
+    if len(data) < _HEAD_V1.size + _CRC.size or (
         _CRC.unpack_from(data, len(body))[0] != zlib.crc32(body)
     ):
         raise CorruptionError("CRC-32 does not match (or the file is cut)", file=str(path))
-    magic, version, size, head, store_next, store_hash, kernel_bytes = _HEAD.unpack_from(body)
-    if magic != _MAGIC or version != _VERSION:
+    magic, version = body[:4], body[4]
+    genesis: bytes | None = None
+    if magic == _MAGIC and version == 1:
+        size, head, store_next, store_hash, kernel_bytes = _HEAD_V1.unpack_from(body)[2:]
+        position = _HEAD_V1.size
+    elif magic == _MAGIC and version == _VERSION and len(body) >= _HEAD.size:
+        size, head, genesis, store_next, store_hash, kernel_bytes = _HEAD.unpack_from(body)[2:]
+        position = _HEAD.size
+    else:
         raise CorruptionError(f"magic {magic!r} version {version}", file=str(path))
-    position = _HEAD.size
     kernel = Kernel.restore(body[position : position + kernel_bytes])
     position += kernel_bytes
     firsts: dict[int, array[int]] = {}
@@ -116,7 +129,8 @@ def decode_snapshot(data: bytes, path: Path) -> Snapshot:
     ):
         raise CorruptionError("stream indexes do not fit the kernel state", file=str(path))
     store_applied = None if store_next == 0 else (store_next - 1, bytes(store_hash))
-    return Snapshot(size, bytes(head), kernel, firsts, positions, store_applied)
+    genesis = None if genesis is None else bytes(genesis)
+    return Snapshot(size, bytes(head), genesis, kernel, firsts, positions, store_applied)
 
 
 def _little_endian(values: array[int]) -> bytes:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Final, TypeVar, final
 
 from verity._keyring import KEYRING_FILE, Keyring
-from verity._snapshot import SNAPSHOT_FILE, decode_snapshot, encode_snapshot
+from verity._snapshot import SNAPSHOT_FILE, Snapshot, decode_snapshot, encode_snapshot
 from verity.crypto import (
     MasterKeyProvider,
     SigningKey,
@@ -45,8 +45,11 @@ from verity.errors import (
     ClosedError,
     Conflict,
     CorruptionError,
+    HistoryLost,
     InvalidArgument,
+    KeyError_,
     NotFound,
+    ReadOnly,
     VerityError,
 )
 from verity.kernel import (
@@ -63,8 +66,9 @@ from verity.proofs import ConsistencyProof, InclusionProof, SignedCheckpoint
 from verity.query import Engine, changes_of_event
 from verity.query import QueryResult as EngineResult
 from verity.storage import Log, open_log
+from verity.storage._files import FolderLock
 from verity.storage._index import write_atomic
-from verity.store import Store, open_store
+from verity.store import MemoryStore, Store, open_store
 from verity.types import (
     CheckpointPolicy,
     DataClass,
@@ -80,6 +84,9 @@ from verity.types import (
 __all__ = ["QueryResult", "Receipt", "TenantHandle"]
 
 logger = logging.getLogger("verity")
+
+TenantStore = Store | MemoryStore
+"""The page file of a writer, or the in-memory tables of a reader."""
 
 _Answer = TypeVar("_Answer")
 
@@ -162,15 +169,20 @@ class TenantHandle:
         checkpoint_policy: CheckpointPolicy,
         clock: Clock,
         retention_ns: int,
+        *,
+        read_only: bool = False,
     ) -> None:
+        """Open the tenant in `folder`, which must exist (`Verity.tenant` makes a new one).
+
+        A writer holds the folder's lock until close; `read_only` takes no
+        lock and writes nothing (tables are rebuilt in memory from the log).
+        """
         self._tenant = tenant
         self._folder = folder
         self._clock = clock
         self._lock = threading.Lock()
         self._closed = False
-        folder.mkdir(parents=True, exist_ok=True)
-        self._keyring = Keyring(folder / KEYRING_FILE, provider, tenant)
-        self._signing_key = SigningKey.load_or_create(folder / SIGNING_KEY_FILE)
+        self._read_only = read_only
         self._kernel = Kernel(tenant, retention_ns)
         # Per stream: the first stream offset of each record and that record's log offset.
         self._firsts: dict[int, array[int]] = {}
@@ -180,34 +192,89 @@ class TenantHandle:
         # Set when a store rebuild failed: the store was abandoned, so that one behind
         # the log never answers; reads name this until the tenant is reopened.
         self._store_failure: BaseException | None = None
-        self._log: Log = open_log(
-            folder / "log",
-            sync_policy=sync_policy,
-            checkpoint_policy=checkpoint_policy,
-            clock=clock,
-        )
-        store: Store | None = None
+        # Everything opened so far is released if a later step fails.
+        self._folder_lock: FolderLock | None = None
+        store: TenantStore | None = None
         try:
+            if not read_only:
+                self._folder_lock = FolderLock.acquire(folder)
+            log_folder = folder / "log"
+            new_tenant = not log_folder.exists()
+            self._keyring: Keyring = self._open_keyring(provider, new_tenant)
+            self._signing_key: SigningKey | None = self._open_signing_key(new_tenant)
+            self._log: Log = open_log(
+                log_folder,
+                sync_policy=sync_policy,
+                checkpoint_policy=checkpoint_policy,
+                clock=clock,
+                create=not read_only,
+                read_only=read_only,
+            )
             store = self._open_store()
-            self._store: Store = store
+            self._store: TenantStore = store
             self._engine = Engine(store)
             self._replay(self._restore_snapshot(retention_ns))
         except BaseException:
             # Abandon, never close: a clean close would append a shutdown checkpoint
             # to a log that was just found corrupt. Release every file and key.
             # A rebuild during replay may have replaced the store first opened.
-            current: Store | None = getattr(self, "_store", store)
+            current: TenantStore | None = getattr(self, "_store", store)
             if current is not None:
                 current.abandon()
-            self._log.abandon()
-            self._keyring.close()
-            self._signing_key.close()
+            log: Log | None = getattr(self, "_log", None)
+            if log is not None:
+                log.abandon()
+            self._release_keys_and_lock()
             raise
+
+    def _open_keyring(self, provider: MasterKeyProvider, new_tenant: bool) -> Keyring:
+        """The key ring; only a new tenant's is created, a missing one is never replaced.
+
+        Its KEK wraps every DEK of the tenant's encrypted records: a new key
+        ring would leave them undecryptable, so a tenant with a log and no key
+        ring refuses to open, naming the file.
+        """
+        path = self._folder / KEYRING_FILE
+        if not path.exists():
+            if not new_tenant or self._read_only:
+                raise KeyError_(
+                    f"key ring {path} is missing; tenant {int(self._tenant)} has a log, and a "
+                    "new key ring would not open its encrypted records: restore the file"
+                )
+            return Keyring.create(path, provider, self._tenant)
+        return Keyring(path, provider, self._tenant)
+
+    def _open_signing_key(self, new_tenant: bool) -> SigningKey | None:
+        """The signing key; only a new tenant's is created, a missing one is never replaced."""
+        path = self._folder / SIGNING_KEY_FILE
+        if path.exists():
+            return SigningKey.load(path)
+        if new_tenant and not self._read_only:
+            return SigningKey.load_or_create(path)
+        if self._read_only:
+            return None  # a reader signs nothing
+        raise KeyError_(
+            f"signing key {path} is missing; tenant {int(self._tenant)} has a log whose "
+            "checkpoints it signed: restore the file (a new key is made only by rotation)"
+        )
+
+    def _release_keys_and_lock(self) -> None:
+        keyring: Keyring | None = getattr(self, "_keyring", None)
+        if keyring is not None:
+            keyring.close()
+        signing_key: SigningKey | None = getattr(self, "_signing_key", None)
+        if signing_key is not None:
+            signing_key.close()
+        if self._folder_lock is not None:
+            self._folder_lock.release()
 
     # ------------------------------------------------------------ open
 
-    def _open_store(self) -> Store:
+    def _open_store(self) -> TenantStore:
         """The projection store, if it is sound and describes a prefix of this log.
+
+        A reader (`read_only`) writes no page: it rebuilds the tables in memory
+        from the log's table events instead.
 
         The store is derived data. One that cannot be opened (no valid
         superblock, a damaged page), or that names a position the log does not
@@ -218,6 +285,8 @@ class TenantHandle:
         plan or a commit, is handled the same way by `_rebuild_store`. A
         `CorruptionError` about any other file (the log, the keyring) is raised.
         """
+        if self._read_only:
+            return MemoryStore()
         try:
             store = self._open_sealed_store()
         except CorruptionError as failure:
@@ -363,7 +432,7 @@ class TenantHandle:
         elif caught_up:
             # The commit reads catalog pages, which may be damaged too.
             self._with_store(lambda: self._store.sync())
-        if replayed >= SNAPSHOT_REPLAY_RECORDS_MIN:
+        if replayed >= SNAPSHOT_REPLAY_RECORDS_MIN and not self._read_only:
             self._write_snapshot_or_warn()
 
     # ------------------------------------------------------------ snapshots
@@ -385,15 +454,26 @@ class TenantHandle:
         Derived data, written atomically: a missing, damaged or stale snapshot
         only means the next open replays more of the log.
         """
+        size = self._log.size
+        genesis = self._log.read(0).chain_hash() if size else bytes(32)
         data = encode_snapshot(
-            self._log.size,
+            size,
             bytes(self._log.head_hash),
+            genesis,
             self._kernel.snapshot(),
             self._store.applied(),
             self._firsts,
             self._positions,
         )
         write_atomic(self._folder / SNAPSHOT_FILE, data)
+
+    def _is_of_this_log(self, snapshot: Snapshot) -> bool:
+        """The snapshot names this log's record 0 (it was written of this log, not copied in)."""
+        if snapshot.genesis is None or snapshot.kernel.tenant != self._tenant:
+            return False
+        if self._log.size == 0:
+            return True  # every record is gone, record 0 with them
+        return bool(self._log.read(0).chain_hash() == snapshot.genesis)
 
     def _restore_snapshot(self, retention_ns: int) -> int:
         """Restore the kernel from the snapshot if it fits this log; the position to replay from.
@@ -411,6 +491,16 @@ class TenantHandle:
         try:
             snapshot = decode_snapshot(data, path)
             size, head = snapshot.size, snapshot.head
+            if size > self._log.size and self._is_of_this_log(snapshot):
+                # It was written at a clean close, after every record it reflects was
+                # durable: a log shorter than that lost acknowledged history.
+                raise HistoryLost(
+                    f"the kernel snapshot {path.name} reflects {size} records, the log "
+                    f"holds {self._log.size}",
+                    file=str(self._folder / "log"),
+                    first_lost=self._log.size,
+                    end_lost=size,
+                )
             if size > self._log.size or (
                 size > 0 and self._log.read(size - 1).chain_hash() != head
             ):
@@ -419,6 +509,8 @@ class TenantHandle:
                     "this log does not hold",
                     file=str(path),
                 )
+        except HistoryLost:
+            raise
         except CorruptionError as failure:
             logger.warning(
                 "ignoring kernel snapshot %s (%s); replaying the whole log", path, failure
@@ -490,6 +582,24 @@ class TenantHandle:
         if self._closed:
             raise ClosedError(f"tenant {int(self._tenant)}")
 
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self._read_only:
+            raise ReadOnly(f"tenant {int(self._tenant)}")
+
+    def _signer(self) -> SigningKey:
+        if self._signing_key is None:
+            raise KeyError_(
+                f"tenant {int(self._tenant)} has no signing key here "
+                f"({self._folder / SIGNING_KEY_FILE} is missing)"
+            )
+        return self._signing_key
+
+    @property
+    def read_only(self) -> bool:
+        """Whether this handle was opened read-only (it writes nothing)."""
+        return self._read_only
+
     def _now(self) -> int:
         now = self._clock()
         if not isinstance(now, int) or isinstance(now, bool) or now < 0:
@@ -534,7 +644,7 @@ class TenantHandle:
         _check_instance("name", name, str, "a str")
         _check_instance("data_class", data_class, DataClass, "a DataClass")
         with self._lock:
-            self._check_open()
+            self._check_writable()
             command = CreateStream(self._tenant, name, int(data_class), self._now())
             decision = self._kernel.decide(command)
             outcome = decision.outcome
@@ -572,7 +682,7 @@ class TenantHandle:
         if expected_offset is not None:
             _check_instance("expected_offset", expected_offset, int, "an Offset")
         with self._lock:
-            self._check_open()
+            self._check_writable()
             command = AppendBatch(
                 self._tenant,
                 int(stream),
@@ -651,7 +761,7 @@ class TenantHandle:
         _check_instance("sql", sql, str, "a str")
         checked = _params(params)
         with self._lock:
-            self._check_open()
+            self._check_writable()
             if self._engine.prepare(sql).is_query:
                 raise InvalidArgument("sql", sql, "is a query: use query() or query_at()")
             # Planning reads the store; nothing is appended until it succeeds.
@@ -719,11 +829,12 @@ class TenantHandle:
     def checkpoint(self) -> SignedCheckpoint:
         """Append a checkpoint record and sign the log's size, root and head hash."""
         with self._lock:
-            self._check_open()
+            self._check_writable()
+            signer = self._signer()
             self._log.append_checkpoint()
             size = self._log.size
             return sign_checkpoint(
-                self._signing_key,
+                signer,
                 size,
                 self._log.merkle_root(size),
                 self._log.head_hash,
@@ -732,7 +843,7 @@ class TenantHandle:
 
     def public_key(self) -> bytes:
         """The raw 32-byte Ed25519 public key that signs this tenant's checkpoints."""
-        return self._signing_key.public_key_bytes()
+        return self._signer().public_key_bytes()
 
     def inclusion_proof(self, leaf_index: int, tree_size: int) -> InclusionProof:
         """RFC 9162 inclusion proof of log record `leaf_index` in the first `tree_size`."""
@@ -780,6 +891,8 @@ class TenantHandle:
     def _sync(self) -> None:
         with self._lock:
             self._check_open()
+            if self._read_only:
+                return  # a reader wrote nothing
             self._log.sync()
             # A commit reads catalog pages; if one is damaged, the rebuild makes every
             # batch durable anyway (the log holds them).
@@ -796,7 +909,7 @@ class TenantHandle:
                 return
             self._closed = True
             try:
-                if clean:
+                if clean and not self._read_only:
                     if self._store_failure is None:
                         self._write_snapshot_or_warn()
                     self._close_store()
@@ -805,5 +918,4 @@ class TenantHandle:
                     self._store.abandon()
                     self._log.abandon()
             finally:
-                self._keyring.close()
-                self._signing_key.close()
+                self._release_keys_and_lock()

@@ -266,6 +266,7 @@ def _create_key_file(path: Path, secret: bytearray) -> bool:
     temporary = path.with_name(f".{path.name}.{os.urandom(8).hex()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
+        os.fchmod(fd, 0o600)  # exactly 0600: an unusual umask must not leave it unreadable
         try:
             written = os.write(fd, secret)
             assert written == len(secret), written
@@ -312,6 +313,15 @@ def _load_key_file(path: Path) -> bytearray:
         )
     del secret[KEY_BYTES:]
     return secret
+
+
+def _load_existing_key_file(path: Path, what: str) -> bytearray:
+    if not isinstance(path, Path):
+        raise InvalidArgument("path", path, "must be a pathlib.Path")
+    try:
+        return _load_key_file(path)
+    except FileNotFoundError:
+        raise KeyError_(f"{what} file {path} is missing") from None
 
 
 def _load_or_create_key_file(path: Path) -> bytearray:
@@ -401,6 +411,15 @@ class FileMasterKeyProvider(_SecretHolder):
         bytes, and `CryptoError` naming its mode if group or others may access it.
         """
         return FileMasterKeyProvider(_load_or_create_key_file(path), path)
+
+    @staticmethod
+    def load(path: Path) -> FileMasterKeyProvider:
+        """Load the master key at `path`; `KeyError_` naming the file if it is missing.
+
+        Never creates one: a new master key cannot unwrap the key rings that
+        the old one wrapped.
+        """
+        return FileMasterKeyProvider(_load_existing_key_file(path, "master key"), path)
 
     @property
     def path(self) -> Path:
@@ -732,6 +751,11 @@ class SigningKey(_SecretHolder):
         bytes, and `CryptoError` naming its mode if group or others may access it.
         """
         return SigningKey(_load_or_create_key_file(path))
+
+    @staticmethod
+    def load(path: Path) -> SigningKey:
+        """Load the raw 32-byte seed at `path`; `KeyError_` naming the file if it is missing."""
+        return SigningKey(_load_existing_key_file(path, "signing key"))
 
     def public_key_bytes(self) -> bytes:
         """The raw 32-byte public key (kept after `close()`: it is not secret)."""

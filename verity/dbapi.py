@@ -322,9 +322,13 @@ class Cursor:
 class Connection:
     """A DB-API connection: one database folder, one tenant. Statements autocommit."""
 
-    def __init__(self, database: verity.Verity, tenant: TenantId) -> None:
+    def __init__(self, database: verity.Verity, tenant: TenantId, *, create: bool) -> None:
         self._database: verity.Verity | None = database
-        self._tenant = database.tenant(tenant)
+        try:
+            self._tenant = database.tenant(tenant, create=create)
+        except BaseException:
+            database.close()
+            raise
 
     def _handle(self) -> verity.TenantHandle:
         if self._database is None:
@@ -360,12 +364,24 @@ class Connection:
         self.close()
 
 
-def connect(path: str | os.PathLike[str], tenant: int = 1, **options: Any) -> Connection:
-    """Open the database in folder `path` and connect to `tenant` (created on first use).
+def connect(
+    path: str | os.PathLike[str],
+    tenant: int = 1,
+    *,
+    create: bool = True,
+    read_only: bool = False,
+    **options: Any,
+) -> Connection:
+    """Open the database in folder `path` and connect to `tenant`.
 
-    `options` are passed to `verity.open` (sync_policy, clock, ...).
+    Like `sqlite3.connect`, a missing database and tenant are created, unless
+    `create=False` (then they must exist) or `read_only=True` (which never
+    creates or writes anything; write statements raise). `options` are passed
+    to `verity.open` (sync_policy, clock, ...).
     """
+    create = create and not read_only
     try:
-        return Connection(verity.open(path, **options), TenantId(tenant))
+        database = verity.open(path, create=create, read_only=read_only, **options)
+        return Connection(database, TenantId(tenant), create=create)
     except VerityError as failure:
         raise _translated(failure) from failure

@@ -305,8 +305,7 @@ class Log:
         if not firsts:
             self._check_nothing_was_written(mark)
             if self._read_only:
-                self._open_empty_view()
-                return
+                raise NotFound("log", str(directory), "the folder holds no log segment")
             self._create_first_segment()
             firsts = [0]
         if firsts[0] != 0:
@@ -379,15 +378,6 @@ class Log:
             expected_root,
             lambda start, end: (record for _, record in self._records_on_open(start, end, scanned)),
         )
-
-    def _open_empty_view(self) -> None:
-        """A reader of a log folder that holds no segment yet: an empty log, no files."""
-        self._firsts = [0]
-        self._active_first = 0
-        self._active_path = str(self._directory / segment_name(0))
-        self._active_fd = -1
-        self._checkpoints.load(0, 0)
-        self._merkle.load(0, 0, None, lambda start, end: iter(()))
 
     def _check_nothing_was_written(self, mark: DurableMark | None) -> None:
         """A folder without segments must be new: any trace of records means segment 0 is gone."""

@@ -137,6 +137,10 @@ class MemoryStore:
     def close(self) -> None:
         self._closed = True
 
+    def abandon(self) -> None:
+        """Drop the store as a crash would (`Store.abandon`): here the same as `close`."""
+        self._closed = True
+
     def __enter__(self) -> MemoryStore:
         return self
 

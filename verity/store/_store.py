@@ -41,6 +41,7 @@ from typing import Final, final
 
 from verity.crypto import PageKey
 from verity.errors import ClosedError, CorruptionError, InvalidArgument
+from verity.storage._files import make_private_dir, open_private
 from verity.store._api import (
     KEY_BYTES_MAX,
     Change,
@@ -122,7 +123,7 @@ def open_store(
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise InvalidArgument("path", str(folder), "exists and is not a folder")
-    folder.mkdir(parents=True, exist_ok=True)
+    make_private_dir(folder, parents=True)
     file_path = folder / PAGE_FILE_NAME
     if not file_path.exists():
         _create(file_path, page_key)
@@ -142,7 +143,7 @@ def _create(file_path: Path, page_key: PageKey | None) -> None:
         pages = [page_key.seal(copy, page) for copy, page in enumerate(pages)]
     data = b"".join(pages)
     temporary = file_path.with_name(file_path.name + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = open_private(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
         os.write(fd, data)
         fsync(fd)
