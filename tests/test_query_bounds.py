@@ -460,6 +460,13 @@ def test_an_answer_is_at_most_query_bytes_max_bytes() -> None:
     assert (over.limit, over.value) == ("QUERY_BYTES_MAX", QUERY_BYTES_MAX + ROW_BYTES_MAX)
     assert db.over("SELECT b FROM blobs ORDER BY k DESC").limit == "QUERY_BYTES_MAX"
     assert len(db.rows("SELECT k FROM blobs")) == count + 1
+    # A column selected twice counts twice: half as many rows fit.
+    assert len(db.rows(f"SELECT b, b FROM blobs LIMIT {count // 2}")) == count // 2
+    over = db.over(f"SELECT b, b FROM blobs LIMIT {count // 2 + 1}")
+    assert over.limit == "QUERY_BYTES_MAX"
+    assert db.over(f"SELECT b, k, b FROM blobs ORDER BY k LIMIT {count // 2 + 1}").limit == (
+        "QUERY_BYTES_MAX"
+    )
 
 
 # --- the spec agrees; the SDK appends nothing -------------------------------------------
@@ -498,6 +505,7 @@ def test_the_spec_and_the_engine_agree_on_every_bound(tmp_path: Path) -> None:
     blob = bytes(ROW_BYTES_MAX - 15)  # a row of ROW_BYTES_MAX
     statements += [("INSERT INTO b VALUES (?, ?)", (k, blob)) for k in range(3, 19)]
     statements += [("SELECT k FROM b", ()), ("SELECT * FROM b ORDER BY k DESC", ())]
+    statements += [("SELECT v, v FROM b LIMIT 9", ()), ("SELECT k FROM b LIMIT 3", ())]
     failed: list[object] = []
     try:
         for position, (sql, params) in enumerate(statements, start=1):
@@ -524,12 +532,13 @@ def test_the_spec_and_the_engine_agree_on_every_bound(tmp_path: Path) -> None:
         "SQL_TEXT_BYTES_MAX",
         "ROW_BYTES_MAX",
         "QUERY_BYTES_MAX",
+        "QUERY_BYTES_MAX",
     ]
 
 
 def test_through_the_sdk_a_statement_over_a_bound_appends_nothing(tmp_path: Path) -> None:
-    with verity.open(tmp_path / "db") as db:
-        tenant = db.tenant(TenantId(1))
+    with verity.open(tmp_path / "db", create=True) as db:
+        tenant = db.tenant(TenantId(1), create=True)
         tenant.execute("CREATE TABLE x (id BIGINT PRIMARY KEY, note TEXT)")
         size = tenant.log_size()
         for sql, params in (

@@ -24,6 +24,7 @@ without ORDER BY and the tie order with it.
 from __future__ import annotations
 
 import operator
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
 from typing import Any, Final, Literal, TypeAlias, final
@@ -291,6 +292,7 @@ def _bind(condition: _Condition, params: Sequence[object]) -> Filter:
 # --- access paths ----------------------------------------------------------------------
 
 AccessKind: TypeAlias = Literal["point", "points", "range", "index", "table"]
+_Found: TypeAlias = tuple[bytes, Row, int]  # (encoded primary key, row, its stored width)
 _Bound: TypeAlias = tuple[ValueSource, bool]  # (value, inclusive)
 _NULL_KEY: Final = encode_value(None)
 _Span: TypeAlias = tuple[bytes, bytes | None, bool]  # (low, high, high_inclusive)
@@ -500,8 +502,9 @@ def _read(
     access: Access,
     params: Sequence[object],
     as_of: int | None,
-) -> Iterator[tuple[bytes, Row]]:
-    """The rows `access` finds, as (encoded primary key, row), in primary key order.
+) -> Iterator[_Found]:
+    """The rows `access` finds, as (encoded primary key, row, stored width), in primary
+    key order (the width is `row_width(row)`, the length of its stored form).
 
     Every value is bound (and so checked) now, before the first row is read, so a bad
     value fails the same way on an empty table.
@@ -524,30 +527,30 @@ def _read(
 
 def _get_rows(
     store: VersionedStore, tree: str, keys: Sequence[bytes], as_of: int | None
-) -> Iterator[tuple[bytes, Row]]:
+) -> Iterator[_Found]:
     for key in keys:
         if len(key) > KEY_BYTES_MAX:
             continue  # no row has such a key (writes refuse it), and a store may refuse it
         data = store.get(tree, key, as_of)
         if data is not None:
-            yield key, decode_row(data)
+            yield key, decode_row(data), len(data)
 
 
 def _scan_rows(
     store: VersionedStore, tree: str, spans: list[_Span] | None, as_of: int | None
-) -> Iterator[tuple[bytes, Row]]:
+) -> Iterator[_Found]:
     if spans is None:
         for key, data in store.scan(tree, as_of=as_of):
-            yield key, decode_row(data)
+            yield key, decode_row(data), len(data)
         return
     for low, high, high_inclusive in spans:
         for key, data in store.scan(tree, low, high, as_of=as_of, high_inclusive=high_inclusive):
-            yield key, decode_row(data)
+            yield key, decode_row(data), len(data)
 
 
 def _index_rows(
     store: VersionedStore, table: TableDef, index: IndexDef, spans: list[_Span], as_of: int | None
-) -> Iterator[tuple[bytes, Row]]:
+) -> Iterator[_Found]:
     primary_keys: set[bytes] = set()
     for low, high, high_inclusive in spans:
         for _, primary_key in store.scan(
@@ -560,7 +563,7 @@ def _index_rows(
             raise CorruptionError(
                 f"index {index.name!r} lists key {key.hex()} that table {table.name!r} lacks"
             )
-        yield key, decode_row(data)
+        yield key, decode_row(data), len(data)
 
 
 @final
@@ -577,13 +580,20 @@ class ReadPlan:
     def rows(
         self, store: VersionedStore, params: Sequence[object], as_of: int | None
     ) -> Iterator[tuple[bytes, Row]]:
-        """The rows where the WHERE clause is true, in primary key order. Every value is
-        bound and checked by the time this returns, before the first row is read."""
+        """The rows where the WHERE clause is true, as (encoded primary key, row), in
+        primary key order. Every value is bound and checked by the time this returns,
+        before the first row is read."""
+        return ((key, row) for key, row, _ in self.found(store, params, as_of))
+
+    def found(
+        self, store: VersionedStore, params: Sequence[object], as_of: int | None
+    ) -> Iterator[_Found]:
+        """`rows`, each with its stored width (`row_width(row)`) third."""
         found = _read(store, self.table, self.access, params, as_of)
         if self.residual is None:
             return found
         keep = _bind(self.residual, params)
-        return ((key, row) for key, row in found if keep(row) is True)
+        return (item for item in found if keep(item[1]) is True)
 
 
 def plan_read(table: TableDef, where: Predicate | None) -> ReadPlan:
@@ -619,7 +629,7 @@ def plan_read(table: TableDef, where: Predicate | None) -> ReadPlan:
 class SelectPlan:
     """A SELECT bound to one table definition."""
 
-    __slots__ = ("columns", "count", "limit", "offset", "order", "project", "read")
+    __slots__ = ("columns", "count", "limit", "offset", "order", "project", "read", "width_factor")
 
     def __init__(self, select: Select, table: TableDef) -> None:
         # Names first (projection, WHERE, ORDER BY), then literal values, as the spec.
@@ -643,6 +653,8 @@ class SelectPlan:
                 self.project = lambda row: (row[only],)
             elif positions != tuple(range(len(table.columns))):
                 self.project = operator.itemgetter(*positions)
+        # An answered row is at most this many times as wide as its stored row.
+        self.width_factor = max(Counter(positions).values(), default=1)
         self.limit = None if select.limit is None else CountSource(select.limit, "LIMIT")
         self.offset = None if select.offset is None else CountSource(select.offset, "OFFSET")
 
@@ -659,8 +671,12 @@ def run_select(
 ) -> list[Row]:
     """The answer rows of `plan`: at most `QUERY_ROWS_MAX` rows of at most
     `QUERY_BYTES_MAX` bytes in all (`row_width`), else SqlLimitExceeded naming the
-    first bound the answer is over (rows first, as the spec checks)."""
-    found = plan.read.rows(store, params, as_of)  # binds (checks) WHERE's values first
+    first bound the answer is over (rows first, as the spec checks them).
+
+    Widths cost nothing while the stored widths show the answer fits: an answered row
+    is its stored row, or a projection at most `plan.width_factor` times as wide.
+    """
+    found = plan.read.found(store, params, as_of)  # binds (checks) WHERE's values first
     limit = None if plan.limit is None else plan.limit.get(params)
     offset = 0 if plan.offset is None else plan.offset.get(params)
     if plan.count:
@@ -671,39 +687,52 @@ def run_select(
         # More than this many matching rows make an answer too long: no need to sort them.
         gathered_max = None if limit is not None and limit <= QUERY_ROWS_MAX else offset
         rows: list[Row] = []
-        for _, row in found:
+        stored_bytes = 0
+        for _, row, width in found:
             rows.append(row)
+            stored_bytes += width
             if gathered_max is not None and len(rows) - gathered_max > QUERY_ROWS_MAX:
                 raise over_limit("QUERY_ROWS_MAX", QUERY_ROWS_MAX + 1, "more answer rows")
         _sort(rows, plan.order)
         rows = rows[offset:] if limit is None else rows[offset : offset + limit]
         if project is not None:
             rows = [project(row) for row in rows]
-        return _within_answer_bounds(iter(rows), len(rows))
+        if len(rows) > QUERY_ROWS_MAX:
+            raise over_limit("QUERY_ROWS_MAX", len(rows), "answer rows")
+        if stored_bytes * plan.width_factor > QUERY_BYTES_MAX:  # it may not fit: measure
+            answer_bytes = sum(map(row_width, rows))
+            if answer_bytes > QUERY_BYTES_MAX:
+                raise over_limit("QUERY_BYTES_MAX", answer_bytes, "answer bytes")
+        return rows
     # Rows come in answer order: skip the offset, stop at the limit.
     if offset:
         found = islice(found, offset, None)
-    answer = (row for _, row in found)
-    if project is not None:
-        answer = (project(row) for row in answer)
-    if limit is None:
-        return _within_answer_bounds(answer, None)
-    return _within_answer_bounds(islice(answer, limit), None)
+    if limit is not None:
+        found = islice(found, limit)
+    return _streamed_answer(found, project, plan.width_factor)
 
 
-def _within_answer_bounds(answer: Iterator[Row], count: int | None) -> list[Row]:
-    """The rows of `answer` (`count` of them, if known), or SqlLimitExceeded: for more than
+def _streamed_answer(
+    found: Iterator[_Found], project: Callable[[Row], Row] | None, width_factor: int
+) -> list[Row]:
+    """The answer rows of `found`, projected, or SqlLimitExceeded: for more than
     `QUERY_ROWS_MAX` rows, else for more than `QUERY_BYTES_MAX` bytes. At most one row
-    more than fits is read; past the byte bound, rows are only counted."""
-    if count is not None and count > QUERY_ROWS_MAX:
-        raise over_limit("QUERY_ROWS_MAX", count, "answer rows")
+    more than fits is kept; past the byte bound, rows are only counted."""
     rows: list[Row] = []
-    answer_bytes = 0
-    for row in answer:
-        answer_bytes += row_width(row)
+    answer_bytes = 0  # exact, or (projected, until measured) at least the answer's bytes
+    measured = project is None
+    for _, stored, width in found:
+        row = stored if project is None else project(stored)
+        if measured:
+            answer_bytes += width if project is None else row_width(row)
+        else:
+            answer_bytes += width * width_factor
+            if answer_bytes > QUERY_BYTES_MAX:  # the bound no longer shows it fits
+                answer_bytes = sum(map(row_width, rows)) + row_width(row)
+                measured = True
         if answer_bytes > QUERY_BYTES_MAX:
             # Over in bytes; the spec reports rows first, so count the rest (not kept).
-            counted = len(rows) + 1 + sum(1 for _ in islice(answer, QUERY_ROWS_MAX))
+            counted = len(rows) + 1 + sum(1 for _ in islice(found, QUERY_ROWS_MAX))
             if counted > QUERY_ROWS_MAX:
                 raise over_limit("QUERY_ROWS_MAX", counted, "answer rows")
             raise over_limit("QUERY_BYTES_MAX", answer_bytes, "answer bytes")
