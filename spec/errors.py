@@ -13,6 +13,7 @@ __all__ = [
     "CorruptionError",
     "HistoryLostError",
     "InvalidArgumentError",
+    "KeyMismatchError",
     "NotFoundError",
     "SpecError",
 ]
@@ -59,3 +60,14 @@ class HistoryLostError(CorruptionError):
         self.first_lost = first_lost
         self.end_lost = end_lost
         super().__init__(first_lost, f"history lost up to record {end_lost - 1}: {reason}")
+
+
+class KeyMismatchError(SpecError):
+    """The signing key given is not the one the log pins: it refuses to sign with it."""
+
+    def __init__(self, pinned: bytes, given: bytes) -> None:
+        self.pinned = pinned
+        self.given = given
+        super().__init__(
+            f"the log pins public key {pinned.hex()}; the signing key given is {given.hex()}"
+        )

@@ -29,6 +29,14 @@ What the log is:
   log found without them lost history, and opening it is refused (nothing is
   truncated, nothing appended) with `HistoryLostError` naming the range.
 
+- Signatures (signing.py). A log may pin, in its first record (a KEY
+  record), the Ed25519 key that signs it; from then on every CHECKPOINT
+  record is signed by the pinned key, and a later KEY record, signed by the
+  key it replaces, rotates it. A signer that is not the pinned key signs
+  nothing (`KeyMismatchError`). `verify` checks every signature and every
+  rotation; `signed_through` says how many records the last signed
+  checkpoint covers (the ones after it are not yet signed).
+
 What opening may discard, exactly: the records after the last durable one,
 and of those only whole records from the end plus at most one partial record
 (the torn tail). Everything else missing is lost history.
@@ -40,24 +48,29 @@ from dataclasses import dataclass, replace
 
 import icontract
 
-from verity_spec import merkle
+from verity_spec import merkle, signing
 from verity_spec.errors import (
     CorruptionError,
     HistoryLostError,
     InvalidArgumentError,
+    KeyMismatchError,
     NotFoundError,
 )
 from verity_spec.records import (
     KIND_CHECKPOINT,
     KIND_DATA,
+    KIND_KEY,
     PAYLOAD_BYTES_MAX,
     U64_MAX,
     ZERO_HASH,
     CheckpointPayload,
+    KeyPayload,
     Record,
     chain_hash,
     decode_checkpoint_payload,
+    decode_key_payload,
     encode_checkpoint_payload,
+    encode_key_payload,
     is_well_formed,
     record_bytes,
 )
@@ -78,6 +91,11 @@ __all__ = [
     "lose_records",
     "merkle_root",
     "nearest_checkpoint",
+    "pin_key",
+    "pinned_key",
+    "rewrite_keyless",
+    "rotate_key",
+    "signed_through",
     "read",
     "read_verified",
     "records",
@@ -198,12 +216,12 @@ def is_log(log: Log) -> bool:
 
 
 def data_records_since_checkpoint(log: Log) -> int:
-    """How many records follow the last CHECKPOINT record (all of them are DATA)."""
+    """How many DATA records follow the last CHECKPOINT record."""
     count = 0
     for record in reversed(log.records):
         if record.kind == KIND_CHECKPOINT:
             break
-        count += 1
+        count += record.kind == KIND_DATA
     return count
 
 
@@ -238,7 +256,7 @@ def check_count(name: str, value: object) -> int:
 
 
 def next_record(log: Log, kind: int, payload: bytes, now: int) -> Record:
-    """The record that would follow the log's last record."""
+    """The record that would follow the log's last record (timestamp `max(now, last + 1)`)."""
     return Record(
         offset=size(log),
         prev_hash=head_hash(log),
@@ -257,22 +275,94 @@ def with_record(log: Log, record: Record) -> Log:
 @icontract.ensure(lambda log, result: result.records[-1].prev_hash == head_hash(log))
 @icontract.ensure(lambda result: result.records[-1].kind == KIND_CHECKPOINT)
 @icontract.ensure(lambda result: result.durable == size(result))
-def append_checkpoint(log: Log, now: int) -> Log:
+def append_checkpoint(log: Log, now: int, signer: bytes | None = None) -> Log:
     """Append a CHECKPOINT record stating the size, chain hash and Merkle root before it.
+
+    With `signer` (an Ed25519 private key, the 32-byte seed), the record also
+    carries its public key and its signature of `signing.checkpoint_message`,
+    the bytes a `SignedCheckpoint` of the same statement is signed over.
+
+    :raises InvalidArgumentError: an argument can never be valid.
+    :raises KeyMismatchError: `signer` is not the key the log pins.
+    """
+    check_now(now)
+    return acknowledged(with_record(log, checkpoint_record(log, now, signer)))
+
+
+def checkpoint_record(log: Log, now: int, signer: bytes | None) -> Record:
+    """The CHECKPOINT record that would follow the log's last record."""
+    check_signer(log, signer)
+    count = size(log)
+    timestamp = max(now, last_timestamp(log) + 1)
+    statement = CheckpointPayload(
+        record_count=count,
+        chain_hash=head_hash(log),
+        merkle_root=merkle.mth(leaves(log, count)),
+    )
+    if signer is not None:
+        public_key = signing.public_key_of(signer)
+        message = signing.checkpoint_message(
+            count, statement.merkle_root, statement.chain_hash, timestamp, public_key
+        )
+        statement = replace(
+            statement, public_key=public_key, signature=signing.sign(signer, message)
+        )
+    return next_record(log, KIND_CHECKPOINT, encode_checkpoint_payload(statement), timestamp)
+
+
+def check_signer(log: Log, signer: bytes | None) -> None:
+    """A log that pins a key is signed by it and no other; one that pins none is not signed."""
+    if signer is not None and (not isinstance(signer, bytes) or len(signer) != 32):
+        raise InvalidArgumentError("signer", signer, "must be a 32-byte Ed25519 private key")
+    pinned = pinned_key(log, size(log))
+    given = None if signer is None else signing.public_key_of(signer)
+    if pinned is not None and given != pinned:
+        raise KeyMismatchError(pinned, given or b"")
+    if pinned is None and given is not None:
+        raise InvalidArgumentError("signer", "<key>", "the log pins no key (pin_key first)")
+
+
+def pinned_key(log: Log, end: int) -> bytes | None:
+    """The public key the last KEY record before offset `end` pins, or None."""
+    for record in reversed(log.records[:end]):
+        if record.kind == KIND_KEY:
+            payload = decode_key_payload(record.payload)
+            return None if payload is None else payload.public_key
+    return None
+
+
+@icontract.require(lambda log: is_log(log) and size(log) == 0)
+@icontract.ensure(lambda result: size(result) == 1 and result.records[0].kind == KIND_KEY)
+def pin_key(log: Log, now: int, signer: bytes) -> Log:
+    """Begin an empty log with a KEY record pinning `signer`'s public key.
 
     :raises InvalidArgumentError: an argument can never be valid.
     """
     check_now(now)
-    statement = CheckpointPayload(
-        record_count=size(log),
-        chain_hash=head_hash(log),
-        merkle_root=merkle.mth(leaves(log, size(log))),
-    )
-    return acknowledged(
-        with_record(
-            log, next_record(log, KIND_CHECKPOINT, encode_checkpoint_payload(statement), now)
-        )
-    )
+    if not isinstance(signer, bytes) or len(signer) != 32:
+        raise InvalidArgumentError("signer", signer, "must be a 32-byte Ed25519 private key")
+    payload = encode_key_payload(KeyPayload(signing.public_key_of(signer), None))
+    return acknowledged(with_record(log, next_record(log, KIND_KEY, payload, now)))
+
+
+@icontract.require(lambda log: is_log(log))
+@icontract.ensure(lambda log, result: size(result) == size(log) + 1)
+def rotate_key(log: Log, now: int, signer: bytes, new_signer: bytes) -> Log:
+    """Hand the log over to `new_signer`: a KEY record signed by the pinned `signer`.
+
+    :raises InvalidArgumentError: an argument can never be valid.
+    :raises KeyMismatchError: `signer` is not the key the log pins.
+    """
+    check_now(now)
+    if pinned_key(log, size(log)) is None:
+        raise InvalidArgumentError("signer", "<key>", "the log pins no key (pin_key first)")
+    check_signer(log, signer)
+    if not isinstance(new_signer, bytes) or len(new_signer) != 32:
+        raise InvalidArgumentError("new_signer", new_signer, "must be a 32-byte private key")
+    new_key = signing.public_key_of(new_signer)
+    message = signing.rotation_message(size(log), head_hash(log), new_key)
+    payload = encode_key_payload(KeyPayload(new_key, signing.sign(signer, message)))
+    return acknowledged(with_record(log, next_record(log, KIND_KEY, payload, now)))
 
 
 def check_payloads(payloads: object) -> tuple[bytes, ...]:
@@ -299,16 +389,24 @@ def check_payloads(payloads: object) -> tuple[bytes, ...]:
 )
 @icontract.ensure(lambda result: is_chained(result))
 @icontract.ensure(lambda result: result.durable == size(result))
-def append_batch(log: Log, payloads: tuple[bytes, ...], now: int, policy: CheckpointPolicy) -> Log:
+def append_batch(
+    log: Log,
+    payloads: tuple[bytes, ...],
+    now: int,
+    policy: CheckpointPolicy,
+    signer: bytes | None = None,
+) -> Log:
     """Append one DATA record per payload, in order, with automatic checkpoints between.
 
     Every payload is checked before anything is appended: a bad one rejects
     the whole batch and the log is unchanged. The call returns once every
-    record it wrote is durable.
+    record it wrote is durable. Its checkpoints are signed by `signer`
+    (`append_checkpoint`).
 
     :raises InvalidArgumentError: an argument can never be valid.
+    :raises KeyMismatchError: `signer` is not the key the log pins.
     """
-    return acknowledged(write_unacknowledged(log, payloads, now, policy))
+    return acknowledged(write_unacknowledged(log, payloads, now, policy, signer))
 
 
 @icontract.require(lambda log: is_log(log))
@@ -316,7 +414,11 @@ def append_batch(log: Log, payloads: tuple[bytes, ...], now: int, policy: Checkp
 @icontract.ensure(lambda log, result: result.durable == log.durable)
 @icontract.ensure(lambda result: is_chained(result))
 def write_unacknowledged(
-    log: Log, payloads: tuple[bytes, ...], now: int, policy: CheckpointPolicy
+    log: Log,
+    payloads: tuple[bytes, ...],
+    now: int,
+    policy: CheckpointPolicy,
+    signer: bytes | None = None,
 ) -> Log:
     """The records `append_batch` writes, before the fsync that makes them durable.
 
@@ -329,27 +431,31 @@ def write_unacknowledged(
     """
     checked = check_payloads(payloads)
     check_now(now)
+    check_signer(log, signer)
     durable = log.durable
     for payload in checked:
         log = with_record(log, next_record(log, KIND_DATA, payload, now))
         due = data_records_since_checkpoint(log) >= policy.every_n_records
         if due and not policy.explicit_only:
-            log = append_checkpoint(log, now)
+            log = append_checkpoint(log, now, signer)
     return replace(log, durable=durable)
 
 
-def append(log: Log, payload: bytes, now: int, policy: CheckpointPolicy) -> Log:
+def append(
+    log: Log, payload: bytes, now: int, policy: CheckpointPolicy, signer: bytes | None = None
+) -> Log:
     """Append one DATA record (and the checkpoint it makes due).
 
     :raises InvalidArgumentError: an argument can never be valid.
+    :raises KeyMismatchError: `signer` is not the key the log pins.
     """
-    return append_batch(log, (payload,), now, policy)
+    return append_batch(log, (payload,), now, policy, signer)
 
 
 @icontract.require(lambda log: is_log(log))
 @icontract.ensure(lambda log, result: result.records[: size(log)] == log.records)
 @icontract.ensure(lambda log, result: size(result) - size(log) in (0, 1))
-def shutdown(log: Log, now: int, policy: CheckpointPolicy) -> Log:
+def shutdown(log: Log, now: int, policy: CheckpointPolicy, signer: bytes | None = None) -> Log:
     """A clean shutdown: a final checkpoint when the policy asks for one and it adds anything.
 
     Reopening a cleanly shut down log gives this same value back.
@@ -359,7 +465,7 @@ def shutdown(log: Log, now: int, policy: CheckpointPolicy) -> Log:
     check_now(now)
     ends_with_checkpoint = bool(log.records) and log.records[-1].kind == KIND_CHECKPOINT
     if policy.on_shutdown and log.records and not ends_with_checkpoint:
-        return append_checkpoint(log, now)
+        return append_checkpoint(log, now, signer)
     return acknowledged(log)
 
 
@@ -497,17 +603,58 @@ def nearest_checkpoint(log: Log, offset: int) -> int | None:
 
 
 def check_checkpoint(log: Log, offset: int) -> None:
-    """A CHECKPOINT record must state exactly the records before it."""
-    statement = decode_checkpoint_payload(log.records[offset].payload)
+    """A CHECKPOINT record states exactly the records before it, signed by the pinned key.
+
+    In a log that pins no key, checkpoints are unsigned. In one that does,
+    every checkpoint after the pin carries a valid signature by the key
+    pinned at that point: an unsigned one, or one signed by another key,
+    fails (a rewrite without the private key cannot produce either).
+    """
+    record = log.records[offset]
+    statement = decode_checkpoint_payload(record.payload)
     if statement is None:
         raise CorruptionError(offset, "a CHECKPOINT record without a checkpoint payload")
     expected = CheckpointPayload(
         record_count=offset,
-        chain_hash=log.records[offset].prev_hash,
+        chain_hash=record.prev_hash,
         merkle_root=merkle.mth(leaves(log, offset)),
+        public_key=statement.public_key,
+        signature=statement.signature,
     )
     if statement != expected:
         raise CorruptionError(offset, "the checkpoint does not describe the records before it")
+    pinned = pinned_key(log, offset)
+    if pinned is None:
+        if statement.signature is not None:
+            raise CorruptionError(offset, "a signed checkpoint in a log that pins no key")
+        return
+    if statement.public_key is None or statement.signature is None:
+        raise CorruptionError(offset, "an unsigned checkpoint in a log that pins a key")
+    if statement.public_key != pinned:
+        raise CorruptionError(offset, "the checkpoint is signed by a key the log does not pin")
+    message = signing.checkpoint_message(
+        offset, statement.merkle_root, statement.chain_hash, record.timestamp, pinned
+    )
+    if not signing.is_valid_signature(pinned, message, statement.signature):
+        raise CorruptionError(offset, "the checkpoint's signature does not verify")
+
+
+def check_key_record(log: Log, offset: int) -> None:
+    """A KEY record pins a key at offset 0, or rotates it, signed by the key it replaces."""
+    record = log.records[offset]
+    statement = decode_key_payload(record.payload)
+    if statement is None:
+        raise CorruptionError(offset, "a KEY record without a key payload")
+    if offset == 0:
+        if statement.signature is not None:
+            raise CorruptionError(offset, "the genesis KEY record carries a rotation signature")
+        return
+    pinned = pinned_key(log, offset)
+    if pinned is None or statement.signature is None:
+        raise CorruptionError(offset, "a KEY record after genesis must rotate a pinned key")
+    message = signing.rotation_message(offset, record.prev_hash, statement.public_key)
+    if not signing.is_valid_signature(pinned, message, statement.signature):
+        raise CorruptionError(offset, "the key rotation is not signed by the key it replaces")
 
 
 @icontract.require(lambda log: is_log(log))
@@ -556,9 +703,58 @@ def verify(log: Log) -> int:
             raise CorruptionError(offset, "timestamp does not increase")
         if record.kind == KIND_CHECKPOINT:
             check_checkpoint(log, offset)
+        if record.kind == KIND_KEY:
+            check_key_record(log, offset)
         previous_hash = chain_hash(record)
         previous_timestamp = record.timestamp
     return size(log)
+
+
+@icontract.require(lambda log: is_log(log))
+@icontract.ensure(lambda log, result: 0 <= result <= size(log))
+def signed_through(log: Log) -> int:
+    """How many records the last signed checkpoint covers; the records after it are not
+    yet signed (0 when no checkpoint is signed). Whether the signatures hold is `verify`'s
+    question."""
+    for record in reversed(log.records):
+        statement = (
+            decode_checkpoint_payload(record.payload) if record.kind == KIND_CHECKPOINT else None
+        )
+        if statement is not None and statement.signature is not None:
+            return record.offset
+    return 0
+
+
+@icontract.require(lambda log: is_log(log))
+@icontract.require(lambda log, offset: 0 <= offset < size(log))
+@icontract.ensure(lambda result: is_chained(result))
+def rewrite_keyless(log: Log, offset: int, payload: bytes) -> Log:
+    """The log as an attacker who holds no key can rewrite it: record `offset` gets `payload`.
+
+    Everything keyless is recomputed after it: each later record's
+    `prev_hash`, and each later checkpoint's record count, chain hash and
+    Merkle root (formats §1-2 need no key). Signatures and KEY records are
+    kept as they were: forging them needs a private key. `verify` of the
+    result fails at the first signed checkpoint after `offset`; a rewrite no
+    signed checkpoint covers yet is only "not yet signed".
+    """
+    rewritten: list[Record] = list(log.records[:offset])
+    for position in range(offset, size(log)):
+        old = log.records[position]
+        new_payload = payload if position == offset else old.payload
+        prefix = replace(log, records=tuple(rewritten))
+        if old.kind == KIND_CHECKPOINT:
+            statement = decode_checkpoint_payload(old.payload)
+            if statement is not None:
+                new_payload = encode_checkpoint_payload(
+                    replace(
+                        statement,
+                        chain_hash=head_hash(prefix),
+                        merkle_root=merkle.mth(leaves(prefix, position)),
+                    )
+                )
+        rewritten.append(replace(old, prev_hash=head_hash(prefix), payload=new_payload))
+    return replace(log, records=tuple(rewritten))
 
 
 @icontract.require(lambda log: is_log(log))
