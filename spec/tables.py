@@ -88,9 +88,10 @@ DML
 
 SELECT
 - `SELECT * | col, ... | COUNT(*) FROM t [WHERE] [ORDER BY] [LIMIT] [OFFSET]`.
-  [choice] `*` and `COUNT(*)` stand alone; a column may be listed twice; ORDER
-  BY names columns of the table (selected or not). `COUNT(*)` with ORDER BY
-  is "unsupported" (nothing to order); LIMIT/OFFSET apply to its one row.
+  [choice] `*` and `COUNT(*)` stand alone; nothing selected (`SELECT FROM t`)
+  is "syntax"; a column may be listed twice; ORDER BY names columns of the
+  table (selected or not). `COUNT(*)` with ORDER BY is "unsupported" (nothing
+  to order); LIMIT/OFFSET apply to its one row.
 - Rows come in ascending primary key order unless ORDER BY says otherwise;
   ORDER BY puts NULLs first ascending and last descending, and ties keep
   primary key order. [choice] `NULLS FIRST/LAST` and `ORDER BY 1` are
@@ -1207,6 +1208,8 @@ def select_of(node: exp.Expr) -> Select:
         require_only(outputs[0], set())
     else:
         columns = tuple(column_of(output) for output in outputs)
+        if not columns:
+            raise malformed("SELECT with nothing selected")
     source = node.args.get("from_")
     if source is None:
         raise unsupported("SELECT without FROM")
