@@ -674,11 +674,11 @@ def in_subprocess(plan: list[tuple[str, int]], timeout_s: float) -> tuple[bool, 
 
 def test_fuzz_text_grammar_parameters_lockstep_and_sdk() -> None:
     plan = [
-        ("text", 400),
-        ("text-lockstep", 40),
-        ("grammar", 400),
-        ("lockstep", 60),
-        ("sdk", 10),
+        ("text", 600),
+        ("text-lockstep", 60),
+        ("grammar", 600),
+        ("lockstep", 100),
+        ("sdk", 12),
     ]
     passed, output = in_subprocess(plan, timeout_s=300)
     assert passed, "a fuzz campaign failed:\n" + output[-20_000:]
