@@ -1861,16 +1861,16 @@ def select(state: TablesState, statement: Select, params: tuple[object, ...]) ->
         return compare_keys(left, right)  # ties: primary key order
 
     keys.sort(key=functools.cmp_to_key(order))
+    start = offset or 0
+    end = None if limit is None else start + limit
+    answered: tuple[tuple[object, ...], ...]
     if statement.count:
         columns: tuple[str, ...] = ("count",)
-        answer: list[tuple[object, ...]] = [(len(keys),)]
+        answered = ((len(keys),),)[start:end]
     else:
         columns = statement.columns or tuple(column.name for column in table.columns)
         positions = [column_index(table, name) for name in columns]
-        answer = [tuple(rows[key][position] for position in positions) for key in keys]
-    start = offset or 0
-    end = None if limit is None else start + limit
-    answered = tuple(answer[start:end])
+        answered = tuple(tuple(rows[key][p] for p in positions) for key in keys[start:end])
     if len(answered) > QUERY_ROWS_MAX:
         raise over_limit("QUERY_ROWS_MAX", len(answered))
     answered_bytes = sum(row_width(row) for row in answered)

@@ -63,6 +63,9 @@ from verity.query._types import Value, coerce_column, describe_value
 __all__ = ["Engine", "Prepared", "QueryResult", "WritePlan"]
 
 CACHE_SIZE_DEFAULT: Final = 256
+# The cache also keeps at most this many characters of SQL text: a parsed statement
+# takes some tens of times its text, and 256 texts of SQL_TEXT_BYTES_MAX would not fit.
+_CACHE_TEXT_CHARS_MAX: Final = 4 << 20
 _PLANS_PER_STATEMENT_MAX: Final = 16  # table definitions a prepared statement keeps plans for
 
 # INSERTs of this many rows or more try the column-by-column path first (so that the
@@ -282,10 +285,13 @@ class Engine:
     """VerityDB's SQL engine over a `VersionedStore` (see the package docstring).
 
     Thread-safe for queries; write plans must be made and applied one at a time.
-    Checks come in the spec's order: the text ("syntax", "unsupported"), then
-    parameters ("parameter"), names ("unknown_table", "table_exists",
+    Checks come in the spec's order: the text ("limit", "syntax", "unsupported"),
+    then parameters ("parameter"), names ("unknown_table", "table_exists",
     "unknown_column"), INSERT row lengths ("syntax"), every value's type
-    ("type_mismatch"), and last the constraints ("constraint").
+    ("type_mismatch"), the constraints ("constraint"), and last the widths of
+    written rows and the size of an answer ("limit", `verity.query.LIMITS`).
+    Prepared statements are cached by text: at most `cache_size` of them, and at
+    most 4 Mi characters of text in all.
     """
 
     def __init__(self, store: VersionedStore, *, cache_size: int = CACHE_SIZE_DEFAULT) -> None:
@@ -295,6 +301,7 @@ class Engine:
         self._catalog = Catalog(store)
         self._cache_size = cache_size
         self._cache: OrderedDict[str, Prepared] = OrderedDict()
+        self._cache_chars = 0  # the characters of the cached texts
         self._cache_lock = threading.Lock()
 
     def prepare(self, sql: str) -> Prepared:
@@ -308,9 +315,15 @@ class Engine:
                 return prepared
         prepared = Prepared(sql, parse(sql))
         with self._cache_lock:
+            if sql not in self._cache:
+                self._cache_chars += len(sql)
             self._cache[sql] = prepared
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            while len(self._cache) > self._cache_size or (
+                self._cache_chars > _CACHE_TEXT_CHARS_MAX and len(self._cache) > 1
+            ):
+                evicted, _ = self._cache.popitem(last=False)
+                self._cache_chars -= len(evicted)
+            assert self._cache_chars >= 0
         return prepared
 
     def query(

@@ -636,9 +636,12 @@ class SelectPlan:
         positions = tuple(column_position(table, name) for name in select.columns or ())
         for name in predicate_columns(select.where):
             column_position(table, name)
-        self.order = tuple(
-            (column_position(table, key.column), key.descending) for key in select.order_by
-        )
+        # A column named again in ORDER BY changes nothing (its ties are already broken):
+        # it is dropped, so the sorts are at most one per column, whatever the text says.
+        order: dict[int, bool] = {}
+        for key in select.order_by:
+            order.setdefault(column_position(table, key.column), key.descending)
+        self.order = tuple(order.items())
         self.read = plan_read(table, select.where)
         self.count = select.count
         self.project: Callable[[Row], Row] | None = None
@@ -695,15 +698,19 @@ def run_select(
                 raise over_limit("QUERY_ROWS_MAX", QUERY_ROWS_MAX + 1, "more answer rows")
         _sort(rows, plan.order)
         rows = rows[offset:] if limit is None else rows[offset : offset + limit]
-        if project is not None:
-            rows = [project(row) for row in rows]
         if len(rows) > QUERY_ROWS_MAX:
             raise over_limit("QUERY_ROWS_MAX", len(rows), "answer rows")
-        if stored_bytes * plan.width_factor > QUERY_BYTES_MAX:  # it may not fit: measure
-            answer_bytes = sum(map(row_width, rows))
+        if stored_bytes * plan.width_factor <= QUERY_BYTES_MAX:  # it fits, whatever is answered
+            return rows if project is None else [project(row) for row in rows]
+        answer: list[Row] = []  # it may not fit: measured row by row, projected one at a time
+        answer_bytes = 0
+        for row in rows:
+            answered = row if project is None else project(row)
+            answer_bytes += row_width(answered)
             if answer_bytes > QUERY_BYTES_MAX:
                 raise over_limit("QUERY_BYTES_MAX", answer_bytes, "answer bytes")
-        return rows
+            answer.append(answered)
+        return answer
     # Rows come in answer order: skip the offset, stop at the limit.
     if offset:
         found = islice(found, offset, None)
