@@ -73,7 +73,8 @@ answers and equal error kinds; among them:
   not exactly one statement, a text with a lone surrogate.
 - Parameters: the numbers used must be exactly 1..n; `?` with `$n`, `$0`, `:name`,
   a gap, a wrong count, or a value that is not exactly None, bool, int, float, str
-  or bytes is "parameter".
+  or bytes is "parameter". A `$n` over `PARAMETERS_MAX`, or more `?` than that, is
+  "limit", found while the text is read (before anything of that size is made).
 - Index names form their own namespace (a duplicate is "table_exists"); DROP TABLE
   drops the table's indexes.
 """
