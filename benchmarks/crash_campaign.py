@@ -1,6 +1,6 @@
-"""Crash, corruption and rebuild campaign (issue 5): `crash_campaign.py --trials N`.
+"""Crash, corruption, rebuild and fault campaign (issues 5, 10): `crash_campaign.py --trials N`.
 
-Three kinds of trial, each printing one line; the last line of the run is
+Four kinds of trial, each printing one line; the last line of the run is
 
     trials=N acknowledged=N lost=N corruptions_injected=N detected=N rebuilt=N
 
@@ -27,9 +27,15 @@ Three kinds of trial, each printing one line; the last line of the run is
   ten after its audit, for the next child to recover (what a power cut in the
   middle of a write leaves, which SIGKILL rarely does): recovery must discard
   exactly it and report it. An acknowledged call found missing or
-  different is *lost*. Trials run on top of each other in one folder (in groups of 2, 1,
-  3 and 4 trials) and then start a fresh folder; between trials the parent
-  closes the folder cleanly or abandons it as a crash would.
+  different is *lost*. Right after the kill, every tenant's durability mark
+  (`durable.vmark`, docs/formats.md §4.6) must check, cover every
+  acknowledged receipt and checkpoint, not run ahead of the records on disk
+  and carry its last record's chain hash. In three trials of ten a reader
+  (`read_only=True`) opens beside the live child before the kill: it must
+  verify and hold every call acknowledged before it opened. Trials run on
+  top of each other in one folder (in groups of 2, 1, 3 and 4 trials) and
+  then start a fresh folder; between trials the parent closes the folder
+  cleanly or abandons it as a crash would.
 - **Corruption trials** (`--corruption-trials`, default 4N). On a copy of a
   cleanly closed folder, one random byte inside one random stored record's
   frame (length ‖ CRC ‖ 53-byte header ‖ payload, docs/formats.md §4.1) is
@@ -50,6 +56,28 @@ Three kinds of trial, each printing one line; the last line of the run is
   checkpoint list is a trusted anchor, docs/formats.md §4.4; `verify()`
   reports a damaged Merkle block before rebuilding it, §4.3).
   Anything else, above all a different answer, fails the run.
+- **Fault trials** (`--fault-trials`, default max(N, number of fault
+  variants); `--fault KIND` picks kinds). On a copy of a cleanly closed
+  folder, a fault VerityDB must refuse (docs/architecture.md, failure
+  table): `second-writer` (a child process, this script with `--hold`,
+  holds the database: a writer gets `InUse` naming its pid, a reader beside
+  it answers as the undamaged folder), `segment-cut` (the newest segment of
+  a tenant's log cut below what was durable, or emptied), `segment-delete`
+  (the newest segment, a sealed one or all of them deleted), `sealed-cut` (a
+  sealed segment cut short): `HistoryLost` naming the log and the first lost
+  record, to writers and readers, `verify()` reporting it; `key-delete`
+  (`master.key`, `keyring.json`, `signing.key`): `KeyError_` naming the
+  file (a reader needs no signing key); `layout-damage` (`verity.json`
+  deleted, a byte flipped, or another shard count with a valid checksum):
+  `CorruptionError` naming it; `no-create` (a missing or empty folder, an
+  unknown tenant, without `create=True`): `NotFound` (`ReadOnly` for a
+  reader's `create=True`). Every open is tried writable, with
+  `create=True` and read-only, each must raise exactly its error, and no
+  file may change (lock files aside). *Detected*: all of that held. Then
+  the damaged files are put back from the undamaged folder: the copy must
+  be that folder byte for byte, answer every question as it did and hold
+  every acknowledged call. An open that works where it must refuse is
+  audited as it left the folder: what is missing counts as lost.
 
 SIGKILL keeps the operating system's page cache, so crash trials test the
 process's crash consistency (acknowledge only what is written, recover a torn
@@ -60,8 +88,10 @@ wraps the log opener the SDK calls to roll segments at `--segment-bytes`
 (default 256 KiB); sealed segments are where offset indexes, coverage marks
 and Merkle flushes happen. `--segment-bytes 0` keeps the SDK default.
 
-The exit status is 1 when anything was lost, a flip went undetected, a
-rebuild answered differently or any other check failed. Every trial line
+The closing line counts record flips and faults together in
+`corruptions_injected` and `detected`. The exit status is 1 when anything
+was lost, a flip or a fault went undetected, a rebuild answered differently
+or any other check failed. Every trial line
 carries the seed of its workload; `--seed S` replays the same choices (the
 kill moments are wall-clock, so a crash replays its workload, not its exact
 instant).
@@ -76,6 +106,7 @@ import json
 import logging
 import os
 import random
+import select
 import shutil
 import signal
 import subprocess
@@ -83,14 +114,17 @@ import sys
 import tempfile
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Any, Final, TypeAlias, final
 
 import verity
 import verity._tenant as verity_tenant
 from verity import (
+    BadRecord,
     CheckpointPolicy,
     DataClass,
     IdempotencyId,
@@ -101,7 +135,17 @@ from verity import (
     TenantHandle,
     TenantId,
 )
-from verity.errors import CorruptionError, NotFound, SqlError, VerityError
+from verity.directory import shard_of
+from verity.errors import (
+    CorruptionError,
+    HistoryLost,
+    InUse,
+    KeyError_,
+    NotFound,
+    ReadOnly,
+    SqlError,
+    VerityError,
+)
 from verity.proofs import verify_consistency, verify_signed_checkpoint
 from verity.storage import Log
 
@@ -129,6 +173,12 @@ CHAIN_DOMAIN: Final = b"verity.chain.v1\x00"
 # An event: seed u64 ‖ writer u16 ‖ call u32 ‖ part u16 ‖ parts u16 ‖ body, all derivable.
 EVENT_HEADER_BYTES: Final = 18
 READ_BYTES_MAX: Final = 4 * 1024 * 1024
+READER_FRACTION: Final = 0.3  # trials in which a reader opens beside the live child
+# docs/formats.md §4.6: "VDUR" ‖ version 1 ‖ size u64 ‖ head_hash (32) ‖ crc32, big-endian.
+MARK_FILE: Final = "durable.vmark"
+MARK_MAGIC: Final = b"VDUR"
+MARK_VERSION: Final = 1
+MARK_BYTES: Final = 49
 PROBLEMS_SHOWN_MAX: Final = 12  # per trial; a broken folder can fail every event in it
 
 Json: TypeAlias = dict[str, Any]
@@ -476,10 +526,16 @@ class Writer:
         self._emit(ack_to_json(AckedCheckpoint(int(self._handle.tenant), checkpoint)))
 
 
-def open_database(folder: Path, sync_policy: SyncPolicy) -> verity.Verity:
+def open_database(
+    folder: Path, sync_policy: SyncPolicy, *, create: bool = True, read_only: bool = False
+) -> verity.Verity:
     checkpoint_policy = CheckpointPolicy(every_n_records=CHECKPOINT_EVERY_RECORDS)
     return verity.open(
-        folder, sync_policy=sync_policy, checkpoint_policy=checkpoint_policy, create=True
+        folder,
+        sync_policy=sync_policy,
+        checkpoint_policy=checkpoint_policy,
+        create=create,
+        read_only=read_only,
     )
 
 
@@ -730,16 +786,23 @@ def audit_rows(tenant: int, rows: list[tuple[object, ...]]) -> list[str]:
     return problems
 
 
-def audit_checkpoints(handle: TenantHandle, acks: list[AckedCheckpoint]) -> list[Lost]:
+def audit_checkpoints(
+    handle: TenantHandle, acks: list[AckedCheckpoint], *, sign: bool = True
+) -> list[Lost]:
     """Lost checkpoints: each acknowledged one must be a prefix of the log as signed now.
 
     Signs a new checkpoint (appending its record) and checks an RFC 9162
     consistency proof from every acknowledged one to it, as an auditor would.
+    Without `sign` (a reader signs nothing), the newest acknowledged
+    checkpoint stands for "now".
     """
     if not acks:
         return []
     public_key = handle.public_key()
-    now = handle.checkpoint()
+    if sign:
+        now = handle.checkpoint()
+    else:
+        now = max((ack.checkpoint for ack in acks), key=lambda checkpoint: checkpoint.tree_size)
     verify_signed_checkpoint(now, public_key)
     lost = []
     for ack in acks:
@@ -755,6 +818,20 @@ def audit_checkpoints(handle: TenantHandle, acks: list[AckedCheckpoint]) -> list
         if chain_hash_at(handle, end, now.tree_size) != signed.chain_hash:
             lost.append(Lost(ack.key, f"record {end} is not the one signed"))
     return lost
+
+
+def discards(cut: tuple[str, int, int] | None, torn: TornTail, torn_tails: list[TornTail]) -> bool:
+    """Whether a recovery's discarded bytes `cut` account for `torn`, and no more than tears.
+
+    The cut starts at or before the torn tail (the kill may have torn a write
+    first) and ends at its end, or at the end of a later torn tail appended
+    on top of it in the same segment (a child killed before it recovered the
+    first one leaves both, and one recovery discards them together).
+    """
+    if cut is None or cut[0] != torn.segment or cut[1] > torn.start:
+        return False
+    ends = {other.end for other in torn_tails if other.segment == torn.segment}
+    return cut[2] == torn.end or (cut[2] > torn.end and cut[2] in ends)
 
 
 def audit_recoveries(
@@ -782,11 +859,7 @@ def audit_recoveries(
                 f"below the {floor} acknowledged before the trial"
             )
         cut = recovery.discarded_bytes
-        unreported = [
-            torn
-            for torn in unreported
-            if cut is None or (cut[0], cut[2]) != (torn.segment, torn.end) or cut[1] > torn.start
-        ]
+        unreported = [torn for torn in unreported if not discards(cut, torn, torn_tails)]
     history.recoveries_seen[tenant] = len(recoveries)
     problems += [
         f"tenant {tenant}: no recovery reports the torn tail {torn}" for torn in unreported
@@ -800,8 +873,14 @@ def audit_tenant(
     acks: list[Ack],
     floor: int,
     torn_tails: list[TornTail],
+    *,
+    reader: bool = False,
 ) -> tuple[list[Lost], list[str], list[str]]:
-    """`(lost, problems, recoveries)` of one tenant against its acknowledgements."""
+    """`(lost, problems, recoveries)` of one tenant against its acknowledgements.
+
+    A `reader` (a read-only handle beside a live writer) signs nothing and
+    leaves the recoveries to the writer's audit.
+    """
     tenant = int(handle.tenant)
     lost: list[Lost] = []
     problems: list[str] = []
@@ -849,7 +928,10 @@ def audit_tenant(
                 lost.append(
                     Lost(ack.key, "the record at the receipt's offset is not the receipt's")
                 )
-    lost += audit_checkpoints(handle, [ack for ack in acks if isinstance(ack, AckedCheckpoint)])
+    checkpoints = [ack for ack in acks if isinstance(ack, AckedCheckpoint)]
+    lost += audit_checkpoints(handle, checkpoints, sign=not reader)
+    if reader:
+        return lost, problems, []
     recovery_problems, recoveries = audit_recoveries(handle, history, floor, torn_tails)
     return lost, problems + recovery_problems, recoveries
 
@@ -895,6 +977,115 @@ def audit(
     return AuditResult(lost, problems, recoveries)
 
 
+def audit_beside_writer(folder: Path, history: FolderHistory, acks: list[Ack]) -> list[str]:
+    """A reader opened beside the live child: it sees every call acknowledged before it opened.
+
+    The child acknowledges a call only once it is durable and the durability
+    mark says so, and a reader sees every record the mark names when it opens
+    (docs/sdk.md, "One writer, any number of readers"): it must verify, and
+    hold every acknowledged event, row, receipt and checkpoint. What it misses
+    is a problem of the reader, not a loss.
+    """
+    problems: list[str] = []
+    try:
+        with open_database(folder, SyncPolicy.every_batch(), create=False, read_only=True) as db:
+            report = db.verify()
+            if not report.ok:
+                problems.append(f"verify() failed: {report.first_bad}")
+            every = history.acks + acks
+            for tenant in sorted(map(int, db.tenants())):
+                tenant_acks = [ack for ack in every if ack.tenant == tenant]
+                handle = db.tenant(TenantId(tenant))
+                missed, more, _ = audit_tenant(handle, history, tenant_acks, 0, [], reader=True)
+                problems += [f"it misses {item}" for item in missed] + more
+    except (VerityError, OSError) as failure:
+        problems.append(f"it raised {type(failure).__name__}: {failure}")
+    return [f"a reader beside the writer: {problem}" for problem in problems]
+
+
+def read_durable_mark(log: Path) -> tuple[int, bytes] | str:
+    """`(size, head_hash)` of a log's durability mark (docs/formats.md §4.6), or what is wrong."""
+    try:
+        data = (log / MARK_FILE).read_bytes()
+    except FileNotFoundError:
+        return "is missing"
+    if len(data) != MARK_BYTES:
+        return f"has {len(data)} bytes, not {MARK_BYTES}"
+    crc = int.from_bytes(data[45:49], "big")
+    if data[:4] != MARK_MAGIC or data[4] != MARK_VERSION or zlib.crc32(data[:45]) != crc:
+        return "does not check (magic, version or CRC)"
+    return int.from_bytes(data[5:13], "big"), data[13:45]
+
+
+def whole_records(log: Path) -> list[bytes]:
+    """Every record of a log's segments, in order, up to the first frame that is not whole.
+
+    A killed writer can leave a torn frame at the end; nothing after it is a record.
+    """
+    records: list[bytes] = []
+    for segment in sorted(log.glob("*.vlog")):
+        if int(segment.stem) != len(records):
+            return records
+        data = segment.read_bytes()
+        position = 0
+        while position + 8 <= len(data):
+            length = int.from_bytes(data[position : position + 4], "big")
+            end = position + 8 + length
+            record = data[position + 8 : end]
+            crc = int.from_bytes(data[position + 4 : position + 8], "big")
+            if length < 53 or end > len(data) or zlib.crc32(record) != crc:
+                return records
+            records.append(record)
+            position = end
+        if position != len(data):
+            return records
+    return records
+
+
+def durable_mark_problems(folder: Path, acks: list[Ack]) -> list[str]:
+    """Problems with every tenant's durability mark, as the killed child left it.
+
+    The mark must check, cover every acknowledged record whose position the
+    parent knows (SQL receipts, checkpoints): one it does not cover could be
+    cut later as if it were a torn tail; never run ahead of the records on
+    disk (SIGKILL keeps the page cache: all that was written is there); and
+    carry the chain hash of its last record.
+    """
+    problems = []
+    for tenant, path in sorted(tenant_folders(folder).items()):
+        log = path / "log"
+        if not log.is_dir():
+            continue
+        floor = max(
+            [
+                ack.offset + 1
+                for ack in acks
+                if isinstance(ack, AckedStatement) and ack.tenant == tenant
+            ]
+            + [
+                ack.checkpoint.tree_size
+                for ack in acks
+                if isinstance(ack, AckedCheckpoint) and ack.tenant == tenant
+            ],
+            default=0,
+        )
+        records = whole_records(log)
+        mark = read_durable_mark(log)
+        where = f"tenant {tenant} {MARK_FILE}"
+        if isinstance(mark, str):
+            if records or floor:
+                problems.append(f"{where} {mark}, with {len(records)} records on disk")
+            continue
+        size, head_hash = mark
+        if size < floor:
+            problems.append(f"{where} says {size} records are durable; {floor} were acknowledged")
+        if size > len(records):
+            problems.append(f"{where} says {size} records are durable; {len(records)} are on disk")
+        elif size and hashlib.sha256(CHAIN_DOMAIN + records[size - 1]).digest() != head_hash:
+            problems.append(f"{where}: its head hash is not record {size - 1}'s chain hash")
+    return problems
+
+
 def print_problems(label: str, lines: list[str]) -> None:
     for line in lines[:PROBLEMS_SHOWN_MAX]:
         print(f"  {label} {line}", flush=True)
@@ -937,21 +1128,35 @@ def run_crash_trial(
     stderr_path = history.folder.with_name(f"{history.folder.name}-trial-{trial}.stderr")
     early = rng.random() < EARLY_KILL_FRACTION
     delay_ms = rng.randrange(0, EARLY_KILL_MS_MAX if early else options.kill_ms_max)
+    reader_ms = rng.randrange(0, delay_ms + 1) if rng.random() < READER_FRACTION else None
     problems: list[str] = []
     with stderr_path.open("wb") as stderr_file:
         child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr_file, text=True)
-        assert child.stdout is not None
-        output = ChildOutput(child.stdout)
-        if not early and not output.ready.wait(READY_TIMEOUT_S):
-            problems.append(f"the child was not ready within {READY_TIMEOUT_S} s")
-        time.sleep(delay_ms / 1000)
-        child.kill()
-        child.wait()
+        try:
+            assert child.stdout is not None
+            output = ChildOutput(child.stdout)
+            ready = early or output.ready.wait(READY_TIMEOUT_S)
+            if not ready:
+                problems.append(f"the child was not ready within {READY_TIMEOUT_S} s")
+            if reader_ms is not None and not early and ready:
+                time.sleep(reader_ms / 1000)
+                now = history_copy(history, history.folder)
+                now.seeds.append(seed)  # the live child's events are this trial's
+                problems += audit_beside_writer(history.folder, now, list(output.acks))
+                time.sleep((delay_ms - reader_ms) / 1000)
+            else:
+                time.sleep(delay_ms / 1000)
+        finally:
+            child.kill()
+            child.wait()
         output.join()
     moment = f"{'after spawn' if early else 'after ready'} +{delay_ms} ms"
+    if reader_ms is not None and not early:
+        moment += f", reader beside it at +{reader_ms} ms"
     if child.returncode != -signal.SIGKILL:
         problems.append(f"the child exited with {child.returncode} before the kill")
     problems += [f"the child reported: {message}" for message in output.errors]
+    problems += durable_mark_problems(history.folder, history.acks + output.acks)
     # Torn tails the audit must find recovered: one left for this child's open to
     # recover (it may have been killed while it did), one appended after the kill.
     torn_tails = history.torn_for_next_trial
@@ -1004,20 +1209,24 @@ class StoredFrame:
     record_offset: int
 
 
-def stored_frames(log_folder: Path) -> list[StoredFrame]:
-    """Every frame of every segment, parsed as docs/formats.md §4.1 lays them out."""
+def segment_frames(segment: Path) -> list[StoredFrame]:
+    """Every frame of one whole segment, parsed as docs/formats.md §4.1 lays them out."""
     frames = []
-    for segment in sorted(log_folder.glob("*.vlog")):
-        data = segment.read_bytes()
-        position = 0
-        while position < len(data):
-            length = int.from_bytes(data[position : position + 4], "big")
-            end = position + 8 + length
-            assert length >= 53 and end <= len(data), f"{segment} byte {position}: not a frame"
-            record_offset = int.from_bytes(data[position + 8 : position + 16], "big")
-            frames.append(StoredFrame(segment, position, end, record_offset))
-            position = end
+    data = segment.read_bytes()
+    position = 0
+    while position < len(data):
+        length = int.from_bytes(data[position : position + 4], "big")
+        end = position + 8 + length
+        assert length >= 53 and end <= len(data), f"{segment} byte {position}: not a frame"
+        record_offset = int.from_bytes(data[position + 8 : position + 16], "big")
+        frames.append(StoredFrame(segment, position, end, record_offset))
+        position = end
     return frames
+
+
+def stored_frames(log_folder: Path) -> list[StoredFrame]:
+    """Every frame of every segment of a log whose segments are whole."""
+    return [frame for path in sorted(log_folder.glob("*.vlog")) for frame in segment_frames(path)]
 
 
 def tenant_folders(folder: Path, *, with_records: bool = False) -> dict[int, Path]:
@@ -1181,14 +1390,17 @@ def tenant_answers(handle: TenantHandle) -> dict[str, str]:
     return found
 
 
-def answers(folder: Path) -> dict[str, str]:
-    """Everything the database in `folder` answers, by question; opens and closes it."""
+def answers(folder: Path, *, read_only: bool = False) -> dict[str, str]:
+    """Everything the database in `folder` answers, by question; opens and closes it.
+
+    `read_only` asks a reader (which writes nothing): it must answer as the writer does.
+    """
     found: dict[str, str] = {}
-    with open_database(folder, SyncPolicy.every_batch()) as db:
+    with open_database(folder, SyncPolicy.every_batch(), create=False, read_only=read_only) as db:
         report = db.verify()
         found["verify"] = f"ok={report.ok} records={report.records_checked} bad={report.first_bad}"
         for tenant in db.tenants():
-            for question, answer in tenant_answers(db.tenant(tenant, create=True)).items():
+            for question, answer in tenant_answers(db.tenant(tenant)).items():
                 found[f"tenant {int(tenant)} {question}"] = answer
     return found
 
@@ -1405,6 +1617,834 @@ def run_rebuild_trial(
     return outcome
 
 
+# =================================================================== fault trials
+
+# docs/formats.md §4 and §5.5 and docs/sdk.md: the files a fault trial damages or ignores.
+LOCK_FILE: Final = "verity.lock"  # every writer stamps its pid into the lock files it takes
+LAYOUT_FILE: Final = "verity.json"
+LAYOUT_FORMAT: Final = 1
+MASTER_KEY_FILE: Final = "master.key"
+KEYRING_FILE: Final = "keyring.json"
+SIGNING_KEY_FILE: Final = "signing.key"
+SHARD_COUNT_CANDIDATES: Final = range(1, 65)  # counts a layout fault may write instead
+HOLDER_STOP_S: Final = 10.0
+
+Outcome: TypeAlias = str | None  # what is wrong; None when nothing is
+
+
+def folder_state(folder: Path) -> dict[str, str]:
+    """Every file (by SHA-256 of its bytes) and folder under `folder`, by relative path.
+
+    Lock files are left out: a writable open stamps its pid into them, and
+    the lock file of a folder that had none is made by the first open that
+    asks for it, refused or not (docs/formats.md §4).
+    """
+    state: dict[str, str] = {}
+    for path in sorted(folder.rglob("*")):
+        if path.name == LOCK_FILE:
+            continue
+        name = str(path.relative_to(folder))
+        state[name] = "folder" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+    return state
+
+
+def state_changes(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    """What differs between two `folder_state`s, one line per path."""
+    changes = [f"{name} created" for name in sorted(after.keys() - before.keys())]
+    changes += [f"{name} deleted" for name in sorted(before.keys() - after.keys())]
+    changes += [
+        f"{name} rewritten"
+        for name in sorted(before.keys() & after.keys())
+        if before[name] != after[name]
+    ]
+    return changes
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """The typed error a fault must be refused with, and what the error must say."""
+
+    error: type[VerityError]
+    says_wrong: Callable[[Any], Outcome]  # given an `error`: what it gets wrong, if anything
+
+    def judge(self, failure: Exception) -> Outcome:
+        if not isinstance(failure, self.error):
+            return f"raised {type(failure).__name__}: {failure}; expected {self.error.__name__}"
+        return self.says_wrong(failure)
+
+
+def refusal_summary(failure: Exception) -> str:
+    """A refusal as a trial line shows it: the error's type and what it names."""
+    if isinstance(failure, HistoryLost):
+        return f"HistoryLost(records {failure.first_lost}..{failure.end_lost - 1})"
+    if isinstance(failure, InUse):
+        return f"InUse(pid {failure.pid})"
+    if isinstance(failure, CorruptionError) and failure.file is not None:
+        return f"{type(failure).__name__}({Path(failure.file).name})"
+    return type(failure).__name__
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One open of the damaged folder, and whether it must be refused or must work.
+
+    `run` returns what was wrong when it worked (None: it worked as it must);
+    with a `refusal`, working at all is wrong.
+    """
+
+    label: str
+    run: Callable[[], Outcome]
+    refusal: Refusal | None
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    opened: bool  # it must have been refused and was not
+    problem: Outcome
+    refused_with: str | None
+
+
+def make_attempt(attempt: Attempt) -> AttemptResult:
+    try:
+        wrong = attempt.run()
+    except Exception as failure:  # any error at all: it is judged, never let through
+        if attempt.refusal is None:
+            problem = f"{attempt.label} raised {type(failure).__name__}: {failure}"
+            return AttemptResult(False, problem, None)
+        wrong = attempt.refusal.judge(failure)
+        problem = None if wrong is None else f"{attempt.label}: {wrong}"
+        return AttemptResult(False, problem, None if wrong else refusal_summary(failure))
+    if attempt.refusal is not None:
+        problem = f"{attempt.label} opened; it must raise {attempt.refusal.error.__name__}"
+        return AttemptResult(True, problem + (f" ({wrong})" if wrong else ""), None)
+    return AttemptResult(False, None if wrong is None else f"{attempt.label}: {wrong}", None)
+
+
+# ------------------------------------------------------------------ the opens a fault meets
+
+
+def open_and_close(folder: Path, *, create: bool = False, read_only: bool = False) -> Outcome:
+    with open_database(folder, SyncPolicy.every_batch(), create=create, read_only=read_only):
+        return None
+
+
+def open_tenant(
+    folder: Path, tenant: int, *, create: bool = False, read_only: bool = False
+) -> Outcome:
+    with open_database(folder, SyncPolicy.every_batch(), create=False, read_only=read_only) as db:
+        db.tenant(TenantId(tenant), create=create)
+    return None
+
+
+def verify_names(folder: Path, tenant: int, judge_bad: Callable[[BadRecord], Outcome]) -> Outcome:
+    """A reader's `verify()` must report the damaged tenant (CorruptionErrors are reported)."""
+    with open_database(folder, SyncPolicy.every_batch(), create=False, read_only=True) as db:
+        report = db.verify()
+    bad = report.first_bad
+    if bad is None:
+        return f"verify() reported ok over {report.records_checked} records"
+    if int(bad.tenant) != tenant:
+        return f"verify() reported tenant {int(bad.tenant)}: {bad}"
+    return judge_bad(bad)
+
+
+def verify_raises(folder: Path) -> Outcome:
+    """A reader's `verify()` (which the caller expects to raise): what it reported instead."""
+    with open_database(folder, SyncPolicy.every_batch(), create=False, read_only=True) as db:
+        report = db.verify()
+    return f"verify() reported {'ok' if report.ok else report.first_bad}"
+
+
+def others_open(folder: Path, tenant: int, sizes: dict[int, int]) -> Outcome:
+    """A reader opens every tenant but the damaged one, with all its records."""
+    with open_database(folder, SyncPolicy.every_batch(), create=False, read_only=True) as db:
+        for other in sorted(set(sizes) - {tenant}):
+            size = db.tenant(TenantId(other)).log_size()
+            if size != sizes[other]:
+                return f"tenant {other} holds {size} records, not {sizes[other]}"
+    return None
+
+
+def reader_answers(folder: Path, expected: dict[str, str]) -> Outcome:
+    """A reader answers every question as the undamaged folder's writer did."""
+    found = answers(folder, read_only=True)
+    differing = sorted(
+        key for key in expected.keys() | found.keys() if found.get(key) != expected.get(key)
+    )
+    return f"answered differently: {', '.join(differing[:6])}" if differing else None
+
+
+def database_refusals(folder: Path, refusal: Refusal) -> list[Attempt]:
+    """The database itself must refuse: to a writer, to `create=True`, to a reader."""
+    return [
+        Attempt("open", partial(open_and_close, folder), refusal),
+        Attempt("open(create=True)", partial(open_and_close, folder, create=True), refusal),
+        Attempt("open(read_only=True)", partial(open_and_close, folder, read_only=True), refusal),
+    ]
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class FaultSite:
+    """A fresh copy of a cleanly closed folder, about to be damaged."""
+
+    folder: Path
+    tenants: dict[int, Path]  # tenant folders whose log holds a record
+    sizes: dict[int, int]  # records in each of those logs
+    expected: dict[str, str]  # what the undamaged folder answers
+    rng: random.Random
+    segment_bytes: int
+
+
+def tenant_refusals(
+    site: FaultSite,
+    tenant: int,
+    refusal: Refusal,
+    *,
+    reader_refused: bool,
+    judge_bad: Callable[[BadRecord], Outcome] | None = None,
+) -> list[Attempt]:
+    """The database opens; the damaged tenant must refuse; the other tenants must open.
+
+    With `reader_refused`, a reader refuses the tenant too, and its
+    `verify()` reports it (judged by `judge_bad`; `verify()` reports
+    CorruptionErrors) or, without `judge_bad`, raises the refusal's error.
+    Otherwise a reader opens the tenant and answers as the undamaged folder.
+    """
+    folder = site.folder
+    attempts = [
+        Attempt(f"tenant {tenant}", partial(open_tenant, folder, tenant), refusal),
+        Attempt(
+            f"tenant {tenant}(create=True)",
+            partial(open_tenant, folder, tenant, create=True),
+            refusal,
+        ),
+    ]
+    if reader_refused:
+        attempts.append(
+            Attempt(
+                f"read-only tenant {tenant}",
+                partial(open_tenant, folder, tenant, read_only=True),
+                refusal,
+            )
+        )
+        if judge_bad is not None:
+            verify = Attempt(
+                "read-only verify()", partial(verify_names, folder, tenant, judge_bad), None
+            )
+        else:
+            verify = Attempt("read-only verify()", partial(verify_raises, folder), refusal)
+        attempts.append(verify)
+    else:
+        attempts.append(
+            Attempt("read-only open", partial(reader_answers, folder, site.expected), None)
+        )
+    attempts.append(
+        Attempt("read-only other tenants", partial(others_open, folder, tenant, site.sizes), None)
+    )
+    return attempts
+
+
+@final
+@dataclass
+class Fault:
+    """A damage done to a site: what it was, the paths to restore, the opens it must meet."""
+
+    what: str
+    damaged: list[Path]
+    tenant: int | None
+    attempts: list[Attempt]
+    release: Callable[[], None] = lambda: None  # stops what the fault started (a writer)
+    restores_exactly: bool = True  # the restored folder equals the undamaged one, byte for byte
+
+
+FaultMaker = Callable[[FaultSite], Fault | None]
+
+
+# ------------------------------------------------------------------ lost history
+
+
+def _segments(tenant: Path) -> list[Path]:
+    return sorted((tenant / "log").glob("*.vlog"))
+
+
+def _first_offset(segment: Path) -> int:
+    return int(segment.stem)
+
+
+def _pick_tenant(site: FaultSite, fits: Callable[[list[Path]], bool]) -> int | None:
+    """A random tenant whose segments `fit`, or None if no tenant's do."""
+    fitting = [tenant for tenant, path in sorted(site.tenants.items()) if fits(_segments(path))]
+    return site.rng.choice(fitting) if fitting else None
+
+
+def _newest_holds_records(segments: list[Path]) -> bool:
+    return segments[-1].stat().st_size > 0
+
+
+def _has_sealed(segments: list[Path]) -> bool:
+    return len(segments) > 1
+
+
+def _cut(segment: Path, rng: random.Random, *, to_nothing: bool) -> tuple[int, int]:
+    """Cut `segment` short: to nothing, at a record's start or inside a record.
+
+    Returns `(bytes kept, records kept)`.
+    """
+    frames = segment_frames(segment)
+    size = segment.stat().st_size
+    if to_nothing:
+        kept = 0
+    elif rng.random() < 0.5:
+        kept = frames[rng.randrange(len(frames))].start  # whole records lost, nothing torn
+    else:
+        kept = rng.randrange(1, size)  # usually inside a record: it looks torn
+    os.truncate(segment, kept)
+    return kept, sum(frame.end <= kept for frame in frames)
+
+
+def _history_lost(
+    site: FaultSite, tenant: int, first_lost: int, what: str, damaged: list[Path]
+) -> Fault:
+    """The tenant must refuse with `HistoryLost` from `first_lost`, naming a file of its log."""
+    log = site.tenants[tenant] / "log"
+    size = site.sizes[tenant]
+
+    def of_the_log(file: str | None) -> bool:
+        return file is not None and log in (Path(file), Path(file).parent)
+
+    def says_wrong(failure: HistoryLost) -> Outcome:
+        wrong = []
+        if not of_the_log(failure.file):
+            wrong.append(f"it names {failure.file}, not the log {log}")
+        if failure.first_lost != first_lost:
+            wrong.append(f"it says records from {failure.first_lost} are lost, not {first_lost}")
+        if not failure.first_lost < failure.end_lost <= size:
+            wrong.append(
+                f"lost range {failure.first_lost}..{failure.end_lost} of a {size}-record log"
+            )
+        return "; ".join(wrong) or None
+
+    def judge_bad(bad: BadRecord) -> Outcome:
+        if not of_the_log(bad.file) or bad.record_offset != first_lost:
+            return f"verify() reported {bad}"
+        return None
+
+    refusal = Refusal(HistoryLost, says_wrong)
+    attempts = tenant_refusals(site, tenant, refusal, reader_refused=True, judge_bad=judge_bad)
+    return Fault(what, damaged, tenant, attempts)
+
+
+def _lost_records(site: FaultSite, tenant: int, first_lost: int) -> str:
+    return f"records {first_lost}..{site.sizes[tenant] - 1} of {site.sizes[tenant]} gone"
+
+
+def _cut_newest(site: FaultSite, *, to_nothing: bool) -> Fault | None:
+    tenant = _pick_tenant(site, _newest_holds_records)
+    if tenant is None:
+        return None
+    segment = _segments(site.tenants[tenant])[-1]
+    size = segment.stat().st_size
+    kept_bytes, kept_records = _cut(segment, site.rng, to_nothing=to_nothing)
+    first_lost = _first_offset(segment) + kept_records
+    what = (
+        f"newest segment {segment.name} cut from {size} to {kept_bytes} bytes: "
+        f"{_lost_records(site, tenant, first_lost)}"
+    )
+    return _history_lost(site, tenant, first_lost, what, [segment])
+
+
+def _delete_segments(site: FaultSite, segments: list[Path]) -> tuple[list[Path], str]:
+    """Delete `segments`, and their offset indexes half the time; return what was deleted."""
+    deleted = list(segments)
+    indexes = [path.with_suffix(".vidx") for path in segments]
+    if site.rng.random() < 0.5:
+        deleted += [index for index in indexes if index.exists()]
+    for path in deleted:
+        path.unlink()
+    if len(deleted) == len(segments):
+        return deleted, ""
+    return deleted, " with its index" if len(segments) == 1 else " with their indexes"
+
+
+def _delete_newest(site: FaultSite) -> Fault | None:
+    tenant = _pick_tenant(site, _newest_holds_records)
+    if tenant is None:
+        return None
+    segment = _segments(site.tenants[tenant])[-1]
+    deleted, with_index = _delete_segments(site, [segment])
+    first_lost = _first_offset(segment)
+    lost = _lost_records(site, tenant, first_lost)
+    what = f"newest segment {segment.name} deleted{with_index}: {lost}"
+    return _history_lost(site, tenant, first_lost, what, deleted)
+
+
+def _delete_sealed(site: FaultSite) -> Fault | None:
+    tenant = _pick_tenant(site, _has_sealed)
+    if tenant is None:
+        return None
+    segments = _segments(site.tenants[tenant])
+    segment = site.rng.choice(segments[:-1])
+    end = _first_offset(segments[segments.index(segment) + 1])
+    deleted, with_index = _delete_segments(site, [segment])
+    first_lost = _first_offset(segment)
+    what = (
+        f"sealed segment {segment.name} deleted{with_index}: records {first_lost}..{end - 1} gone"
+    )
+    return _history_lost(site, tenant, first_lost, what, deleted)
+
+
+def _delete_every_segment(site: FaultSite) -> Fault | None:
+    tenant = site.rng.choice(sorted(site.tenants))
+    segments = _segments(site.tenants[tenant])
+    deleted, with_indexes = _delete_segments(site, segments)
+    what = f"all {len(segments)} segments deleted{with_indexes}: {_lost_records(site, tenant, 0)}"
+    return _history_lost(site, tenant, 0, what, deleted)
+
+
+def _cut_sealed(site: FaultSite) -> Fault | None:
+    tenant = _pick_tenant(site, _has_sealed)
+    if tenant is None:
+        return None
+    segments = _segments(site.tenants[tenant])
+    segment = site.rng.choice(segments[:-1])
+    end = _first_offset(segments[segments.index(segment) + 1])
+    size = segment.stat().st_size
+    kept_bytes, kept_records = _cut(segment, site.rng, to_nothing=False)
+    first_lost = _first_offset(segment) + kept_records
+    what = (
+        f"sealed segment {segment.name} cut from {size} to {kept_bytes} bytes: "
+        f"records {first_lost}..{end - 1} gone"
+    )
+    return _history_lost(site, tenant, first_lost, what, [segment])
+
+
+# ------------------------------------------------------------------ keys
+
+
+def _names(path: Path) -> Callable[[VerityError], Outcome]:
+    def says_wrong(failure: VerityError) -> Outcome:
+        return None if str(path) in str(failure) else f"it does not name {path}: {failure}"
+
+    return says_wrong
+
+
+def _delete_master_key(site: FaultSite) -> Fault:
+    path = site.folder / MASTER_KEY_FILE
+    path.unlink()
+    refusal = Refusal(KeyError_, _names(path))
+    return Fault(
+        f"deleted {MASTER_KEY_FILE}", [path], None, database_refusals(site.folder, refusal)
+    )
+
+
+def _delete_tenant_key(site: FaultSite, name: str) -> Fault:
+    """A writer refuses; so does a reader without the key ring (it decrypts), not one
+    without the signing key (it signs nothing)."""
+    tenant = site.rng.choice(sorted(site.tenants))
+    path = site.tenants[tenant] / name
+    path.unlink()
+    refusal = Refusal(KeyError_, _names(path))
+    attempts = tenant_refusals(site, tenant, refusal, reader_refused=name == KEYRING_FILE)
+    return Fault(f"deleted {name}", [path], tenant, attempts)
+
+
+# ------------------------------------------------------------------ layout
+
+
+def _layout_refusal(site: FaultSite) -> Refusal:
+    path = site.folder / LAYOUT_FILE
+
+    def says_wrong(failure: CorruptionError) -> Outcome:
+        return None if failure.file == str(path) else f"it names {failure.file}, not {path}"
+
+    return Refusal(CorruptionError, says_wrong)
+
+
+def _delete_layout(site: FaultSite) -> Fault:
+    path = site.folder / LAYOUT_FILE
+    path.unlink()
+    return Fault(
+        f"deleted {LAYOUT_FILE}",
+        [path],
+        None,
+        database_refusals(site.folder, _layout_refusal(site)),
+    )
+
+
+def _flip_layout(site: FaultSite) -> Fault:
+    path = site.folder / LAYOUT_FILE
+    what = _flip_one(path, site.rng)
+    return Fault(what, [path], None, database_refusals(site.folder, _layout_refusal(site)))
+
+
+def layout_bytes(shard_count: int) -> bytes:
+    """A valid layout file for `shard_count`, written as docs/formats.md §5.5 says."""
+    fields: dict[str, object] = {"format": LAYOUT_FORMAT, "shard_count": shard_count}
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+    fields["sha256"] = hashlib.sha256(canonical).hexdigest()
+    return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _recount_layout(site: FaultSite) -> Fault | None:
+    """Write a layout with another shard count, checksummed, under which a tenant moves.
+
+    A count that places every existing tenant where it is hides nothing and
+    is not damage; one is chosen under which some tenant folder is misplaced.
+    """
+    path = site.folder / LAYOUT_FILE
+    current = json.loads(path.read_bytes())["shard_count"]
+    placed = {
+        int(folder.name.removeprefix("tenant-")): folder.parent.name
+        for folder in site.folder.glob("shard-*/tenant-*")
+    }
+    candidates = [count for count in SHARD_COUNT_CANDIDATES if count != current]
+    site.rng.shuffle(candidates)
+    for count in candidates:
+        moved = [
+            tenant
+            for tenant, shard in placed.items()
+            if f"shard-{shard_of(TenantId(tenant), count):05d}" != shard
+        ]
+        if moved:
+            break
+    else:
+        return None
+    path.write_bytes(layout_bytes(count))
+    what = (
+        f"{LAYOUT_FILE} shard_count {current} -> {count}, checksum valid (moves tenant {moved[0]})"
+    )
+    return Fault(what, [path], None, database_refusals(site.folder, _layout_refusal(site)))
+
+
+# ------------------------------------------------------------------ a second writer
+
+
+@final
+class Holder:
+    """A child process (this script with `--hold`) that holds a database open for writing.
+
+    It opens the database and every tenant, prints its ready line, and
+    writes nothing more until it is killed.
+    """
+
+    def __init__(self, folder: Path, segment_bytes: int) -> None:
+        command = [sys.executable, str(SCRIPT), "--hold", str(folder)]
+        command += ["--segment-bytes", str(segment_bytes)]
+        self._stderr_path = folder.with_name(folder.name + "-holder.stderr")
+        self._stderr = self._stderr_path.open("wb")
+        self._process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+        )
+        try:
+            assert self._process.stdout is not None
+            self._output = ChildOutput(self._process.stdout)
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            while not self._output.ready.wait(0.05):
+                if self._process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    tail = self._stderr_path.read_text(errors="replace").strip().splitlines()[-3:]
+                    raise CampaignFailure(
+                        f"the writer holding the folder did not start: "
+                        f"{'; '.join(self._output.errors + tail) or 'no output'}"
+                    )
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def stop(self) -> None:
+        """Kill the writer (as a crash would) and wait for it; idempotent."""
+        if self._process.poll() is None:
+            self._process.kill()
+        self._process.wait(HOLDER_STOP_S)
+        if self._process.stdin is not None:
+            self._process.stdin.close()
+        if hasattr(self, "_output"):
+            self._output.join()
+        self._stderr.close()
+
+
+def run_holder(folder: Path, seconds_max: float) -> int:
+    """Hold `folder` for writing, every tenant open, until killed or stdin closes."""
+    try:
+        db = open_database(folder, SyncPolicy.every_batch(), create=False)
+        for tenant in db.tenants():
+            db.tenant(tenant)
+    except BaseException as failure:
+        print(json.dumps({"op": "error", "message": f"{type(failure).__name__}: {failure}"}))
+        return 3
+    print(json.dumps({"op": "ready"}), flush=True)
+    select.select([sys.stdin], [], [], seconds_max)  # until the parent goes (or forgets us)
+    db.close()
+    return 0
+
+
+def _hold(site: FaultSite) -> Fault:
+    """A second process holds the database: a writer must be refused, a reader must work."""
+    holder = Holder(site.folder, site.segment_bytes)
+
+    def says_wrong(failure: InUse) -> Outcome:
+        if failure.pid != holder.pid:
+            return f"it names pid {failure.pid}, not the writer's {holder.pid}"
+        return None
+
+    refusal = Refusal(InUse, says_wrong)
+    attempts = database_refusals(site.folder, refusal)[:2]
+    attempts.append(
+        Attempt(
+            "read-only open beside the writer",
+            partial(reader_answers, site.folder, site.expected),
+            None,
+        )
+    )
+    return Fault(
+        f"process {holder.pid} holds it open for writing",
+        [],
+        None,
+        attempts,
+        release=holder.stop,
+        restores_exactly=False,  # the writer's own open rewrote derived files (then it was killed)
+    )
+
+
+# ------------------------------------------------------------------ nothing is created by a read
+
+
+def _open_no_database(site: FaultSite) -> Fault:
+    """Opening a missing path or an empty folder without `create` makes nothing there."""
+    absent = site.folder.with_name(site.folder.name + "-absent")
+    empty = site.folder.with_name(site.folder.name + "-empty")
+    shutil.rmtree(absent, ignore_errors=True)
+    shutil.rmtree(empty, ignore_errors=True)
+    empty.mkdir()
+
+    def untouched(failure: NotFound) -> Outcome:
+        if absent.exists():
+            return f"{absent} was created"
+        if any(empty.iterdir()):
+            return f"{empty} was written: {sorted(path.name for path in empty.iterdir())}"
+        return None
+
+    refusal = Refusal(NotFound, untouched)
+    attempts = [
+        Attempt(f"open({label})", partial(open_and_close, path, **options), refusal)
+        for path, label in ((absent, "a missing folder"), (empty, "an empty folder"))
+        for options in ({}, {"read_only": True}, {"read_only": True, "create": True})
+    ]
+
+    def release() -> None:
+        shutil.rmtree(absent, ignore_errors=True)
+        shutil.rmtree(empty, ignore_errors=True)
+
+    return Fault("opened a missing and an empty folder without create", [], None, attempts, release)
+
+
+def _open_no_tenant(site: FaultSite) -> Fault:
+    """A tenant that is not there is NotFound (ReadOnly with create=True to a reader)."""
+    tenant = max(int(tenant) for tenant in tenant_folders(site.folder)) + 1
+    refusal = Refusal(NotFound, lambda failure: None)
+    attempts = [
+        Attempt(f"tenant {tenant}", partial(open_tenant, site.folder, tenant), refusal),
+        Attempt(
+            f"read-only tenant {tenant}",
+            partial(open_tenant, site.folder, tenant, read_only=True),
+            refusal,
+        ),
+        Attempt(
+            f"read-only tenant {tenant}(create=True)",
+            partial(open_tenant, site.folder, tenant, read_only=True, create=True),
+            Refusal(ReadOnly, lambda failure: None),
+        ),
+    ]
+    return Fault(f"asked for tenant {tenant}, which is not there", [], None, attempts)
+
+
+FAULTS: Final[dict[str, dict[str, FaultMaker]]] = {
+    "second-writer": {"held": _hold},
+    "segment-cut": {
+        "newest": partial(_cut_newest, to_nothing=False),
+        "newest-emptied": partial(_cut_newest, to_nothing=True),
+    },
+    "segment-delete": {
+        "newest": _delete_newest,
+        "sealed": _delete_sealed,
+        "all": _delete_every_segment,
+    },
+    "sealed-cut": {"sealed": _cut_sealed},
+    "key-delete": {
+        MASTER_KEY_FILE: _delete_master_key,
+        KEYRING_FILE: partial(_delete_tenant_key, name=KEYRING_FILE),
+        SIGNING_KEY_FILE: partial(_delete_tenant_key, name=SIGNING_KEY_FILE),
+    },
+    "layout-damage": {
+        "deleted": _delete_layout,
+        "flipped": _flip_layout,
+        "shard-count": _recount_layout,
+    },
+    "no-create": {"database": _open_no_database, "tenant": _open_no_tenant},
+}
+
+
+def fault_variants(kinds: Sequence[str]) -> list[tuple[str, str]]:
+    """Every `(kind, variant)` of the fault kinds, in order: fault trials cycle through them."""
+    return [(kind, variant) for kind in kinds for variant in FAULTS[kind]]
+
+
+# ------------------------------------------------------------------ the trial
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class FaultOutcome:
+    injected: bool
+    detected: bool
+    lost: int
+    failed: bool
+
+
+def history_copy(history: FolderHistory, folder: Path) -> FolderHistory:
+    """The acknowledgements of `history`, to audit a copy of its folder without changing it."""
+    return FolderHistory(
+        folder,
+        seeds=list(history.seeds),
+        acks=list(history.acks),
+        floor_by_tenant=dict(history.floor_by_tenant),
+        recoveries_seen=dict(history.recoveries_seen),
+        lost_keys=set(history.lost_keys),
+    )
+
+
+def audit_copy(folder: Path, history: FolderHistory) -> AuditResult:
+    """Audit `folder` against every acknowledgement of `history`; an exception is a problem."""
+    try:
+        return audit(folder, history_copy(history, folder), [], [], clean_close=True)
+    except Exception as failure:
+        return AuditResult([], [f"the audit raised {type(failure).__name__}: {failure}"], [])
+
+
+def restore_paths(source: Path, work: Path, paths: list[Path]) -> None:
+    """Put the damaged `paths` (under `work`) back as they are under `source`."""
+    for path in paths:
+        original = source / path.relative_to(work)
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        if original.is_dir():
+            shutil.copytree(original, path)
+        else:
+            shutil.copy2(original, path)
+
+
+def run_fault_trial(
+    trial: int,
+    trials: int,
+    kind: str,
+    variant: str,
+    sources: list[Path],
+    work: Path,
+    histories: dict[Path, FolderHistory],
+    expected_of: Callable[[Path], dict[str, str]],
+    rng: random.Random,
+    segment_bytes: int,
+) -> FaultOutcome:
+    """Inject one fault; it must be refused with the right error, changing nothing.
+
+    Every open it meets (writable, `create=True`, read-only, as the fault
+    says) must raise exactly the typed error the fault calls for, saying the
+    right things, or, for opens that must work, work and answer as the
+    undamaged folder does; and no file may change (lock files aside). Then
+    the damaged files are put back from the undamaged folder: it must be
+    byte for byte that folder again, answer every question as it did, and
+    hold every acknowledged call. An open that works when it must refuse is
+    audited on the damaged folder: what it lost counts as lost.
+    """
+    order = list(sources)
+    rng.shuffle(order)
+    for source in order:
+        expected = expected_of(source)
+        restore(source, work)
+        tenants = tenant_folders(work, with_records=True)
+        sizes = {tenant: len(stored_frames(path / "log")) for tenant, path in tenants.items()}
+        pristine = folder_state(work)
+        site = FaultSite(work, tenants, sizes, expected, rng, segment_bytes)
+        problems: list[str] = []
+        try:
+            fault = FAULTS[kind][variant](site)
+        except CampaignFailure as failure:
+            fault = Fault(str(failure), [], None, [])
+            problems.append(str(failure))
+        if fault is not None:
+            break
+    else:
+        print(
+            f"fault trial {trial + 1}/{trials} fault={kind}:{variant} skipped: "
+            "no folder has what it damages",
+            flush=True,
+        )
+        return FaultOutcome(injected=False, detected=False, lost=0, failed=False)
+
+    results: list[AttemptResult] = []
+    try:
+        before = folder_state(work)
+        results = [make_attempt(attempt) for attempt in fault.attempts]
+        after = folder_state(work)
+    finally:
+        fault.release()
+    problems += [result.problem for result in results if result.problem is not None]
+    problems += [f"the refused opens changed {change}" for change in state_changes(before, after)]
+    detected = not problems
+    history = histories[source]
+    lost_keys: set[str] = set()
+    if any(result.opened for result in results):
+        damaged = audit_copy(work, history)
+        lost_keys.update(item.key for item in damaged.lost)
+        problems += [f"opened damaged: {problem}" for problem in damaged.problems]
+
+    restore_paths(source, work, fault.damaged)
+    restored = folder_state(work)
+    if fault.restores_exactly:
+        problems += [f"restored, {change}" for change in state_changes(pristine, restored)]
+    try:
+        found = answers(work)
+    except Exception as failure:
+        problems.append(f"restored, opening raised {type(failure).__name__}: {failure}")
+    else:
+        differing = sorted(
+            key for key in expected.keys() | found.keys() if found.get(key) != expected.get(key)
+        )
+        if differing:
+            problems.append(f"restored, it answered differently: {', '.join(differing[:6])}")
+    after_restore = audit_copy(work, history)
+    lost_keys.update(item.key for item in after_restore.lost)
+    problems += [f"restored: {problem}" for problem in after_restore.problems]
+    lost = sorted(lost_keys - history.lost_keys)
+
+    refused = [result.refused_with for result in results if result.refused_with is not None]
+    shown = f" with {', '.join(sorted(set(refused)))}" if refused else ""
+    tenant = f" tenant={fault.tenant}" if fault.tenant is not None else ""
+    print(
+        f"fault trial {trial + 1}/{trials} folder={source.name}{tenant} fault={kind}:{variant} "
+        f"({fault.what}) opens={len(results)} refused={len(refused)}{shown} lost={len(lost)} "
+        f"{'detected' if detected else 'NOT DETECTED'}{'' if not problems else ', FAILED'}",
+        flush=True,
+    )
+    print_problems("LOST", lost)
+    print_problems("PROBLEM", problems)
+    return FaultOutcome(True, detected, len(lost), bool(problems or lost))
+
+
 # =================================================================== main
 
 
@@ -1461,6 +2501,17 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=sorted(DAMAGES),
         help="damage kinds of the rebuild trials (repeatable; default all)",
     )
+    parser.add_argument(
+        "--fault-trials",
+        type=int,
+        help="faults refused and restored (default max(trials, fault variants))",
+    )
+    parser.add_argument(
+        "--fault",
+        action="append",
+        choices=sorted(FAULTS),
+        help="fault kinds of the fault trials (repeatable; default all)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="campaign seed (default random)")
     parser.add_argument("--dir", type=Path, default=None, help="work folder (default temporary)")
     parser.add_argument(
@@ -1476,6 +2527,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"segment size of the logs (default {SEGMENT_BYTES_DEFAULT}; 0: the SDK's)",
     )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--hold", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--policy", choices=POLICIES, help=argparse.SUPPRESS)
     parser.add_argument(
         "--seconds-max", type=float, default=CHILD_SECONDS_MAX, help=argparse.SUPPRESS
@@ -1487,12 +2539,13 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"--kill-ms-max {arguments.kill_ms_max}: must be at least 1")
     if arguments.segment_bytes < 0:
         parser.error(f"--segment-bytes {arguments.segment_bytes}: must be >= 0")
-    for name in ("corruption_trials", "rebuild_trials"):
+    for name in ("corruption_trials", "rebuild_trials", "fault_trials"):
         count = getattr(arguments, name)
         if count is not None and count < 0:
             parser.error(f"--{name.replace('_', '-')} {count}: must be >= 0")
     work = arguments.dir
-    if arguments.child is None and work is not None and work.exists() and any(work.iterdir()):
+    child = arguments.child is not None or arguments.hold is not None
+    if not child and work is not None and work.exists() and any(work.iterdir()):
         parser.error(f"--dir {work}: must be empty or missing (trials build on what is there)")
     return arguments
 
@@ -1506,6 +2559,10 @@ def run_campaign(options: argparse.Namespace, work: Path) -> int:
     rebuild_trials = options.rebuild_trials
     if rebuild_trials is None:
         rebuild_trials = max(options.trials, len(kinds))
+    variants = fault_variants(options.fault or list(FAULTS))
+    fault_trials = options.fault_trials
+    if fault_trials is None:
+        fault_trials = max(options.trials, len(variants))
     print(
         f"campaign seed={seed} work={work} segment_bytes={options.segment_bytes} "
         f"(rerun: --seed {seed} --trials {options.trials})",
@@ -1544,8 +2601,8 @@ def run_campaign(options: argparse.Namespace, work: Path) -> int:
         history.folder for history in histories if tenant_folders(history.folder, with_records=True)
     ]
     if not sources:
-        print("no folder holds a record: no corruption or rebuild trials", flush=True)
-        corruption_trials = rebuild_trials = 0
+        print("no folder holds a record: no corruption, rebuild or fault trials", flush=True)
+        corruption_trials = rebuild_trials = fault_trials = 0
     scratch = work / "scratch"
     detected = 0
     for flip in range(corruption_trials):
@@ -1554,23 +2611,55 @@ def run_campaign(options: argparse.Namespace, work: Path) -> int:
     corruption_s = time.monotonic() - started - crash_s
 
     expected: dict[Path, dict[str, str]] = {}
+
+    def expected_of(source: Path) -> dict[str, str]:
+        """What the undamaged `source` answers (asked of a copy in `scratch`, once)."""
+        if source not in expected:
+            restore(source, scratch)
+            expected[source] = answers(scratch)
+        return expected[source]
+
     outcomes: dict[str, list[str]] = {"rebuilt": [], "reported": [], "wrong": []}
     for damage in range(rebuild_trials):
         rng = random.Random(f"{seed}/rebuild/{damage}")
         kind = kinds[damage % len(kinds)]
         source = rng.choice(sources)
-        if source not in expected:
-            restore(source, scratch)
-            expected[source] = answers(scratch)
         answered = run_rebuild_trial(
-            damage, rebuild_trials, kind, source, scratch, expected[source], rng
+            damage, rebuild_trials, kind, source, scratch, expected_of(source), rng
         )
         outcomes[answered].append(kind)
     rebuild_s = time.monotonic() - started - crash_s - corruption_s
 
-    failed |= detected < corruption_trials or bool(outcomes["wrong"])
+    history_of = {history.folder: history for history in histories}
+    faults_injected = faults_detected = 0
+    undetected: list[str] = []
+    for fault in range(fault_trials):
+        rng = random.Random(f"{seed}/fault/{fault}")
+        kind, variant = variants[fault % len(variants)]
+        outcome = run_fault_trial(
+            fault,
+            fault_trials,
+            kind,
+            variant,
+            sources,
+            scratch,
+            history_of,
+            expected_of,
+            rng,
+            options.segment_bytes,
+        )
+        faults_injected += outcome.injected
+        faults_detected += outcome.detected
+        lost += outcome.lost
+        failed |= outcome.failed
+        if outcome.injected and not outcome.detected:
+            undetected.append(f"{kind}:{variant}")
+    fault_s = time.monotonic() - started - crash_s - corruption_s - rebuild_s
+
+    failed |= detected < corruption_trials or bool(outcomes["wrong"]) or bool(undetected)
     print(
-        f"times: crash {crash_s:.1f} s, corruption {corruption_s:.1f} s, rebuild {rebuild_s:.1f} s",
+        f"times: crash {crash_s:.1f} s, corruption {corruption_s:.1f} s, "
+        f"rebuild {rebuild_s:.1f} s, fault {fault_s:.1f} s",
         flush=True,
     )
     print(
@@ -1580,9 +2669,14 @@ def run_campaign(options: argparse.Namespace, work: Path) -> int:
         flush=True,
     )
     print(
+        f"fault outcomes: injected={faults_injected} detected={faults_detected} "
+        f"not detected={len(undetected)} ({', '.join(sorted(set(undetected)))})",
+        flush=True,
+    )
+    print(
         f"trials={options.trials} acknowledged={acknowledged} lost={lost} "
-        f"corruptions_injected={corruption_trials} detected={detected} "
-        f"rebuilt={len(outcomes['rebuilt'])}",
+        f"corruptions_injected={corruption_trials + faults_injected} "
+        f"detected={detected + faults_detected} rebuilt={len(outcomes['rebuilt'])}",
         flush=True,
     )
     return 1 if failed or lost else 0
@@ -1595,6 +2689,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if options.policy is None or options.seed is None:
                 raise SystemExit("--child needs --policy and --seed")
             return run_child(options.child, options.policy, options.seed, options.seconds_max)
+        if options.hold is not None:
+            return run_holder(options.hold, options.seconds_max)
         with quiet_verity_warnings():
             if options.dir is not None:
                 options.dir.mkdir(parents=True, exist_ok=True)
