@@ -1263,17 +1263,33 @@ def frame_part(frame: StoredFrame, position: int) -> str:
     return "header" if inside < 8 + 53 else "payload"
 
 
-def detection_by_verify(work: Path, tenant: int, record_offset: int) -> str | None:
+def close_database(db: verity.Verity, failures: list[str]) -> None:
+    """Close `db`; a close that raises is a failure of its own (a reported flip must not
+    make closing fail), added to `failures`."""
+    try:
+        db.close()
+    except VerityError as failure:
+        failures.append(f"closing the database raised {type(failure).__name__}: {failure}")
+
+
+def detection_by_verify(
+    work: Path, tenant: int, record_offset: int, failures: list[str]
+) -> str | None:
     """None when `verify()` names exactly `tenant` and `record_offset`, else what it said."""
-    with open_database(work, SyncPolicy.every_batch()) as db:
+    db = open_database(work, SyncPolicy.every_batch())
+    try:
         report = db.verify()
+    finally:
+        close_database(db, failures)
     bad = report.first_bad
     if bad is not None and int(bad.tenant) == tenant and bad.record_offset == record_offset:
         return None
     return f"verify() reported {'ok' if report.ok else bad}"
 
 
-def detection_by_open(work: Path, tenant: int, record_offset: int) -> list[str]:
+def detection_by_open(
+    work: Path, tenant: int, record_offset: int, failures: list[str]
+) -> list[str]:
     """Problems opening the tenants and reading the flipped record.
 
     The flipped tenant must refuse to open, naming the record, or, when its
@@ -1282,7 +1298,8 @@ def detection_by_open(work: Path, tenant: int, record_offset: int) -> list[str]:
     asking for it must raise naming the record. Other tenants must open.
     """
     problems = []
-    with open_database(work, SyncPolicy.every_batch()) as db:
+    db = open_database(work, SyncPolicy.every_batch())
+    try:
         try:
             handle = db.tenant(TenantId(tenant), create=False)
         except CorruptionError as failure:
@@ -1300,13 +1317,22 @@ def detection_by_open(work: Path, tenant: int, record_offset: int) -> list[str]:
                 db.tenant(TenantId(other), create=False)
             except VerityError as failure:
                 problems.append(f"tenant {other}, not flipped, failed to open: {failure}")
+    finally:
+        close_database(db, failures)
     return problems
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class CorruptionOutcome:
+    detected: bool  # reported exactly, by verify() and by opening or reading
+    failed: bool  # not detected, or something else went wrong (a close raised)
 
 
 def run_corruption_trial(
     trial: int, trials: int, source: Path, work: Path, rng: random.Random
-) -> bool:
-    """Flip one byte of one stored record; return whether it was detected exactly.
+) -> CorruptionOutcome:
+    """Flip one byte of one stored record; it must be detected exactly, and nothing else fail.
 
     `verify()` and a plain open each get their own copy of the flipped folder:
     a tenant that failed to open keeps its store's page file locked for the
@@ -1323,20 +1349,21 @@ def run_corruption_trial(
     twin = work.with_name(work.name + "-twin")
     restore(work, twin)
     problems: list[str] = []
-    by_verify = detection_by_verify(work, tenant, frame.record_offset)
+    failures: list[str] = []
+    by_verify = detection_by_verify(work, tenant, frame.record_offset, failures)
     if by_verify is not None:
         problems.append(by_verify)
-    problems += detection_by_open(twin, tenant, frame.record_offset)
+    problems += detection_by_open(twin, tenant, frame.record_offset, failures)
     detected = not problems
     print(
         f"corruption trial {trial + 1}/{trials} folder={source.name} tenant={tenant} "
         f"record={frame.record_offset} file={frame.segment.name} byte={position} "
         f"({frame_part(frame, position)}) mask=0x{mask:02x} "
-        f"{'detected' if detected else 'NOT DETECTED'}",
+        f"{'detected' if detected else 'NOT DETECTED'}{', FAILED' if failures else ''}",
         flush=True,
     )
-    print_problems("PROBLEM", problems)
-    return detected
+    print_problems("PROBLEM", problems + failures)
+    return CorruptionOutcome(detected, bool(problems or failures))
 
 
 # =================================================================== rebuild trials
@@ -2607,7 +2634,9 @@ def run_campaign(options: argparse.Namespace, work: Path) -> int:
     detected = 0
     for flip in range(corruption_trials):
         rng = random.Random(f"{seed}/corruption/{flip}")
-        detected += run_corruption_trial(flip, corruption_trials, rng.choice(sources), scratch, rng)
+        flipped = run_corruption_trial(flip, corruption_trials, rng.choice(sources), scratch, rng)
+        detected += flipped.detected
+        failed |= flipped.failed
     corruption_s = time.monotonic() - started - crash_s
 
     expected: dict[Path, dict[str, str]] = {}
