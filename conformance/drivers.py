@@ -9,9 +9,12 @@ The lockstep machines and the vector runner compare the two, field for field.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import os
 import shutil
 import tempfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,6 +23,7 @@ import verity_spec.errors as spec_errors
 import verity_spec.log as spec_log
 import verity_spec.records as spec_records
 from verity import errors as verity_errors
+from verity.crypto import SigningKey
 from verity.storage import Log, SegmentInfo, open_log
 from verity.types import CheckpointPolicy, SyncPolicy
 
@@ -29,6 +33,8 @@ Observation = dict[str, Any]
 VECTOR_SEGMENT_BYTES_MAX = 64 * 1024 * 1024
 FRAME_PREFIX_BYTES = 8
 HEADER_BYTES = 53
+HASH_BYTES = 32
+CHAIN_DOMAIN = b"verity.chain.v1\x00"
 
 
 def ok(**fields: Any) -> Observation:
@@ -64,7 +70,15 @@ class LogDriver(Protocol):
     ) -> Observation: ...
     def lose_records(self, first: int, end: int) -> Observation: ...
     def corrupt(self, offset: int, byte: int) -> Observation: ...
+    def rotate_key(self, new_seed: bytes, now: int) -> Observation: ...
+    def rewrite(self, offset: int, payload: bytes) -> Observation: ...
     def close(self) -> None: ...
+
+
+def signer_from_config(config: dict[str, Any]) -> bytes | None:
+    """The log's Ed25519 private key (32-byte seed), when the scenario signs its log."""
+    seed = config.get("signing_seed")
+    return None if seed is None else bytes.fromhex(seed)
 
 
 def policy_from_config(config: dict[str, Any]) -> tuple[int, bool, bool]:
@@ -88,7 +102,11 @@ class SpecLogDriver:
         self.policy = spec_log.CheckpointPolicy(
             every_n_records=every_n, on_shutdown=on_shutdown, explicit_only=explicit_only
         )
+        self.signer = signer_from_config(config)
         self.log = spec_log.empty_log()
+        if self.signer is not None:
+            # A signed log begins with the KEY record pinning its key, at time 0.
+            self.log = spec_log.pin_key(self.log, 0, self.signer)
 
     def _guard(self, operation: Callable[[], Observation]) -> Observation:
         try:
@@ -101,6 +119,8 @@ class SpecLogDriver:
             return error("not_found")
         except spec_errors.InvalidArgumentError:
             return error("invalid_argument")
+        except spec_errors.KeyMismatchError:
+            return error("key_mismatch")
 
     def _record(self, record: spec_records.Record) -> Observation:
         return ok(
@@ -110,7 +130,7 @@ class SpecLogDriver:
 
     def append_batch(self, payloads: list[bytes], now: int) -> Observation:
         first = spec_log.size(self.log)
-        self.log = spec_log.append_batch(self.log, tuple(payloads), now, self.policy)
+        self.log = spec_log.append_batch(self.log, tuple(payloads), now, self.policy, self.signer)
         return ok(
             first_offset=first,
             size=spec_log.size(self.log),
@@ -118,16 +138,19 @@ class SpecLogDriver:
         )
 
     def append_checkpoint(self, now: int) -> Observation:
-        self.log = spec_log.append_checkpoint(self.log, now)
+        self.log = spec_log.append_checkpoint(self.log, now, self.signer)
         record = self.log.records[-1]
         payload = spec_records.decode_checkpoint_payload(record.payload)
         assert payload is not None, "the spec appends only well-formed checkpoints"
-        return ok(
-            offset=record.offset,
-            record_count=payload.record_count,
-            chain_hash=payload.chain_hash.hex(),
-            merkle_root=payload.merkle_root.hex(),
-        )
+        fields: dict[str, Any] = {
+            "offset": record.offset,
+            "record_count": payload.record_count,
+            "chain_hash": payload.chain_hash.hex(),
+            "merkle_root": payload.merkle_root.hex(),
+        }
+        if payload.signature is not None:
+            fields["signature"] = payload.signature.hex()
+        return ok(**fields)
 
     def read(self, offset: int) -> Observation:
         return self._guard(lambda: self._record(spec_log.read(self.log, offset)))
@@ -143,7 +166,28 @@ class SpecLogDriver:
         return self._guard(run)
 
     def verify(self) -> Observation:
-        return self._guard(lambda: ok(records_checked=spec_log.verify(self.log)))
+        def run() -> Observation:
+            checked = spec_log.verify(self.log)
+            if self.signer is None:
+                return ok(records_checked=checked)
+            return ok(records_checked=checked, signed_through=spec_log.signed_through(self.log))
+
+        return self._guard(run)
+
+    def rotate_key(self, new_seed: bytes, now: int) -> Observation:
+        def run() -> Observation:
+            assert self.signer is not None, "rotation needs a signed log"
+            self.log = spec_log.rotate_key(self.log, now, self.signer, new_seed)
+            self.signer = new_seed
+            return ok(
+                offset=spec_log.size(self.log) - 1, head_hash=spec_log.head_hash(self.log).hex()
+            )
+
+        return self._guard(run)
+
+    def rewrite(self, offset: int, payload: bytes) -> Observation:
+        self.log = spec_log.rewrite_keyless(self.log, offset, payload)
+        return self.state()
 
     def state(self) -> Observation:
         return ok(
@@ -177,7 +221,7 @@ class SpecLogDriver:
         )
 
     def reopen(self, now: int) -> Observation:
-        self.log = spec_log.shutdown(self.log, now, self.policy)
+        self.log = spec_log.shutdown(self.log, now, self.policy, self.signer)
         return self.state()
 
     def _reopen_after(self, found: Callable[[], spec_log.Log]) -> Observation:
@@ -195,7 +239,9 @@ class SpecLogDriver:
     def crash_in_append(
         self, payloads: list[bytes], now: int, keep: int, torn: bool, reopen_now: int
     ) -> Observation:
-        written = spec_log.write_unacknowledged(self.log, tuple(payloads), now, self.policy)
+        written = spec_log.write_unacknowledged(
+            self.log, tuple(payloads), now, self.policy, self.signer
+        )
         return self._reopen_after(
             lambda: spec_log.recover_torn_tail(written, keep, torn, reopen_now)
         )
@@ -234,6 +280,8 @@ class StorageLogDriver:
         self.sync_policy = sync_policy or SyncPolicy.every_batch()
         self.directory = directory
         self.segment_bytes_max = segment_bytes_max
+        seed = signer_from_config(config)
+        self.signer = None if seed is None else SigningKey.from_seed(seed)
         self.now = 0
         self.log = self._open()
         self.frame_lengths: list[int] = []
@@ -245,6 +293,7 @@ class StorageLogDriver:
     def _open(self) -> Log:
         return open_log(
             self.directory,
+            signer=self.signer,
             sync_policy=self.sync_policy,
             checkpoint_policy=self.checkpoint_policy,
             segment_bytes_max=self.segment_bytes_max,
@@ -262,6 +311,8 @@ class StorageLogDriver:
             return error("not_found")
         except verity_errors.InvalidArgument:
             return error("invalid_argument")
+        except verity_errors.KeyError_:
+            return error("key_mismatch")
 
     def _record(self, offset: int, verified: bool) -> Observation:
         record = self.log.read_verified(offset) if verified else self.log.read(offset)
@@ -277,12 +328,15 @@ class StorageLogDriver:
         self.now = now
         checkpoint = self.log.append_checkpoint()
         self._refresh_frame_lengths()
-        return ok(
-            offset=int(checkpoint.offset),
-            record_count=checkpoint.record_count,
-            chain_hash=checkpoint.chain_hash.hex(),
-            merkle_root=checkpoint.merkle_root.hex(),
-        )
+        fields: dict[str, Any] = {
+            "offset": int(checkpoint.offset),
+            "record_count": checkpoint.record_count,
+            "chain_hash": checkpoint.chain_hash.hex(),
+            "merkle_root": checkpoint.merkle_root.hex(),
+        }
+        if self.signer is not None:
+            fields["signature"] = self.log.signed_checkpoint(int(checkpoint.offset)).signature.hex()
+        return ok(**fields)
 
     def read(self, offset: int) -> Observation:
         return self._guard(lambda: self._record(offset, verified=False))
@@ -296,7 +350,51 @@ class StorageLogDriver:
         )
 
     def verify(self) -> Observation:
-        return self._guard(lambda: ok(records_checked=self.log.verify()))
+        def run() -> Observation:
+            checked = self.log.verify()
+            if self.signer is None:
+                return ok(records_checked=checked)
+            return ok(records_checked=checked, signed_through=self.log.signed_through())
+
+        return self._guard(run)
+
+    def rotate_key(self, new_seed: bytes, now: int) -> Observation:
+        def run() -> Observation:
+            self.now = now
+            new_signer = SigningKey.from_seed(new_seed)
+            offset = self.log.rotate_key(new_signer)
+            self.signer = new_signer
+            self._refresh_frame_lengths()
+            return ok(offset=int(offset), head_hash=self.log.head_hash.hex())
+
+        return self._guard(run)
+
+    def rewrite(self, offset: int, payload: bytes) -> Observation:
+        """An attacker with write access and no key rewrites record `offset`'s payload.
+
+        Every keyless byte after it is recomputed (frames, CRCs, chain hashes,
+        checkpoint statements; formats §1-2), signatures and KEY records are
+        kept, and the derived files a rewrite would contradict are deleted.
+        """
+        records = [self.log.read(i).record_bytes() for i in range(self.log.size)]
+        firsts = [int(segment.first_offset) for segment in self.log.segments()]
+        self.log.abandon()
+        forged = forge_keyless(records, offset, payload)
+        bounds = [*firsts, len(forged)]
+        for first, end in itertools.pairwise(bounds):
+            frames = b"".join(
+                len(r).to_bytes(4, "big") + zlib.crc32(r).to_bytes(4, "big") + r
+                for r in forged[first:end]
+            )
+            (self.directory / f"{first:020d}.vlog").write_bytes(frames)
+        for derived in [*self.directory.glob("*.vidx"), self.directory / "checkpoints.vcpt"]:
+            derived.unlink(missing_ok=True)
+        (self.directory / "durable.vmark").unlink(missing_ok=True)
+        shutil.rmtree(self.directory / "merkle", ignore_errors=True)
+        self.log = self._open()
+        self.frame_lengths.clear()  # the rewritten record's frame changed length
+        self._refresh_frame_lengths()
+        return self.state()
 
     def state(self) -> Observation:
         return ok(
@@ -492,3 +590,31 @@ def _folder_bytes(directory: Path) -> dict[str, bytes]:
         for path in sorted(directory.rglob("*"))
         if path.is_file() and path.name != "verity.lock"
     }
+
+
+def forge_keyless(records: list[bytes], offset: int, payload: bytes) -> list[bytes]:
+    """`records` (canonical bytes) with record `offset`'s payload replaced, rechained.
+
+    What needs no key is recomputed (prev_hash, checkpoint statements); what
+    does (signatures, KEY records) is kept as it was.
+    """
+    forged = list(records[:offset])
+    for position in range(offset, len(records)):
+        old = records[position]
+        prev = hashlib.sha256(CHAIN_DOMAIN + forged[-1]).digest() if forged else bytes(HASH_BYTES)
+        body = payload if position == offset else old[HEADER_BYTES:]
+        if old[HEADER_BYTES - 1] == 1 and len(body) in (73, 169):  # a checkpoint statement
+            body = body[:9] + prev + _mth(forged) + body[73:]
+        header = old[:8] + prev + old[40:48] + len(body).to_bytes(4, "big") + old[52:53]
+        forged.append(header + body)
+    return forged
+
+
+def _mth(leaves: list[bytes]) -> bytes:
+    """RFC 9162 MTH over `leaves`, written out plainly."""
+    if not leaves:
+        return hashlib.sha256(b"").digest()
+    if len(leaves) == 1:
+        return hashlib.sha256(b"\x00" + leaves[0]).digest()
+    split = 1 << ((len(leaves) - 1).bit_length() - 1)
+    return hashlib.sha256(b"\x01" + _mth(leaves[:split]) + _mth(leaves[split:])).digest()

@@ -60,6 +60,10 @@ class LogLockstep(RuleBasedStateMachine):
         super().__init__()
         self.work = Path(tempfile.mkdtemp(prefix="verity-lockstep-"))
         self.now = NOW_START
+        # After a keyless rewrite the derived files are gone (the attacker deleted them),
+        # so the next open rebuilds the checkpoint list by reading every record: a byte
+        # flipped afterwards would stop that open, which the spec does not model.
+        self.rewritten = False
         self.spec: SpecLogDriver
         self.impl: StorageLogDriver
 
@@ -68,8 +72,11 @@ class LogLockstep(RuleBasedStateMachine):
         on_shutdown=st.booleans(),
         explicit_only=st.booleans(),
         sync=st.sampled_from(["every_record", "every_batch", "group_commit"]),
+        signed=st.booleans(),
     )
-    def open_both(self, every_n: int, on_shutdown: bool, explicit_only: bool, sync: str) -> None:
+    def open_both(
+        self, every_n: int, on_shutdown: bool, explicit_only: bool, sync: str, signed: bool
+    ) -> None:
         config: dict[str, Any] = {
             "checkpoint_policy": {
                 "every_n_records": every_n,
@@ -77,6 +84,8 @@ class LogLockstep(RuleBasedStateMachine):
                 "explicit_only": explicit_only,
             }
         }
+        if signed:
+            config["signing_seed"] = bytes(range(32)).hex()
         sync_policy = {
             "every_record": SyncPolicy.every_record(),
             "every_batch": SyncPolicy.every_batch(),
@@ -180,7 +189,7 @@ class LogLockstep(RuleBasedStateMachine):
         now = self.tick(step)
         acknowledged = self.size
         written = spec_log.write_unacknowledged(
-            self.spec.log, tuple(payloads), now, self.spec.policy
+            self.spec.log, tuple(payloads), now, self.spec.policy, self.spec.signer
         ).records[acknowledged:]
         size_written = acknowledged + len(written)
         sealed = self.impl.newest_first_after([len(record.payload) for record in written])
@@ -193,6 +202,28 @@ class LogLockstep(RuleBasedStateMachine):
             self.spec.crash_in_append(payloads, now, keep, torn, reopen_now),
             self.impl.crash_in_append(payloads, now, keep, torn, reopen_now),
         )
+
+    @precondition(lambda self: self.spec.signer is not None)
+    @rule(seed=st.binary(min_size=32, max_size=32), step=clock_steps)
+    def rotate_key(self, seed: bytes, step: int) -> None:
+        now = self.tick(step)
+        agree("rotate_key", self.spec.rotate_key(seed, now), self.impl.rotate_key(seed, now))
+
+    @precondition(lambda self: len(self.spec.log.records) > 1 and not self.spec.log.damaged)
+    @rule(data=st.data(), payload=st.binary(max_size=200))
+    def rewrite(self, data: st.DataObject, payload: bytes) -> None:
+        # An attacker without keys rewrites one event and everything keyless after it.
+        offsets = [r.offset for r in self.spec.log.records if r.kind == 0]
+        if not offsets:
+            return
+        offset = data.draw(st.sampled_from(offsets), label="offset")
+        agree(
+            f"rewrite({offset})",
+            self.spec.rewrite(offset, payload),
+            self.impl.rewrite(offset, payload),
+        )
+        agree("verify after rewrite", self.spec.verify(), self.impl.verify())
+        self.rewritten = True
 
     def damaged_between(self, start: int, end: int) -> bool:
         """A damaged record in `start .. end-1`, which a cut at `end` would leave in place.
@@ -237,7 +268,7 @@ class LogLockstep(RuleBasedStateMachine):
             self.impl.lose_records(first, end),
         )
 
-    @precondition(lambda self: len(self.spec.log.records) > 1)
+    @precondition(lambda self: len(self.spec.log.records) > 1 and not self.rewritten)
     @rule(data=st.data())
     def corrupt(self, data: st.DataObject) -> None:
         # Only records in sealed segments, and never the last record: a flip in the

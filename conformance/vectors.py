@@ -69,6 +69,10 @@ def perform(driver: LogDriver, step: Step) -> Observation:
             step["torn"],
             step["reopen_now"],
         )
+    if op == "rotate_key":
+        return driver.rotate_key(bytes.fromhex(step["new_seed"]), step["now"])
+    if op == "rewrite":
+        return driver.rewrite(step["offset"], bytes.fromhex(step["payload"]))
     if op == "corrupt":
         return driver.corrupt(step["offset"], step["byte"])
     raise ValueError(f"unknown op {op!r} in step {step!r}")
@@ -281,6 +285,60 @@ def scenario_history_loss() -> Scenario:
     )
 
 
+def scenario_signatures() -> Scenario:
+    """A signed log: its key pinned in record 0, signed checkpoints, a rotation, and a
+    keyless rewrite that the next signed checkpoint exposes."""
+    rng = random.Random(8)
+    clock = _Clock()
+    steps: list[Step] = [{"op": "state"}]
+    for _ in range(2):
+        payloads = [_payload(rng, 80) for _ in range(4)]
+        steps.append({"op": "append_batch", "payloads": payloads, "now": clock.tick()})
+    steps += [
+        {"op": "append_checkpoint", "now": clock.tick()},
+        {"op": "verify"},
+        {"op": "rotate_key", "new_seed": bytes(range(100, 132)).hex(), "now": clock.tick()},
+        {"op": "append_batch", "payloads": [_payload(rng, 80)], "now": clock.tick()},
+        {"op": "append_checkpoint", "now": clock.tick()},
+        {"op": "reopen", "now": clock.tick()},
+        {"op": "verify"},
+        {"op": "append_batch", "payloads": [_payload(rng, 80)], "now": clock.tick()},
+        # amount=100 -> amount=900 in record 2, everything keyless recomputed after it.
+        {"op": "rewrite", "offset": 2, "payload": b"amount=900".hex()},
+        {"op": "verify"},
+        {"op": "read", "offset": 2},
+        {"op": "read_verified", "offset": 2},
+    ]
+    steps += list(_all_reads(16))
+    return Scenario(
+        "signatures",
+        "a signed log: the key pinned in record 0, every checkpoint signed, a rotation signed by "
+        "the outgoing key; a keyless rewrite fails the first signed checkpoint after it",
+        {**_policy(3), "signing_seed": bytes(range(32)).hex()},
+        steps,
+    )
+
+
+def scenario_unsigned_tail() -> Scenario:
+    rng = random.Random(9)
+    clock = _Clock()
+    steps: list[Step] = [
+        {"op": "append_batch", "payloads": [_payload(rng) for _ in range(3)], "now": clock.tick()},
+        {"op": "append_checkpoint", "now": clock.tick()},
+        {"op": "append_batch", "payloads": [_payload(rng) for _ in range(2)], "now": clock.tick()},
+        {"op": "rewrite", "offset": 6, "payload": b"forged".hex()},
+        {"op": "verify"},
+        {"op": "state"},
+    ]
+    return Scenario(
+        "unsigned-tail",
+        "records after the last signed checkpoint are only 'not yet signed': a rewrite there "
+        "verifies, and signed_through says how far the signatures reach",
+        {**_policy(1000, on_shutdown=False), "signing_seed": bytes(range(1, 33)).hex()},
+        steps,
+    )
+
+
 def scenario_corruption() -> Scenario:
     rng = random.Random(6)
     clock = _Clock()
@@ -405,6 +463,8 @@ def scenarios() -> list[Scenario]:
         scenario_torn_tail(),
         scenario_history_loss(),
         scenario_corruption(),
+        scenario_signatures(),
+        scenario_unsigned_tail(),
     ]
     return fixed + [scenario_random(seed) for seed in range(12)]
 

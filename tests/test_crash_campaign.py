@@ -7,7 +7,7 @@ append that is gone as lost (a campaign that cannot fail proves nothing), a
 durability mark below an acknowledged record and a reader that misses an
 acknowledged call are problems, a flipped byte in a Merkle node file must be
 rebuilt, a flipped first record must be reported and the database still
-close (a known VerityDB bug; strict xfail until it is fixed), every fault variant must
+close, every fault variant must
 be refused with its typed error and restored, and a VerityDB that opens a
 faulty folder anyway (made so here by patching it) must make the fault
 trial fail. The slow test is a longer campaign, scaled by
@@ -189,12 +189,6 @@ def test_a_reader_beside_a_writer_is_audited(tmp_path: Path) -> None:
         ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="VerityDB bug: closing a tenant writes its kernel snapshot, which reads record 0; "
-    "a flipped record 0 makes Verity.close() raise CorruptionError and leaves the tenants "
-    "after it unclosed and locked",
-)
 def test_a_flipped_first_record_is_reported_and_the_database_still_closes(tmp_path: Path) -> None:
     campaign = load_campaign()
     folder = tmp_path / "db"

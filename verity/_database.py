@@ -287,8 +287,16 @@ class Verity:
             handles = list(self._tenants.values())
             self._tenants.clear()
         try:
+            # Every tenant is closed (and its lock released) even if one of them fails;
+            # the first failure is raised after.
+            failure: BaseException | None = None
             for handle in handles:
-                handle._close(clean=clean)
+                try:
+                    handle._close(clean=clean)
+                except BaseException as raised:
+                    failure = failure or raised
+            if failure is not None:
+                raise failure
         finally:
             if self._owned_provider is not None:
                 self._owned_provider.close()

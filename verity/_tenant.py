@@ -438,10 +438,14 @@ class TenantHandle:
     # ------------------------------------------------------------ snapshots
 
     def _write_snapshot_or_warn(self) -> None:
-        """Write the snapshot; if the disk refuses, say so and go on (it is only a cache)."""
+        """Write the snapshot; if the disk refuses, say so and go on (it is only a cache).
+
+        A damaged record it would read (record 0, which names the log) is no
+        reason to fail a close either: `verify()` reports the damage.
+        """
         try:
             self._write_snapshot()
-        except OSError as failure:
+        except (OSError, CorruptionError) as failure:
             logger.warning(
                 "could not write kernel snapshot %s (%s); the next open replays more of the log",
                 self._folder / SNAPSHOT_FILE,

@@ -159,6 +159,8 @@ class RecordKind(enum.IntEnum):
     DATA = 0
     CHECKPOINT = 1
     TOMBSTONE = 2
+    KEY = 3
+    """Pins (at offset 0) or rotates the Ed25519 key that signs the log's checkpoints."""
 
 
 class DataClass(enum.IntEnum):

@@ -3,11 +3,11 @@
 A sequence of fixed 85-byte entries, appended in log order:
 
 ```
-kind (1)          1 = checkpoint record, 2 = coverage mark
-offset (8)        checkpoint: the record's offset; mark: a log size N
-chain_hash (32)   checkpoint: payload chain_hash; mark: zeros
+kind (1)          1 = checkpoint record, 2 = coverage mark, 3 = KEY record
+offset (8)        checkpoint, KEY: the record's offset; mark: a log size N
+chain_hash (32)   checkpoint: payload chain_hash; KEY: the public key it pins; mark: zeros
 merkle_root (32)  checkpoint: payload merkle_root; mark: zeros
-created_at (8)    checkpoint: the record's timestamp; mark: 0
+created_at (8)    checkpoint, KEY: the record's timestamp; mark: 0
 crc32 (4)         CRC-32 of the 81 bytes before it
 ```
 
@@ -47,6 +47,7 @@ _KEY: Final = struct.Struct(">BQ")
 _ENTRY_BYTES: Final = 85
 _KIND_CHECKPOINT: Final = 1
 _KIND_COVERED: Final = 2
+_KIND_KEY: Final = 3
 
 assert _ENTRY.size + _CRC.size == _ENTRY_BYTES
 
@@ -147,6 +148,40 @@ class CheckpointIndex:
             checkpoint.merkle_root,
             int(checkpoint.created_at),
         )
+
+    def append_key(self, offset: int, public_key: bytes, created_at: int) -> None:
+        """A KEY record at `offset` pins `public_key` from there on."""
+        self._entries += _entry(_KIND_KEY, offset, public_key, ZERO_HASH, created_at)
+
+    def last_key(self) -> tuple[int, bytes] | None:
+        """`(offset, public key)` of the last KEY record listed, or None (CRC-checked)."""
+        entries = self._entries
+        for index in range(self._count() - 1, -1, -1):
+            start = index * _ENTRY_BYTES
+            if entries[start] != _KIND_KEY:
+                continue
+            entry = bytes(entries[start : start + _ENTRY_BYTES])
+            (crc,) = _CRC.unpack_from(entry, _ENTRY.size)
+            if zlib.crc32(entry[: _ENTRY.size]) != crc:
+                raise CorruptionError(
+                    f"checkpoint list entry {index} (a KEY record) fails its CRC-32",
+                    file=str(self.path),
+                    byte_offset=start,
+                )
+            _, offset, public_key, _, _ = _ENTRY.unpack_from(entry)
+            return int(offset), bytes(public_key)
+        return None
+
+    def keys_after(self, offset: int) -> int:
+        """How many KEY records are listed after log offset `offset` (they are not DATA)."""
+        entries = self._entries
+        count = 0
+        for index in range(self._count() - 1, -1, -1):
+            start = index * _ENTRY_BYTES
+            if self._key(index) <= offset:
+                break
+            count += entries[start] == _KIND_KEY
+        return count
 
     def append_covered(self, size: int) -> None:
         self._entries += _entry(_KIND_COVERED, size, ZERO_HASH, ZERO_HASH, 0)

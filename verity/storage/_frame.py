@@ -22,6 +22,14 @@ __all__ = [
     "CHECKPOINT_PAYLOAD",
     "CHECKPOINT_PAYLOAD_BYTES",
     "CHECKPOINT_VERSION",
+    "CHECKPOINT_VERSION_SIGNED",
+    "KIND_KEY",
+    "SIGNED_CHECKPOINT_PAYLOAD_BYTES",
+    "checkpoint_signature",
+    "decode_key_payload",
+    "encode_key_payload",
+    "encode_signed_checkpoint_payload",
+    "rotation_message",
     "EMPTY_TREE_ROOT",
     "FRAME_OVERHEAD_BYTES",
     "HEADER",
@@ -50,14 +58,21 @@ PAYLOAD_BYTES_MAX: Final = 64 * 1024 * 1024
 CHECKPOINT_PAYLOAD: Final = struct.Struct(">BQ32s32s")
 CHECKPOINT_PAYLOAD_BYTES: Final = 73
 CHECKPOINT_VERSION: Final = 1
+SIGNED_CHECKPOINT_PAYLOAD: Final = struct.Struct(">BQ32s32s32s64s")
+SIGNED_CHECKPOINT_PAYLOAD_BYTES: Final = 169
+CHECKPOINT_VERSION_SIGNED: Final = 2
+KEY_PAYLOAD_VERSION: Final = 1
+ROTATION_DOMAIN: Final = b"verity.key-rotation.v1\x00"
 KIND_DATA: Final = int(RecordKind.DATA)
 KIND_CHECKPOINT: Final = int(RecordKind.CHECKPOINT)
+KIND_KEY: Final = int(RecordKind.KEY)
 KIND_MAX: Final = max(int(kind) for kind in RecordKind)
 ZERO_HASH: Final = bytes(32)
 EMPTY_TREE_ROOT: Final = hashlib.sha256(b"").digest()
 
 assert HEADER.size == HEADER_BYTES
 assert CHECKPOINT_PAYLOAD.size == CHECKPOINT_PAYLOAD_BYTES
+assert SIGNED_CHECKPOINT_PAYLOAD.size == SIGNED_CHECKPOINT_PAYLOAD_BYTES
 
 
 @final
@@ -174,10 +189,47 @@ def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
 
 
 def decode_checkpoint_payload(payload: bytes) -> tuple[int, bytes, bytes] | None:
-    """`(record_count, chain_hash, merkle_root)` of a §1.4 payload, or None if malformed."""
-    if len(payload) != CHECKPOINT_PAYLOAD_BYTES:
+    """`(record_count, chain_hash, merkle_root)` of a §1.4 payload (signed or not), or None."""
+    if len(payload) == CHECKPOINT_PAYLOAD_BYTES:
+        version, record_count, chain_hash, merkle_root = CHECKPOINT_PAYLOAD.unpack(payload)
+        return (record_count, chain_hash, merkle_root) if version == CHECKPOINT_VERSION else None
+    if len(payload) == SIGNED_CHECKPOINT_PAYLOAD_BYTES:
+        version, record_count, chain_hash, merkle_root, _, _ = SIGNED_CHECKPOINT_PAYLOAD.unpack(
+            payload
+        )
+        if version == CHECKPOINT_VERSION_SIGNED:
+            return record_count, chain_hash, merkle_root
+    return None
+
+
+def checkpoint_signature(payload: bytes) -> tuple[bytes, bytes] | None:
+    """`(public_key, signature)` of a signed checkpoint payload; None for any other."""
+    if len(payload) != SIGNED_CHECKPOINT_PAYLOAD_BYTES or payload[0] != CHECKPOINT_VERSION_SIGNED:
         return None
-    version, record_count, chain_hash, merkle_root = CHECKPOINT_PAYLOAD.unpack(payload)
-    if version != CHECKPOINT_VERSION:
+    return bytes(payload[73:105]), bytes(payload[105:169])
+
+
+def encode_signed_checkpoint_payload(
+    record_count: int, chain_hash: bytes, merkle_root: bytes, public_key: bytes, signature: bytes
+) -> bytes:
+    return SIGNED_CHECKPOINT_PAYLOAD.pack(
+        CHECKPOINT_VERSION_SIGNED, record_count, chain_hash, merkle_root, public_key, signature
+    )
+
+
+def encode_key_payload(public_key: bytes, signature: bytes | None) -> bytes:
+    """A KEY record's payload: the genesis pin (no signature) or a rotation."""
+    assert len(public_key) == 32 and (signature is None or len(signature) == 64)
+    return bytes([KEY_PAYLOAD_VERSION]) + public_key + (signature or b"")
+
+
+def decode_key_payload(payload: bytes) -> tuple[bytes, bytes | None] | None:
+    """`(public_key, rotation signature or None)` of a KEY payload, or None if malformed."""
+    if not payload or payload[0] != KEY_PAYLOAD_VERSION or len(payload) not in (33, 97):
         return None
-    return record_count, chain_hash, merkle_root
+    return bytes(payload[1:33]), (bytes(payload[33:97]) if len(payload) == 97 else None)
+
+
+def rotation_message(offset: int, prev_hash: bytes, new_public_key: bytes) -> bytes:
+    """What the outgoing key signs to hand the log to `new_public_key` (docs/formats.md §3.1)."""
+    return ROTATION_DOMAIN + offset.to_bytes(8, "big") + prev_hash + new_public_key

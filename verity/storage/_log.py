@@ -27,16 +27,25 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, TypeVar, final
 
+from verity.crypto import SigningKey
 from verity.errors import (
     ChainBroken,
     ClosedError,
     CorruptionError,
     HistoryLost,
     InvalidArgument,
+    KeyError_,
     NotFound,
     ReadOnly,
+    VerityError,
 )
-from verity.proofs import ConsistencyProof, InclusionProof
+from verity.proofs import (
+    ConsistencyProof,
+    InclusionProof,
+    SignedCheckpoint,
+    key_id_of,
+    signed_checkpoint_bytes,
+)
 from verity.storage._checkpoints import CHECKPOINTS_FILE, CheckpointIndex
 from verity.storage._durable import MARK_FILE, DurableMark, MarkFile, read_mark
 from verity.storage._files import FolderLock, make_private_dir, open_private
@@ -50,15 +59,21 @@ from verity.storage._frame import (
     HEADER_BYTES,
     KIND_CHECKPOINT,
     KIND_DATA,
+    KIND_KEY,
     PAYLOAD_BYTES_MAX,
     PREFIX,
     PREFIX_BYTES,
     ZERO_HASH,
     Record,
     check_frame,
+    checkpoint_signature,
     decode_checkpoint_payload,
+    decode_key_payload,
     decode_record,
+    encode_key_payload,
+    encode_signed_checkpoint_payload,
     pread_exact,
+    rotation_message,
     write_all,
 )
 from verity.storage._index import (
@@ -89,6 +104,7 @@ from verity.types import (
     Generation,
     Hash,
     Offset,
+    RecordKind,
     RecoveryReason,
     RecoveryRecord,
     SyncMode,
@@ -158,6 +174,7 @@ def open_log(
     index_cache_segments: int = 64,
     create: bool = True,
     read_only: bool = False,
+    signer: SigningKey | None = None,
 ) -> Log:
     """Open the log in folder `path` (creating it when `create`), recovering a torn tail.
 
@@ -172,6 +189,13 @@ def open_log(
     and can read, verify and prove; appends raise `ReadOnly`. Any number of
     readers may run beside one writer. Records that were durable and are gone
     raise `HistoryLost` (a `CorruptionError`) in both modes.
+
+    With `signer`, a new log's first record pins its public key (a KEY
+    record) and every checkpoint is signed by it (docs/formats.md §1.4, §3.1);
+    a log that pins another key (or is opened for writing without one) opens
+    for reading, but refuses every write with `KeyError_`: it signs nothing
+    with a key that is not its own. A log written before keys were pinned
+    stays unsigned.
     """
     if not isinstance(path, str | os.PathLike):
         raise InvalidArgument("path", path, "must be a str or os.PathLike")
@@ -197,6 +221,8 @@ def open_log(
         raise InvalidArgument("create", create, "must be a bool")
     if not isinstance(read_only, bool):
         raise InvalidArgument("read_only", read_only, "must be a bool")
+    if signer is not None and not isinstance(signer, SigningKey):
+        raise InvalidArgument("signer", signer, "must be a verity.crypto.SigningKey")
     directory = Path(os.fspath(path))
     if directory.exists() and not directory.is_dir():
         raise InvalidArgument("path", str(directory), "exists and is not a folder")
@@ -214,6 +240,7 @@ def open_log(
             clock,
             index_cache_segments,
             lock,
+            signer,
         )
     except BaseException:
         if lock is not None:
@@ -238,8 +265,14 @@ class Log:
         clock: Clock,
         index_cache_segments: int,
         lock: FolderLock | None,
+        signer: SigningKey | None,
     ) -> None:
         self._directory = directory
+        self._signer = signer
+        # The public key the last KEY record pins (None: an unsigned log).
+        self._pinned: bytes | None = None
+        # Why this log may not write (it cannot sign with the key it pins), if so.
+        self._sign_refusal: VerityError | None = None
         self._folder_lock = lock
         self._read_only = lock is None
         self._mark: MarkFile | None = None
@@ -378,6 +411,40 @@ class Log:
             expected_root,
             lambda start, end: (record for _, record in self._records_on_open(start, end, scanned)),
         )
+        with self._lock:
+            self._settle_signer()
+
+    def _settle_signer(self) -> None:
+        """Pin a new log's key, or check the signer against the key the log pins."""
+        last_key = self._checkpoints.last_key()
+        self._pinned = None if last_key is None else last_key[1]
+        signer = self._signer
+        given = None if signer is None else signer.public_key_bytes()
+        if self._read_only:
+            return
+        if self._pinned is None:
+            if signer is not None and self._size == 0:
+                self._write_key_record(encode_key_payload(signer.public_key_bytes(), None))
+            elif signer is not None:
+                logger.warning(
+                    "log %s was written before signing keys were pinned: its checkpoints "
+                    "stay unsigned",
+                    self._directory,
+                )
+                self._signer = None
+            return
+        if given != self._pinned:
+            self._sign_refusal = KeyError_(
+                f"log {self._directory} pins public key {self._pinned.hex()} (record "
+                f"{last_key[0] if last_key else 0}); "
+                + (
+                    f"the signing key given is {given.hex()}"
+                    if given is not None
+                    else "it was opened without a signing key"
+                )
+                + ": it signs nothing and accepts no writes (restore the key, or rotate it "
+                "with the pinned one)"
+            )
 
     def _check_nothing_was_written(self, mark: DurableMark | None) -> None:
         """A folder without segments must be new: any trace of records means segment 0 is gone."""
@@ -606,13 +673,20 @@ class Log:
                 trusted_through,
             )
         for offset, record in self._records_on_open(covered, size, scanned):
-            if record[HEADER_BYTES - 1] == KIND_CHECKPOINT:
+            kind = record[HEADER_BYTES - 1]
+            if kind == KIND_CHECKPOINT:
                 checkpoint = self._checkpoint_of(offset, record)
                 if checkpoint is not None:
                     self._checkpoints.append(checkpoint)
+            elif kind == KIND_KEY:
+                key = decode_key_payload(record[HEADER_BYTES:])
+                if key is not None:
+                    self._checkpoints.append_key(offset, key[0], _unpack_header(record)[2])
         self._checkpoints.commit_repair(size)
         last = self._checkpoints.last()
-        self._data_since = size - (int(last.offset) + 1 if last is not None else 0)
+        after = int(last.offset) if last is not None else -1
+        # Only DATA records make a checkpoint due; KEY records after the last one do not.
+        self._data_since = size - (after + 1) - self._checkpoints.keys_after(after)
 
     @staticmethod
     def _checkpoint_of(offset: int, record: bytes) -> Checkpoint | None:
@@ -787,6 +861,8 @@ class Log:
         self._check_open()
         if self._read_only:
             raise ReadOnly(f"log {self._directory}")
+        if self._sign_refusal is not None:
+            raise self._sign_refusal
 
     @property
     def read_only(self) -> bool:
@@ -972,7 +1048,19 @@ class Log:
         chain_hash = self._head
         merkle_root = self._merkle.current_root()
         timestamp = max(now, self._last_ts + 1)
-        payload = CHECKPOINT_PAYLOAD.pack(CHECKPOINT_VERSION, record_count, chain_hash, merkle_root)
+        signer = self._signer
+        if signer is not None and self._pinned is not None:
+            public_key = signer.public_key_bytes()
+            message = signed_checkpoint_bytes(
+                record_count, merkle_root, chain_hash, timestamp, key_id_of(public_key)
+            )
+            payload = encode_signed_checkpoint_payload(
+                record_count, chain_hash, merkle_root, public_key, signer.sign(message)
+            )
+        else:
+            payload = CHECKPOINT_PAYLOAD.pack(
+                CHECKPOINT_VERSION, record_count, chain_hash, merkle_root
+            )
         record = (
             _pack_header(record_count, chain_hash, timestamp, len(payload), KIND_CHECKPOINT)
             + payload
@@ -996,6 +1084,59 @@ class Log:
         )
         self._checkpoints.append(checkpoint)
         return checkpoint
+
+    def _build_key(self, now: int, payload: bytes, buffer: bytearray) -> None:
+        """Frame a KEY record into `buffer` (docs/formats.md §3.1) and list it."""
+        offset = self._size
+        timestamp = max(now, self._last_ts + 1)
+        record = _pack_header(offset, self._head, timestamp, len(payload), KIND_KEY) + payload
+        buffer += _pack_prefix(len(record), _crc32(record))
+        buffer += record
+        self._active_positions.append(self._active_bytes)
+        self._active_bytes += PREFIX_BYTES + len(record)
+        self._merkle.extend([record])
+        self._head = _sha256(CHAIN_DOMAIN + record).digest()
+        self._size = offset + 1
+        self._last_ts = timestamp
+        self._last_kind = KIND_KEY
+        key = decode_key_payload(payload)
+        assert key is not None
+        self._checkpoints.append_key(offset, key[0], timestamp)
+        self._pinned = key[0]
+
+    def _write_key_record(self, payload: bytes) -> None:
+        """Append one KEY record and make it durable (lock held or not yet shared)."""
+        now = self._read_clock()
+
+        def write() -> None:
+            buffer = bytearray()
+            self._forget_active_index()
+            self._roll_if_full(len(payload), buffer)
+            self._build_key(now, payload, buffer)
+            self._emit(buffer)
+
+        self._guarded(write)
+        self._guarded(lambda: self._make_durable(1))
+
+    def rotate_key(self, new_signer: SigningKey) -> Offset:
+        """Hand the log over to `new_signer`: a KEY record signed by the pinned key.
+
+        Returns the record's offset. Later checkpoints are signed by the new
+        key; `verify` checks the rotation against the key it replaces.
+        """
+        if not isinstance(new_signer, SigningKey):
+            raise InvalidArgument("new_signer", new_signer, "must be a verity.crypto.SigningKey")
+        with self._lock:
+            self._check_writable()
+            signer = self._signer
+            if signer is None or self._pinned is None:
+                raise InvalidArgument("new_signer", "<key>", "the log pins no key to rotate")
+            offset = self._size
+            new_key = new_signer.public_key_bytes()
+            signature = signer.sign(rotation_message(offset, self._head, new_key))
+            self._write_key_record(encode_key_payload(new_key, signature))
+            self._signer = new_signer
+            return Offset(offset)
 
     def _forget_active_index(self) -> None:
         """Remove the active segment's index before its segment changes.
@@ -1181,7 +1322,13 @@ class Log:
                 return
             self._wait_for_leader()
             try:
-                if self._on_shutdown and self._size > 0 and self._last_kind != KIND_CHECKPOINT:
+                can_sign = self._sign_refusal is None
+                if (
+                    can_sign
+                    and self._on_shutdown
+                    and self._size > 0
+                    and self._last_kind != KIND_CHECKPOINT
+                ):
                     now = self._read_clock()
                     buffer = bytearray()
                     self._forget_active_index()
@@ -1443,6 +1590,49 @@ class Log:
         return ConsistencyProof(old, new, tuple(path))
 
     # ======================================================== introspection
+
+    @property
+    def pinned_key(self) -> bytes | None:
+        """The public key the log's last KEY record pins, or None for an unsigned log."""
+        return self._pinned
+
+    def signed_checkpoint(self, offset: int) -> SignedCheckpoint:
+        """The signed checkpoint stored in CHECKPOINT record `offset` (formats §1.4, §3).
+
+        Its `tree_size` is `offset` (the records before it); anyone holding the
+        public key checks it with `verity.proofs.verify_signed_checkpoint`.
+        """
+        record = self.read(offset)
+        header = record.header
+        decoded = decode_checkpoint_payload(record.payload)
+        signed = checkpoint_signature(record.payload)
+        if header.kind is not RecordKind.CHECKPOINT or decoded is None or signed is None:
+            raise InvalidArgument("offset", offset, "is not a signed checkpoint record")
+        record_count, chain_hash, merkle_root = decoded
+        public_key, signature = signed
+        return SignedCheckpoint(
+            record_count,
+            merkle_root,
+            chain_hash,
+            int(header.timestamp),
+            key_id_of(public_key),
+            signature,
+        )
+
+    def signed_through(self) -> int:
+        """How many records the last signed checkpoint covers (0 if none is signed).
+
+        Records after it are not yet signed: nothing in the folder vouches for
+        them beyond the keyless chain. Whether the signatures hold is `verify`'s.
+        """
+        with self._lock:
+            self._check_open()
+            last = self._checkpoints.last()
+            if last is None or self._pinned is None:
+                return 0
+            offset = int(last.offset)
+            payload = self._read_record_bytes(offset)[HEADER_BYTES:]
+        return offset if checkpoint_signature(payload) is not None else 0
 
     def checkpoints(self) -> list[Checkpoint]:
         with self._lock:

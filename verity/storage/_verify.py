@@ -18,7 +18,9 @@ from collections.abc import Callable, Iterable
 from itertools import pairwise
 from typing import Final, TypeAlias
 
-from verity.errors import ChainBroken, CorruptionError
+from verity.crypto import verify_signature
+from verity.errors import ChainBroken, CorruptionError, InvalidSignature
+from verity.proofs import key_id_of, signed_checkpoint_bytes
 from verity.storage._frame import (
     CHAIN_DOMAIN,
     EMPTY_TREE_ROOT,
@@ -26,13 +28,17 @@ from verity.storage._frame import (
     HEADER,
     HEADER_BYTES,
     KIND_CHECKPOINT,
+    KIND_KEY,
     KIND_MAX,
     PREFIX,
     PREFIX_BYTES,
     ZERO_HASH,
     check_frame,
+    checkpoint_signature,
     decode_checkpoint_payload,
+    decode_key_payload,
     pread_exact,
+    rotation_message,
 )
 from verity.storage._merkle import DamagedNodes
 
@@ -65,6 +71,8 @@ def verify_segments(
     domain = CHAIN_DOMAIN
     head = ZERO_HASH
     last_ts = -1
+    # The key the last KEY record pinned: every checkpoint after it is signed by it.
+    pinned: bytes | None = None
     left: list[bytes] = [b""] * 64
     # Parent nodes computed since the last comparison, per level (index 0 unused).
     parents: list[bytearray] = [bytearray() for _ in range(64)]
@@ -123,6 +131,9 @@ def verify_segments(
                     _check_checkpoint(
                         record, offset, head, frontier_root(left, leaf_count), path, frame_start
                     )
+                    _check_signature(record, offset, pinned, path, frame_start)
+                elif kind == KIND_KEY:
+                    pinned = _check_key(record, offset, pinned, path, frame_start)
                 head = sha256(domain + record).digest()
                 node = sha256(b"\x00" + record).digest()
                 if leaves[leaf_at : leaf_at + 32] != node:
@@ -207,12 +218,67 @@ def _raise_first_bad_frame(data: bytes, bounds: list[int], offset: int, path: st
     raise AssertionError("a short read must leave an incomplete frame")
 
 
+def _check_signature(
+    record: bytes, offset: int, pinned: bytes | None, path: str, byte_offset: int
+) -> None:
+    """A checkpoint in a log that pins a key is signed by that key; in one that does not, not."""
+    signed = checkpoint_signature(record[HEADER_BYTES:])
+    if pinned is None:
+        if signed is None:
+            return
+        problem = "a signed checkpoint in a log that pins no key"
+    elif signed is None:
+        problem = f"an unsigned checkpoint in a log that pins key {pinned.hex()}"
+    elif signed[0] != pinned:
+        problem = f"signed by key {signed[0].hex()}, but the log pins {pinned.hex()}"
+    else:
+        decoded = decode_checkpoint_payload(record[HEADER_BYTES:])
+        assert decoded is not None
+        record_count, chain_hash, merkle_root = decoded
+        timestamp = HEADER.unpack_from(record)[2]
+        message = signed_checkpoint_bytes(
+            record_count, merkle_root, chain_hash, timestamp, key_id_of(pinned)
+        )
+        try:
+            verify_signature(pinned, message, signed[1])
+            return
+        except InvalidSignature:
+            problem = (
+                f"the signature of the checkpoint over records 0..{offset - 1} does not "
+                f"verify under the pinned key {pinned.hex()}: they were rewritten"
+            )
+    raise CorruptionError(problem, file=path, byte_offset=byte_offset, record_offset=offset)
+
+
+def _check_key(
+    record: bytes, offset: int, pinned: bytes | None, path: str, byte_offset: int
+) -> bytes:
+    """A KEY record pins a key at offset 0, or rotates the pinned one with its signature."""
+    key = decode_key_payload(record[HEADER_BYTES:])
+    if key is None:
+        problem = "a KEY record without a valid key payload"
+    elif offset == 0 and key[1] is None:
+        return key[0]
+    elif offset == 0:
+        problem = "the genesis KEY record carries a rotation signature"
+    elif pinned is None or key[1] is None:
+        problem = "a KEY record after genesis that does not rotate a pinned key"
+    else:
+        prev_hash = record[8:40]
+        try:
+            verify_signature(pinned, rotation_message(offset, prev_hash, key[0]), key[1])
+            return key[0]
+        except InvalidSignature:
+            problem = f"the key rotation is not signed by the key it replaces ({pinned.hex()})"
+    raise CorruptionError(problem, file=path, byte_offset=byte_offset, record_offset=offset)
+
+
 def _check_checkpoint(
     record: bytes, offset: int, head: bytes, merkle_root: bytes, path: str, byte_offset: int
 ) -> None:
     decoded = decode_checkpoint_payload(record[HEADER_BYTES:])
     if decoded is None:
-        problem = "checkpoint payload is not a version-1, 73-byte payload"
+        problem = "checkpoint payload is not a 73-byte version-1 or a 169-byte version-2 one"
     elif decoded[0] != offset:
         problem = f"checkpoint record_count {decoded[0]} != its offset {offset}"
     elif decoded[1] != head:
