@@ -66,8 +66,9 @@ Four kinds of trial, each printing one line; the last line of the run is
   (the newest segment, a sealed one or all of them deleted), `sealed-cut` (a
   sealed segment cut short): `HistoryLost` naming the log and the first lost
   record, to writers and readers, `verify()` reporting it; `key-delete`
-  (`master.key`, `keyring.json`, `signing.key`): `KeyError_` naming the
-  file (a reader needs no signing key); `layout-damage` (`verity.json`
+  (`master.key`, `keyring.json`): `KeyError_` naming the file; (`signing.key`):
+  the tenant opens for reads, `checkpoint()` and writes raise `KeyError_`
+  naming it, `verify()` passes the log and reports the key problem; `layout-damage` (`verity.json`
   deleted, a byte flipped, or another shard count with a valid checksum):
   `CorruptionError` naming it; `no-create` (a missing or empty folder, an
   unknown tenant, without `create=True`): `NotFound` (`ReadOnly` for a
@@ -1778,6 +1779,33 @@ def verify_names(folder: Path, tenant: int, judge_bad: Callable[[BadRecord], Out
     return judge_bad(bad)
 
 
+def sign_once(folder: Path, tenant: int) -> Outcome:
+    """A writer's `checkpoint()` (which the caller expects to raise)."""
+    with open_database(folder, SyncPolicy.every_batch(), create=False) as db:
+        db.tenant(TenantId(tenant)).checkpoint()
+    return None
+
+
+def write_once(folder: Path, tenant: int) -> Outcome:
+    """A writer's write (which the caller expects to raise)."""
+    with open_database(folder, SyncPolicy.every_batch(), create=False) as db:
+        db.tenant(TenantId(tenant)).create_stream("after-the-fault", DataClass.PUBLIC)
+    return None
+
+
+def verify_names_key(folder: Path, tenant: int, path: str) -> Outcome:
+    """`verify()` passes the log and reports the tenant's key problem, naming `path`."""
+    with open_database(folder, SyncPolicy.every_batch(), create=False) as db:
+        report = db.verify()
+    if not report.ok:
+        return f"verify() reported {report.first_bad}"
+    problems = {int(found.tenant): found.key_problem for found in report.tenants}
+    problem = problems.get(tenant)
+    if problem is None or path not in problem:
+        return f"verify() reported key problem {problem!r} for tenant {tenant}, naming no {path}"
+    return None
+
+
 def verify_raises(folder: Path) -> Outcome:
     """A reader's `verify()` (which the caller expects to raise): what it reported instead."""
     with open_database(folder, SyncPolicy.every_batch(), create=False, read_only=True) as db:
@@ -2068,15 +2096,34 @@ def _delete_master_key(site: FaultSite) -> Fault:
     )
 
 
-def _delete_tenant_key(site: FaultSite, name: str) -> Fault:
-    """A writer refuses; so does a reader without the key ring (it decrypts), not one
-    without the signing key (it signs nothing)."""
+def _delete_keyring(site: FaultSite) -> Fault:
+    """A writer refuses the tenant; so does a reader (it decrypts with the key ring)."""
     tenant = site.rng.choice(sorted(site.tenants))
-    path = site.tenants[tenant] / name
+    path = site.tenants[tenant] / KEYRING_FILE
     path.unlink()
     refusal = Refusal(KeyError_, _names(path))
-    attempts = tenant_refusals(site, tenant, refusal, reader_refused=name == KEYRING_FILE)
-    return Fault(f"deleted {name}", [path], tenant, attempts)
+    attempts = tenant_refusals(site, tenant, refusal, reader_refused=True)
+    return Fault(f"deleted {KEYRING_FILE}", [path], tenant, attempts)
+
+
+def _delete_signing_key(site: FaultSite) -> Fault:
+    """The tenant opens for reads, but signs nothing and takes no write, naming the file;
+    `verify()` passes the log and reports the key problem; a reader answers as before."""
+    tenant = site.rng.choice(sorted(site.tenants))
+    path = site.tenants[tenant] / SIGNING_KEY_FILE
+    path.unlink()
+    refusal = Refusal(KeyError_, _names(path))
+    attempts = [
+        Attempt(f"tenant {tenant} checkpoint()", partial(sign_once, site.folder, tenant), refusal),
+        Attempt(f"tenant {tenant} write", partial(write_once, site.folder, tenant), refusal),
+        Attempt("read-only open", partial(reader_answers, site.folder, site.expected), None),
+        Attempt(
+            "verify() names the key",
+            partial(verify_names_key, site.folder, tenant, str(path)),
+            None,
+        ),
+    ]
+    return Fault(f"deleted {SIGNING_KEY_FILE}", [path], tenant, attempts)
 
 
 # ------------------------------------------------------------------ layout
@@ -2311,8 +2358,8 @@ FAULTS: Final[dict[str, dict[str, FaultMaker]]] = {
     "sealed-cut": {"sealed": _cut_sealed},
     "key-delete": {
         MASTER_KEY_FILE: _delete_master_key,
-        KEYRING_FILE: partial(_delete_tenant_key, name=KEYRING_FILE),
-        SIGNING_KEY_FILE: partial(_delete_tenant_key, name=SIGNING_KEY_FILE),
+        KEYRING_FILE: _delete_keyring,
+        SIGNING_KEY_FILE: _delete_signing_key,
     },
     "layout-damage": {
         "deleted": _delete_layout,

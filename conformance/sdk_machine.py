@@ -68,6 +68,8 @@ class TenantModel:
     kernel: spec_kernel.KernelState
     log: spec_log.Log = field(default_factory=spec_log.empty_log)
     payloads: list[bytes] = field(default_factory=list)
+    signer: bytes | None = None
+    """The tenant's signing key (its seed), once the SDK made it; the model signs with it."""
 
     def events(self, stream: int) -> list[bytes]:
         found: list[bytes] = []
@@ -98,6 +100,13 @@ class SdkLockstep(RuleBasedStateMachine):
         }
         self.keys: list[bytes] = []
         self.db = self._open()
+        # Each tenant is made now: its log begins with the KEY record pinning its new
+        # signing key, which the model reads from the key folder given at open.
+        for tenant in TENANTS:
+            self.db.tenant(tenant, create=True)
+            model = self.models[int(tenant)]
+            model.signer = (self.work / "keys" / f"tenant-{int(tenant)}.signing.key").read_bytes()
+            model.log = spec_log.pin_key(model.log, self.now, model.signer)
 
     # ------------------------------------------------------------ plumbing
 
@@ -110,6 +119,7 @@ class SdkLockstep(RuleBasedStateMachine):
             clock=self._clock,
             checkpoint_policy=CheckpointPolicy(every_n_records=EVERY_N_RECORDS),
             idempotency_retention_ns=RETENTION_NS,
+            signing_key_dir=self.work / "keys",
             create=True,
         )
 
@@ -127,7 +137,7 @@ class SdkLockstep(RuleBasedStateMachine):
         for effect in effects[:-1]:
             assert isinstance(effect, spec_kernel.AppendRecord)
             model.payloads.append(effect.payload)
-            model.log = spec_log.append(model.log, effect.payload, self.now, POLICY)
+            model.log = spec_log.append(model.log, effect.payload, self.now, POLICY, model.signer)
         outcome = reply.outcome
         if isinstance(outcome, spec_kernel.Rejected):
             return {"error": ERROR_KIND_OF_REASON[outcome.reason]}
@@ -238,15 +248,20 @@ class SdkLockstep(RuleBasedStateMachine):
     def checkpoint(self, tenant: TenantId, step: int) -> None:
         self.tick(step)
         model = self.models[int(tenant)]
-        model.log = spec_log.append_checkpoint(model.log, self.now)
+        model.log = spec_log.append_checkpoint(model.log, self.now, model.signer)
         signed = self.db.tenant(tenant, create=True).checkpoint()
-        self.agree("checkpoint tree_size", spec_log.size(model.log), signed.tree_size)
+        # The checkpoint covers the records before its own; its signature is the one the
+        # spec's checkpoint record carries (Ed25519 is deterministic).
+        record = model.log.records[-1]
+        self.agree("checkpoint tree_size", spec_log.size(model.log) - 1, signed.tree_size)
+        self.agree("checkpoint signature", record.payload[-64:], signed.signature)
+        self.agree("signed_through", spec_log.signed_through(model.log), signed.tree_size)
 
     @rule(step=st.integers(0, 100_000))
     def reopen(self, step: int) -> None:
         self.tick(step)
         for model in self.models.values():
-            model.log = spec_log.shutdown(model.log, self.now, POLICY)
+            model.log = spec_log.shutdown(model.log, self.now, POLICY, model.signer)
         self.db.close()
         self.db = self._open()
         self.check_replay()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+import verity
 from verity._cli import main
 
 
@@ -33,6 +35,29 @@ def test_verify_fails_on_the_demo_log_it_damaged(
     [log_dir] = [p for p in (tmp_path / "db").rglob("log") if p.is_dir()]
     assert main(["verify", str(log_dir)]) == 1
     assert "FAILED: corruption (record offset" in capsys.readouterr().out
+
+
+def test_a_damaged_tenant_is_never_signed_over_and_takes_no_writes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["demo", str(tmp_path)])
+    capsys.readouterr()
+    database = tmp_path / "db"
+    [log_dir] = [p for p in database.rglob("log") if p.is_dir()]
+    log_before = _contents(log_dir)
+    assert main(["checkpoint", str(database), "--tenant", "1"]) == 1
+    assert "FAILED: not signed: tenant 1 record" in capsys.readouterr().out
+    assert _contents(log_dir) == log_before  # nothing appended, nothing signed
+    # The damage is recorded: a later writer refuses until an operator acts.
+    [marker] = list(database.rglob("DAMAGED"))
+    assert oct(marker.stat().st_mode & 0o777) == "0o600"
+    with verity.open(database) as db:
+        t = db.tenant(verity.TenantId(1))
+        with pytest.raises(verity.errors.CorruptionError, match="accepts no writes"):
+            t.checkpoint()
+        with pytest.raises(verity.errors.CorruptionError, match="accepts no writes"):
+            t.create_stream("more", verity.DataClass.PUBLIC)
+    assert _contents(log_dir) == log_before
 
 
 def test_verify_passes_on_an_intact_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -78,18 +103,32 @@ def test_sql_statements_time_travel_and_proofs(
         == 0
     )
     out = capsys.readouterr().out
-    assert "ok: 2 rows; log position 1" in out and "2  | eve" in out
-    assert main(["sql", db, "--tenant", "2", "--at", "1", "-c", "SELECT name FROM t"]) == 0
+    assert "ok: 2 rows; log position 2" in out and "2  | eve" in out
+    assert main(["sql", db, "--tenant", "2", "--at", "2", "-c", "SELECT name FROM t"]) == 0
     assert "bob" in capsys.readouterr().out
     assert main(["sql", db, "--tenant", "2", "-c", "SELECT * FROM missing"]) == 1
     assert "error: unknown_table" in capsys.readouterr().out
+    # A proof is checked against the last signed checkpoint in the log (here the one
+    # the clean close wrote); it never makes one: reads write nothing.
+    before = _contents(tmp_path / "db")
     assert main(["proof", db, "--tenant", "2", "--leaf", "2", "--old-size", "1"]) == 0
     out = capsys.readouterr().out
     assert '"inclusion"' in out and '"consistency"' in out and "checked:" in out
+    assert _contents(tmp_path / "db") == before
+    first_size = json.loads(out[: out.rindex("}") + 1])["checkpoint"]["tree_size"]
     assert main(["checkpoint", db, "--tenant", "2"]) == 0
     assert '"signature"' in capsys.readouterr().out
+    assert main(["proof", db, "--tenant", "2", "--leaf", "2"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out[: out.rindex("}") + 1])["checkpoint"]["tree_size"] > first_size
     assert main(["verify", db]) == 0
-    assert "ok:" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ok:" in out and "signed through" in out
+
+
+def _contents(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` and its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
 def _tree(folder: Path) -> list[str]:
@@ -120,3 +159,16 @@ def test_reads_of_a_wrong_path_or_tenant_create_nothing(
     assert main(["verify", str(tmp_path)]) != 0  # the parent folder is not a database
     assert _tree(db) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["db", "empty"]
+
+
+def test_a_proof_without_a_signed_checkpoint_fails_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = verity.open(tmp_path / "db", create=True)
+    t = db.tenant(verity.TenantId(1), create=True)
+    t.create_stream("s", verity.DataClass.PUBLIC)
+    db._abandon()  # a crash: no shutdown checkpoint
+    before = _contents(tmp_path / "db")
+    assert main(["proof", str(tmp_path / "db"), "--tenant", "1", "--leaf", "1"]) == 1
+    assert "no signed checkpoint yet" in capsys.readouterr().out
+    assert _contents(tmp_path / "db") == before

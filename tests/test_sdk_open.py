@@ -21,7 +21,7 @@ from _crash import saved_mark, unacknowledge
 
 import verity
 from verity.errors import CorruptionError, InUse, InvalidArgument, KeyError_, NotFound, ReadOnly
-from verity.types import DataClass, TenantId
+from verity.types import DataClass, StreamId, TenantId
 
 T1 = TenantId(1)
 
@@ -306,9 +306,7 @@ def test_a_layout_from_before_the_checksum_is_upgraded_by_the_next_writer(
     assert json.loads(layout.read_text())["sha256"] == fields["sha256"]
 
 
-@pytest.mark.parametrize(
-    "name", ["master.key", "shard-00006/tenant-1/keyring.json", "shard-00006/tenant-1/signing.key"]
-)
+@pytest.mark.parametrize("name", ["master.key", "shard-00006/tenant-1/keyring.json"])
 def test_a_missing_key_is_never_silently_replaced(tmp_path: Path, name: str) -> None:
     folder = tmp_path / "db"
     filled(folder)
@@ -319,3 +317,29 @@ def test_a_missing_key_is_never_silently_replaced(tmp_path: Path, name: str) -> 
         db.tenant(T1)
     assert str(folder / name) in str(caught.value)
     assert snapshot(folder) == before
+
+
+def test_a_missing_signing_key_opens_for_reads_and_refuses_to_sign_or_write(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "db"
+    public, _ = filled(folder)
+    key_path = folder / "shard-00006/tenant-1/signing.key"
+    key_path.unlink()
+    with verity.open(folder) as db:
+        t = db.tenant(T1)
+        assert t.read_events(StreamId(public)) == [b"p0", b"p1"]
+        size = t.log_size()
+        with pytest.raises(KeyError_, match="missing") as caught:
+            t.checkpoint()
+        assert str(key_path) in str(caught.value)
+        with pytest.raises(KeyError_):
+            t.append(StreamId(public), [b"p2"])
+        with pytest.raises(KeyError_):
+            t.execute("INSERT INTO r VALUES (2, 'two')")
+        assert t.log_size() == size
+        report = db.verify()
+        assert report.ok
+        (tenant_report,) = report.tenants
+        assert tenant_report.key_problem is not None and str(key_path) in tenant_report.key_problem
+    assert not key_path.exists()  # never re-created

@@ -7,7 +7,7 @@ executable specification it is proven equal to by `verity_conformance`.
 Public surface (anything not listed in `__all__` is private; docs/sdk.md):
 
 - the database: `open`, `Verity`, `TenantHandle`, `StreamInfo`,
-  `VerificationReport`, `BadRecord`, `Receipt`, `QueryResult` (SQL);
+  `VerificationReport`, `TenantVerification`, `BadRecord`, `Receipt`, `QueryResult` (SQL);
 - proofs: `SignedCheckpoint`, `InclusionProof`, `ConsistencyProof` (checked
   with the functions of `verity.proofs`);
 - value types: `Offset`, `TenantId`, `StreamId`, `DataClass`, `Hash`,
@@ -23,6 +23,7 @@ from verity._database import BadRecord as BadRecord
 from verity._database import QueryResult as QueryResult
 from verity._database import Receipt as Receipt
 from verity._database import TenantHandle as TenantHandle
+from verity._database import TenantVerification as TenantVerification
 from verity._database import VerificationReport as VerificationReport
 from verity._database import Verity as Verity
 from verity._database import open as open
@@ -76,6 +77,7 @@ __all__ = [
     "TenantHandle",
     "TenantId",
     "Timestamp",
+    "TenantVerification",
     "VerificationReport",
     "Verity",
     "__version__",

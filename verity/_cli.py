@@ -170,6 +170,23 @@ def _is_database(path: Path) -> bool:
     return (path / DATABASE_FILE).is_file()
 
 
+def _tenant_line(found: verity.TenantVerification) -> str:
+    """One tenant's verification: how much is signed, and anything wrong beside damage."""
+    if found.public_key is None:
+        line = f"tenant {int(found.tenant)}: {found.records_checked} records, unsigned log"
+    else:
+        line = (
+            f"tenant {int(found.tenant)}: {found.records_checked} records, signed through "
+            f"{found.signed_through}, {found.not_yet_signed} not yet signed; key "
+            f"{found.public_key.hex()[:16]}..."
+        )
+    for promise in found.broken_promises:
+        line += f"\n  BROKEN PROMISE: {promise}"
+    if found.key_problem is not None:
+        line += f"\n  key: {found.key_problem}"
+    return line
+
+
 def verify(path: Path) -> int:
     """Verify a database folder (every tenant) or a bare log folder, end to end."""
     if not path.is_dir():
@@ -180,6 +197,8 @@ def verify(path: Path) -> int:
         with verity.open(path, read_only=True) as db:
             progress = _Progress("verify")
             report = db.verify(progress=lambda tenant, done, total: progress(done, total))
+        for tenant_report in report.tenants:
+            _say(_tenant_line(tenant_report))
         if report.ok:
             tenants = report.tenants_checked
             _say(
@@ -188,8 +207,10 @@ def verify(path: Path) -> int:
             )
             return 0
         bad = report.first_bad
-        assert bad is not None
-        _say(f"FAILED: tenant {int(bad.tenant)}, record {bad.record_offset}: {bad.reason}")
+        if bad is not None:
+            _say(f"FAILED: tenant {int(bad.tenant)}, record {bad.record_offset}: {bad.reason}")
+        else:
+            _say("FAILED: a signed checkpoint handed out is no longer kept by the log")
         return 1
     try:
         with open_log(path, read_only=True) as log:
@@ -298,9 +319,22 @@ def _checkpoint_json(signed: verity.SignedCheckpoint, public_key: bytes) -> dict
 
 
 def checkpoint(path: Path, tenant: int) -> int:
-    """`verity checkpoint`: append a checkpoint and print it, signed, as JSON."""
+    """`verity checkpoint`: verify the log, then append a signed checkpoint and print it as JSON.
+
+    A log with damage is never signed over: the damage is printed (and
+    recorded, so the tenant takes no writes until an operator acts) instead.
+    """
     with verity.open(path) as db:
         t = db.tenant(TenantId(tenant), create=False)
+        shown = _Progress("verify")
+        report = db.verify(progress=lambda _, done, total: shown(done, total))
+        if report.first_bad is not None:
+            bad = report.first_bad
+            _say(
+                f"FAILED: not signed: tenant {int(bad.tenant)} record {bad.record_offset}: "
+                f"{bad.reason} ({bad.file})"
+            )
+            return 1
         signed = t.checkpoint()
         public_key = t.public_key()
         verify_signed_checkpoint(signed, public_key)
@@ -309,10 +343,20 @@ def checkpoint(path: Path, tenant: int) -> int:
 
 
 def proof(path: Path, tenant: int, leaf: int | None, old_size: int | None) -> int:
-    """`verity proof`: sign a checkpoint, then print and check an inclusion or consistency proof."""
-    with verity.open(path) as db:
+    """`verity proof`: print and check proofs against the tenant's last signed checkpoint.
+
+    Opens read-only and writes nothing: the checkpoint is the one stored in
+    the log (`verity checkpoint` makes a new one).
+    """
+    with verity.open(path, read_only=True) as db:
         t = db.tenant(TenantId(tenant), create=False)
-        signed = t.checkpoint()
+        signed = t.latest_checkpoint()
+        if signed is None:
+            _say(
+                f"FAILED: tenant {tenant} has no signed checkpoint yet; "
+                "make one with `verity checkpoint`"
+            )
+            return 1
         public_key = t.public_key()
         verify_signed_checkpoint(signed, public_key)
         document: dict[str, object] = {"checkpoint": _checkpoint_json(signed, public_key)}

@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -25,7 +25,15 @@ from verity._layout import (
     read_layout,
     tenant_folders,
 )
-from verity._tenant import QueryResult, Receipt, TenantHandle, _check_instance
+from verity._tenant import (
+    SIGNING_KEY_FILE,
+    QueryResult,
+    Receipt,
+    TenantHandle,
+    TenantVerification,
+    _check_instance,
+)
+from verity._witness import WITNESS_FILE, Witness
 from verity.crypto import (
     FileMasterKeyProvider,
     MasterKeyProvider,
@@ -42,6 +50,7 @@ from verity.errors import (
 from verity.kernel import (
     RETENTION_NS_DEFAULT,
 )
+from verity.proofs import SignedCheckpoint
 from verity.storage._files import LOCK_FILE, FolderLock, make_private_dir
 from verity.types import (
     CheckpointPolicy,
@@ -54,6 +63,7 @@ __all__ = [
     "QueryResult",
     "Receipt",
     "TenantHandle",
+    "TenantVerification",
     "VerificationReport",
     "Verity",
     "open",
@@ -85,9 +95,12 @@ class VerificationReport:
     """The result of `Verity.verify()`: every tenant's log from genesis."""
 
     ok: bool
+    """No record is damaged and every signed checkpoint handed out is kept."""
     records_checked: int
     tenants_checked: int
     first_bad: BadRecord | None
+    tenants: tuple[TenantVerification, ...] = ()
+    """Per intact tenant: how far it is signed, its key, broken promises, key problems."""
 
 
 @final
@@ -110,6 +123,7 @@ class Verity:
         idempotency_retention_ns: int,
         create: bool,
         read_only: bool,
+        signing_key_dir: Path | None = None,
     ) -> None:
         """Open the database in `path` (see `verity.open`); every argument is checked by then."""
         self._path = path
@@ -118,6 +132,7 @@ class Verity:
         self._clock = clock
         self._retention_ns = idempotency_retention_ns
         self._read_only = read_only
+        self._signing_key_dir = signing_key_dir
         self._lock = threading.Lock()
         self._closed = False
         self._tenants: dict[int, TenantHandle] = {}
@@ -224,6 +239,8 @@ class Verity:
                 if self._read_only:
                     raise ReadOnly(f"database {self._path}")
                 make_private_dir(folder, parents=True)
+            key_folder = folder if self._signing_key_dir is None else self._signing_key_dir
+            prefix = "" if self._signing_key_dir is None else f"tenant-{int(tenant)}."
             handle = TenantHandle(
                 tenant,
                 folder,
@@ -232,6 +249,8 @@ class Verity:
                 self._checkpoint_policy,
                 self._clock,
                 self._retention_ns,
+                signing_key_path=key_folder / (prefix + SIGNING_KEY_FILE),
+                witness_path=key_folder / (prefix + WITNESS_FILE),
                 read_only=self._read_only,
             )
             self._tenants[int(tenant)] = handle
@@ -252,24 +271,71 @@ class Verity:
             handle._sync()
 
     def verify(
-        self, progress: Callable[[TenantId, int, int], None] | None = None
+        self,
+        progress: Callable[[TenantId, int, int], None] | None = None,
+        *,
+        trusted: Iterable[tuple[TenantId, SignedCheckpoint]] = (),
     ) -> VerificationReport:
         """Verify every tenant's log from genesis; report the first bad record, if any.
 
+        Each log is checked record by record (CRCs, chain, checkpoints and their
+        signatures), then held against every signed checkpoint it handed out
+        (its witness file) and every one in `trusted` (pairs of tenant and
+        checkpoint an auditor kept): a log cut back behind one, or forked from
+        it, is reported as a broken promise. Key problems (a missing or foreign
+        signing key) are reported per tenant, not raised.
         `progress(tenant, records_done, records_total)` is called as each log is read.
         """
+        trusted_by_tenant: dict[int, list[SignedCheckpoint]] = {}
+        for pair in trusted:
+            if (
+                not isinstance(pair, tuple)
+                or len(pair) != 2
+                or not isinstance(pair[1], SignedCheckpoint)
+            ):
+                raise InvalidArgument("trusted", pair, "must hold (TenantId, SignedCheckpoint)")
+            trusted_by_tenant.setdefault(int(pair[0]), []).append(pair[1])
         records = 0
         checked = 0
+        found: list[TenantVerification] = []
         for tenant in self.tenants():
             try:
                 handle = self.tenant(tenant, create=False)
                 per_tenant = None if progress is None else partial(progress, tenant)
-                records += handle._verify(per_tenant)
+                result = handle._verify(per_tenant, trusted_by_tenant.pop(int(tenant), []))
             except CorruptionError as failure:
                 bad = BadRecord(tenant, failure.record_offset, failure.file, failure.reason)
-                return VerificationReport(False, records, checked + 1, bad)
+                return VerificationReport(False, records, checked + 1, bad, tuple(found))
+            records += result.records_checked
+            found.append(result)
             checked += 1
-        return VerificationReport(True, records, checked, None)
+        if self._signing_key_dir is not None:
+            # A tenant folder deleted whole leaves its witness behind, outside the folder.
+            present = {int(tenant) for tenant in self.tenants()}
+            for witness in sorted(self._signing_key_dir.glob("tenant-*." + WITNESS_FILE)):
+                tenant_id = int(witness.name.split(".")[0].removeprefix("tenant-"))
+                if tenant_id not in present:
+                    trusted_by_tenant.setdefault(tenant_id, []).extend(
+                        Witness(witness).checkpoints()
+                    )
+        for tenant_id, checkpoints in trusted_by_tenant.items():
+            found.append(
+                TenantVerification(
+                    TenantId(tenant_id),
+                    0,
+                    0,
+                    0,
+                    None,
+                    tuple(
+                        f"rollback: tenant {tenant_id} is gone; a signed checkpoint covers "
+                        f"{checkpoint.tree_size} of its records"
+                        for checkpoint in checkpoints
+                    ),
+                    None,
+                )
+            )
+        ok = not any(result.broken_promises for result in found)
+        return VerificationReport(ok, records, checked, None, tuple(found))
 
     def close(self) -> None:
         """Shut every tenant down cleanly; idempotent."""
@@ -326,6 +392,7 @@ def open(  # `verity.open` is the documented entry point; it shadows the builtin
     clock: Clock = time.time_ns,
     master_key_provider: MasterKeyProvider | None = None,
     idempotency_retention_ns: int = RETENTION_NS_DEFAULT,
+    signing_key_dir: str | os.PathLike[str] | None = None,
 ) -> Verity:
     """Open the database in folder `path`; with `create`, make it if it is not there.
 
@@ -340,8 +407,12 @@ def open(  # `verity.open` is the documented entry point; it shadows the builtin
     one fsync); `clock` returns ns since the epoch and is the only clock the
     database reads; `shard_count` is used only when creating; the
     `master_key_provider` defaults to a key file in the folder (`master.key`,
-    mode 0600) and is where an HSM plugs in. Every argument is checked before
-    anything on disk is touched.
+    mode 0600) and is where an HSM plugs in (`FileMasterKeyProvider` over a
+    file outside the folder keeps the master key away from whoever holds
+    the folder). `signing_key_dir`, when given, holds each tenant's signing
+    key (`tenant-<id>.signing.key`) and its witness of handed-out signed
+    checkpoints instead of the tenant folder (docs/sdk.md, "Trust model").
+    Every argument is checked before anything on disk is touched.
     """
     if not isinstance(path, str | os.PathLike):
         raise InvalidArgument("path", path, "must be a str or os.PathLike")
@@ -364,6 +435,10 @@ def open(  # `verity.open` is the documented entry point; it shadows the builtin
     _check_instance("idempotency_retention_ns", idempotency_retention_ns, int, "an int")
     if idempotency_retention_ns < 0:
         raise InvalidArgument("idempotency_retention_ns", idempotency_retention_ns, "must be >= 0")
+    if signing_key_dir is not None and not isinstance(signing_key_dir, str | os.PathLike):
+        raise InvalidArgument("signing_key_dir", signing_key_dir, "must be a str or os.PathLike")
+    if signing_key_dir is not None and Path(signing_key_dir).is_file():
+        raise InvalidArgument("signing_key_dir", str(signing_key_dir), "is a file, not a folder")
     Directory(Path(path), shard_count)  # checks the count before anything is created
     return Verity(
         Path(path),
@@ -375,4 +450,5 @@ def open(  # `verity.open` is the documented entry point; it shadows the builtin
         idempotency_retention_ns=idempotency_retention_ns,
         create=create,
         read_only=read_only,
+        signing_key_dir=None if signing_key_dir is None else Path(signing_key_dir),
     )

@@ -22,6 +22,7 @@ be written twice. PUBLIC events, and stream names, are stored verbatim.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -35,6 +36,7 @@ from typing import Final, TypeVar, final
 
 from verity._keyring import KEYRING_FILE, Keyring
 from verity._snapshot import SNAPSHOT_FILE, Snapshot, decode_snapshot, encode_snapshot
+from verity._witness import Witness, checkpoint_problem, pinned_keys
 from verity.crypto import (
     MasterKeyProvider,
     SigningKey,
@@ -62,12 +64,14 @@ from verity.kernel import (
     StreamInfo,
     decode_events,
 )
-from verity.proofs import ConsistencyProof, InclusionProof, SignedCheckpoint
+from verity.proofs import ConsistencyProof, InclusionProof, SignedCheckpoint, key_id_of
 from verity.query import Engine, changes_of_event
 from verity.query import QueryResult as EngineResult
 from verity.storage import Log, open_log
-from verity.storage._files import FolderLock
+from verity.storage._durable import read_mark
+from verity.storage._files import FolderLock, make_private_dir
 from verity.storage._index import write_atomic
+from verity.storage._merkle import DamagedNodes
 from verity.store import MemoryStore, Store, open_store
 from verity.types import (
     CheckpointPolicy,
@@ -81,7 +85,7 @@ from verity.types import (
     TenantId,
 )
 
-__all__ = ["QueryResult", "Receipt", "TenantHandle"]
+__all__ = ["QueryResult", "Receipt", "TenantHandle", "TenantVerification"]
 
 logger = logging.getLogger("verity")
 
@@ -93,6 +97,8 @@ _Answer = TypeVar("_Answer")
 Clock = Callable[[], int]
 
 SIGNING_KEY_FILE: Final = "signing.key"
+# Written when a writer meets damage to the log; an operator removes it (docs/trust.md).
+DAMAGED_FILE: Final = "DAMAGED"
 # An open that had to replay this many records writes a fresh snapshot.
 SNAPSHOT_REPLAY_RECORDS_MIN: Final = 50_000
 
@@ -115,6 +121,25 @@ class Receipt:
     hash: bytes
     """The chain hash of that record (docs/formats.md §1.3)."""
     rows_affected: int
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class TenantVerification:
+    """What `Verity.verify()` found of one tenant whose log is intact record by record."""
+
+    tenant: TenantId
+    records_checked: int
+    signed_through: int
+    """Records covered by the last signed checkpoint in the log (its offset)."""
+    not_yet_signed: int
+    """Records after it: chained, but no signature vouches for them yet."""
+    public_key: bytes | None
+    """The key the log pins now; None for a log from before keys were pinned."""
+    broken_promises: tuple[str, ...]
+    """A signed checkpoint (witnessed or trusted) the log no longer keeps: rollback, fork."""
+    key_problem: str | None
+    """Why this tenant cannot sign here (its signing key is missing or not the pinned one)."""
 
 
 @final
@@ -170,12 +195,17 @@ class TenantHandle:
         clock: Clock,
         retention_ns: int,
         *,
+        signing_key_path: Path,
+        witness_path: Path,
         read_only: bool = False,
     ) -> None:
         """Open the tenant in `folder`, which must exist (`Verity.tenant` makes a new one).
 
         A writer holds the folder's lock until close; `read_only` takes no
         lock and writes nothing (tables are rebuilt in memory from the log).
+        `signing_key_path` is the tenant's signing key (in its folder, or in a
+        key folder given at open); `witness_path` the list of the signed
+        checkpoints it handed out (`verity._witness`), kept beside the key.
         """
         self._tenant = tenant
         self._folder = folder
@@ -183,6 +213,13 @@ class TenantHandle:
         self._lock = threading.Lock()
         self._closed = False
         self._read_only = read_only
+        self._signing_key_path = signing_key_path
+        self._witness = Witness(witness_path)
+        # Why this handle cannot sign, when it cannot (a missing or foreign signing key).
+        self._key_problem: str | None = None
+        # Damage a read or verify met, or that an operator has not yet cleared
+        # (DAMAGED_FILE): the tenant then signs nothing and accepts no writes.
+        self._damage: CorruptionError | None = None
         self._kernel = Kernel(tenant, retention_ns)
         # Per stream: the first stream offset of each record and that record's log offset.
         self._firsts: dict[int, array[int]] = {}
@@ -209,11 +246,18 @@ class TenantHandle:
                 clock=clock,
                 create=not read_only,
                 read_only=read_only,
+                signer=None if read_only else self._signing_key,
             )
+            self._check_pinned_key()
+            self._damage = self._recorded_damage()
             store = self._open_store()
             self._store: TenantStore = store
             self._engine = Engine(store)
-            self._replay(self._restore_snapshot(retention_ns))
+            restored_through = self._restore_snapshot(retention_ns)
+            self._replay(restored_through)
+            # A session that appends nothing leaves a fitting snapshot as it is: closing
+            # after reads changes no file (the next open replays the same few records).
+            self._unchanged_size = self._log.size if restored_through > 0 else -1
         except BaseException:
             # Abandon, never close: a clean close would append a shutdown checkpoint
             # to a log that was just found corrupt. Release every file and key.
@@ -245,18 +289,37 @@ class TenantHandle:
         return Keyring(path, provider, self._tenant)
 
     def _open_signing_key(self, new_tenant: bool) -> SigningKey | None:
-        """The signing key; only a new tenant's is created, a missing one is never replaced."""
-        path = self._folder / SIGNING_KEY_FILE
+        """The signing key; only a new tenant's is created, a missing one is never replaced.
+
+        A tenant whose key is missing still opens, for reads and verification;
+        its log refuses to sign and to take writes (the key it pins is not
+        at hand), and `verify()` says why.
+        """
+        path = self._signing_key_path
         if path.exists():
             return SigningKey.load(path)
-        if new_tenant and not self._read_only:
-            return SigningKey.load_or_create(path)
         if self._read_only:
             return None  # a reader signs nothing
-        raise KeyError_(
-            f"signing key {path} is missing; tenant {int(self._tenant)} has a log whose "
-            "checkpoints it signed: restore the file (a new key is made only by rotation)"
+        if new_tenant:
+            make_private_dir(path.parent, parents=True)
+            return SigningKey.load_or_create(path)
+        self._key_problem = (
+            f"signing key {path} is missing; the tenant's log pins the key that signed its "
+            "checkpoints: restore the file (a new key is made only by rotation)"
         )
+        return None
+
+    def _check_pinned_key(self) -> None:
+        """Note why the handle cannot sign: its key is not the one the log pins."""
+        pinned = self._log.pinned_key
+        key = self._signing_key
+        if pinned is not None and key is not None and key.public_key_bytes() != pinned:
+            self._key_problem = (
+                f"signing key {self._signing_key_path} has public key "
+                f"{key.public_key_bytes().hex()}; the log pins {pinned.hex()}: the tenant "
+                "signs nothing and accepts no writes (restore the key, or rotate it "
+                "with the pinned one)"
+            )
 
     def _release_keys_and_lock(self) -> None:
         keyring: Keyring | None = getattr(self, "_keyring", None)
@@ -560,6 +623,14 @@ class TenantHandle:
         ciphertext = key.encrypt(log_offset, payload, self._aad(dek_id, log_offset))
         return bytes([ENVELOPE_ENCRYPTED]) + dek_id.to_bytes(4, "big") + ciphertext
 
+    def _read_payload(self, log_offset: int) -> bytes:
+        """Record `log_offset`'s plain payload; damage met on the way marks the tenant."""
+        try:
+            return self._plain_payload(self._log.read(log_offset).payload, log_offset)
+        except CorruptionError as failure:
+            self._note_damage(failure)
+            raise
+
     def _plain_payload(self, stored: bytes, log_offset: int) -> bytes:
         if not stored or stored[0] != ENVELOPE_ENCRYPTED:
             return stored
@@ -590,14 +661,67 @@ class TenantHandle:
         self._check_open()
         if self._read_only:
             raise ReadOnly(f"tenant {int(self._tenant)}")
+        if self._key_problem is not None and self._log.pinned_key is not None:
+            raise KeyError_(self._key_problem)
+        if self._damage is not None:
+            damage = self._damage
+            raise CorruptionError(
+                f"tenant {int(self._tenant)}'s log is damaged ({damage.reason}): it signs "
+                f"nothing and accepts no writes until an operator restores it and removes "
+                f"{self._folder / DAMAGED_FILE} (docs/trust.md, 'When a tenant is damaged')",
+                file=damage.file,
+                record_offset=damage.record_offset,
+            )
 
     def _signer(self) -> SigningKey:
+        if self._key_problem is not None:
+            raise KeyError_(self._key_problem)
         if self._signing_key is None:
             raise KeyError_(
                 f"tenant {int(self._tenant)} has no signing key here "
-                f"({self._folder / SIGNING_KEY_FILE} is missing)"
+                f"({self._signing_key_path} is missing)"
             )
         return self._signing_key
+
+    # ------------------------------------------------------------ damage
+
+    def _recorded_damage(self) -> CorruptionError | None:
+        """The damage an earlier handle found and recorded, until an operator clears it."""
+        path = self._folder / DAMAGED_FILE
+        try:
+            found = json.loads(path.read_text(encoding="utf-8"))
+            reason = str(found["reason"])
+            offset = found.get("record_offset")
+            return CorruptionError(
+                reason,
+                file=None if found.get("file") is None else str(found["file"]),
+                record_offset=None if offset is None else int(offset),
+            )
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as failure:
+            # An unreadable marker still says an operator has not cleared the tenant.
+            return CorruptionError(f"damage marker unreadable: {failure}", file=str(path))
+
+    def _note_damage(self, failure: CorruptionError) -> None:
+        """Remember damage to the log (not to derived files); record it for later opens."""
+        if isinstance(failure, HistoryLost | DamagedNodes) or self._damage is not None:
+            return  # Merkle nodes are rebuilt; history loss already stops every open
+        if failure.file is not None and not failure.file.startswith(str(self._folder / "log")):
+            return  # the store or a key file: derived or reported on its own
+        self._damage = failure
+        if self._read_only:
+            return  # a reader writes nothing; the next verify by a writer records it
+        marker = {
+            "reason": failure.reason,
+            "file": failure.file,
+            "record_offset": failure.record_offset,
+            "found_at_ns": self._clock(),
+        }
+        try:
+            write_atomic(self._folder / DAMAGED_FILE, json.dumps(marker).encode())
+        except OSError as os_error:
+            logger.warning("could not record damage in %s: %s", DAMAGED_FILE, os_error)
 
     @property
     def read_only(self) -> bool:
@@ -715,6 +839,8 @@ class TenantHandle:
         _check_instance("stream", stream, int, "a StreamId")
         _check_instance("from_offset", from_offset, int, "an Offset")
         _check_instance("max_bytes", max_bytes, int, "an int")
+        if from_offset < 0:
+            raise InvalidArgument("from_offset", from_offset, "must be >= 0")
         if max_bytes < 0:
             raise InvalidArgument("max_bytes", max_bytes, "must be >= 0")
         with self._lock:
@@ -735,7 +861,7 @@ class TenantHandle:
             batch_index = max(batch_index, 0)
             while batch_index < len(firsts) and max_bytes > 0:
                 log_offset = positions[batch_index]
-                payload = self._plain_payload(self._log.read(log_offset).payload, log_offset)
+                payload = self._read_payload(log_offset)
                 _, first, events = decode_events(payload)
                 assert first == firsts[batch_index]
                 for event in events[skip:]:
@@ -831,22 +957,58 @@ class TenantHandle:
     # ------------------------------------------------------------ proofs
 
     def checkpoint(self) -> SignedCheckpoint:
-        """Append a checkpoint record and sign the log's size, root and head hash."""
+        """Append a signed checkpoint record and return the checkpoint it carries.
+
+        The checkpoint covers every record before its own: `tree_size` is its
+        record's offset. The signature is stored in the log (formats §1.4), so
+        the folder and the public key alone prove it; the checkpoint is also
+        added to the tenant's witness file before it is returned, so a later
+        `verify()` detects a log cut back behind it. A damaged tenant, or one
+        without its pinned signing key, signs nothing.
+        """
         with self._lock:
             self._check_writable()
             signer = self._signer()
-            self._log.append_checkpoint()
-            size = self._log.size
-            return sign_checkpoint(
-                signer,
-                size,
-                self._log.merkle_root(size),
-                self._log.head_hash,
-                int(self._log.last_timestamp),
-            )
+            written = self._log.append_checkpoint()
+            offset = int(written.offset)
+            if self._log.pinned_key is not None:
+                signed = self._log.signed_checkpoint(offset)
+            else:
+                # A log from before keys were pinned keeps unsigned records: sign the
+                # same statement here, for the caller only.
+                signed = sign_checkpoint(
+                    signer,
+                    offset,
+                    bytes(written.merkle_root),
+                    bytes(written.chain_hash),
+                    int(written.created_at),
+                )
+            self._witness.record(signed)
+            return signed
+
+    def latest_checkpoint(self) -> SignedCheckpoint | None:
+        """The last signed checkpoint stored in the log, or None; appends nothing.
+
+        This is what a proof is checked against without writing (`verity proof`).
+        """
+        with self._lock:
+            self._check_open()
+            if self._log.pinned_key is None:
+                return None
+            signed_through = self._log.signed_through()
+            return self._log.signed_checkpoint(signed_through) if signed_through else None
 
     def public_key(self) -> bytes:
-        """The raw 32-byte Ed25519 public key that signs this tenant's checkpoints."""
+        """The raw 32-byte Ed25519 public key that signs this tenant's checkpoints.
+
+        The key the log pins (readable without any secret), or for a log from
+        before keys were pinned, the signing key's.
+        """
+        with self._lock:
+            self._check_open()
+            pinned = self._log.pinned_key
+            if pinned is not None:
+                return bytes(pinned)
         return self._signer().public_key_bytes()
 
     def inclusion_proof(self, leaf_index: int, tree_size: int) -> InclusionProof:
@@ -902,10 +1064,61 @@ class TenantHandle:
             # batch durable anyway (the log holds them).
             self._with_store(lambda: self._store.sync())
 
-    def _verify(self, progress: Callable[[int, int], None] | None = None) -> int:
+    def _verify(
+        self,
+        progress: Callable[[int, int], None] | None = None,
+        trusted: Sequence[SignedCheckpoint] = (),
+    ) -> TenantVerification:
+        """Verify the log, then hold it against every witnessed and `trusted` checkpoint.
+
+        Damage to the log is raised (and marks the tenant damaged); a broken
+        promise (a rollback or a fork behind a signed checkpoint) and key
+        problems are returned in the report.
+        """
         with self._lock:
             self._check_open()
-            return self._log.verify(progress)
+            try:
+                records = self._log.verify(progress)
+            except CorruptionError as failure:
+                self._note_damage(failure)
+                raise
+            problems: list[str] = []
+            try:
+                promised = self._witness.checkpoints() + list(trusted)
+            except CorruptionError as failure:
+                problems.append(str(failure))
+                promised = list(trusted)
+            pinned = self._log.pinned_key
+            key_history: dict[bytes, bytes] = {}
+
+            def keys() -> dict[bytes, bytes]:
+                if not key_history:
+                    key_history.update(pinned_keys(self._log))
+                    if pinned is None and self._signing_key is not None:
+                        key = self._signing_key.public_key_bytes()
+                        key_history[key_id_of(key)] = key
+                return key_history
+
+            for checkpoint in promised:
+                if self._read_only and checkpoint.tree_size > self._log.size:
+                    # A reader sees the durable prefix as of its open; a live writer may
+                    # have signed more since. Only a log now shorter is a rollback.
+                    mark = read_mark(self._folder / "log")
+                    if mark is not None and mark.size > checkpoint.tree_size:
+                        continue
+                problem = checkpoint_problem(self._log, checkpoint, keys)
+                if problem is not None:
+                    problems.append(problem)
+            signed_through = self._log.signed_through()
+            return TenantVerification(
+                self._tenant,
+                records,
+                signed_through,
+                records - signed_through if pinned is not None else 0,
+                None if pinned is None else bytes(pinned),
+                tuple(problems),
+                self._key_problem,
+            )
 
     def _close(self, *, clean: bool) -> None:
         with self._lock:
@@ -913,8 +1126,14 @@ class TenantHandle:
                 return
             self._closed = True
             try:
-                if clean and not self._read_only:
-                    if self._store_failure is None:
+                if clean and not self._read_only and self._damage is not None:
+                    # A damaged log gets no shutdown checkpoint (that would sign over the
+                    # damage) and no snapshot; what was appended is made durable first.
+                    self._close_store()
+                    self._log.sync()
+                    self._log.abandon()
+                elif clean and not self._read_only:
+                    if self._store_failure is None and self._log.size != self._unchanged_size:
                         self._write_snapshot_or_warn()
                     self._close_store()
                     self._log.close()
