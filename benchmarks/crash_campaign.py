@@ -66,7 +66,8 @@ Four kinds of trial, each printing one line; the last line of the run is
   (the newest segment, a sealed one or all of them deleted), `sealed-cut` (a
   sealed segment cut short): `HistoryLost` naming the log and the first lost
   record, to writers and readers, `verify()` reporting it; `key-delete`
-  (`master.key`, `keyring.json`): `KeyError_` naming the file; (`signing.key`):
+  (`master.key`, `keyring.json`): `KeyError_` naming the file to writers, a
+  reader opens keyless and `verify()` passes the log and names the file; (`signing.key`):
   the tenant opens for reads, `checkpoint()` and writes raise `KeyError_`
   naming it, `verify()` passes the log and reports the key problem; `layout-damage` (`verity.json`
   deleted, a byte flipped, or another shard count with a valid checksum):
@@ -1793,6 +1794,18 @@ def write_once(folder: Path, tenant: int) -> Outcome:
     return None
 
 
+def keyless_verify_names(folder: Path, tenant: int, path: str, *, read_only: bool) -> Outcome:
+    """`verify()` passes the tenant's log (all of it) and reports the missing key `path`."""
+    with open_database(folder, SyncPolicy.every_batch(), create=False, read_only=read_only) as db:
+        report = db.verify()
+    if not report.ok:
+        return f"verify() reported {report.first_bad}"
+    problems = {int(found.tenant): found.key_problem for found in report.tenants}
+    if path not in str(problems.get(tenant)):
+        return f"verify() reported key problem {problems.get(tenant)!r}, naming no {path}"
+    return None
+
+
 def verify_names_key(folder: Path, tenant: int, path: str) -> Outcome:
     """`verify()` passes the log and reports the tenant's key problem, naming `path`."""
     with open_database(folder, SyncPolicy.every_batch(), create=False) as db:
@@ -2088,21 +2101,54 @@ def _names(path: Path) -> Callable[[VerityError], Outcome]:
 
 
 def _delete_master_key(site: FaultSite) -> Fault:
+    """A writer refuses the database; a reader opens keyless and `verify()` names the file."""
     path = site.folder / MASTER_KEY_FILE
     path.unlink()
     refusal = Refusal(KeyError_, _names(path))
-    return Fault(
-        f"deleted {MASTER_KEY_FILE}", [path], None, database_refusals(site.folder, refusal)
-    )
+    attempts = [
+        Attempt("open", partial(open_and_close, site.folder), refusal),
+        Attempt("open(create=True)", partial(open_and_close, site.folder, create=True), refusal),
+        *(
+            Attempt(
+                f"keyless reader verify() of tenant {tenant}",
+                partial(keyless_verify_names, site.folder, tenant, str(path), read_only=True),
+                None,
+            )
+            for tenant in sorted(site.tenants)
+        ),
+    ]
+    return Fault(f"deleted {MASTER_KEY_FILE}", [path], None, attempts)
 
 
 def _delete_keyring(site: FaultSite) -> Fault:
-    """A writer refuses the tenant; so does a reader (it decrypts with the key ring)."""
+    """A writer refuses the tenant; a reader opens it keyless; `verify()` names the file."""
     tenant = site.rng.choice(sorted(site.tenants))
     path = site.tenants[tenant] / KEYRING_FILE
     path.unlink()
     refusal = Refusal(KeyError_, _names(path))
-    attempts = tenant_refusals(site, tenant, refusal, reader_refused=True)
+    attempts = [
+        Attempt(f"tenant {tenant}", partial(open_tenant, site.folder, tenant), refusal),
+        Attempt(
+            f"tenant {tenant}(create=True)",
+            partial(open_tenant, site.folder, tenant, create=True),
+            refusal,
+        ),
+        Attempt(
+            "keyless reader verify()",
+            partial(keyless_verify_names, site.folder, tenant, str(path), read_only=True),
+            None,
+        ),
+        Attempt(
+            "writer verify()",
+            partial(keyless_verify_names, site.folder, tenant, str(path), read_only=False),
+            None,
+        ),
+        Attempt(
+            "read-only other tenants",
+            partial(others_open, site.folder, tenant, site.sizes),
+            None,
+        ),
+    ]
     return Fault(f"deleted {KEYRING_FILE}", [path], tenant, attempts)
 
 

@@ -313,3 +313,12 @@ def test_the_shard_count_is_fixed_at_creation(tmp_path: Path) -> None:
     with open_db(tmp_path / "db", shard_count=64) as db:
         # The stored count wins: tenants are found where they were placed.
         assert db.tenants() == [TenantId(12345)]
+
+
+def test_read_events_refuses_a_negative_offset(tmp_path: Path) -> None:
+    with open_db(tmp_path / "db") as db:
+        t = db.tenant(T1, create=True)
+        s = t.create_stream("s", DataClass.PUBLIC)
+        t.append(s, [b"a"])
+        with pytest.raises(InvalidArgument, match="from_offset"):
+            t.read_events(s, -1)  # type: ignore[arg-type]

@@ -343,3 +343,34 @@ def test_a_missing_signing_key_opens_for_reads_and_refuses_to_sign_or_write(
         (tenant_report,) = report.tenants
         assert tenant_report.key_problem is not None and str(key_path) in tenant_report.key_problem
     assert not key_path.exists()  # never re-created
+
+
+@pytest.mark.parametrize("name", ["master.key", "shard-00006/tenant-1/keyring.json"])
+def test_a_reader_without_keys_reads_public_data_and_verifies(tmp_path: Path, name: str) -> None:
+    folder = tmp_path / "db"
+    public, phi = filled(folder)
+    (folder / name).unlink()
+    before = snapshot(folder)
+    with verity.open(folder, read_only=True) as db:
+        t = db.tenant(T1)
+        assert t.read_events(StreamId(public)) == [b"p0", b"p1"]
+        assert [s.name for s in t.streams()] == ["public", "phi"]
+        with pytest.raises(KeyError_, match="missing"):
+            t.read_events(StreamId(phi))
+        with pytest.raises(KeyError_, match="missing"):
+            t.query("SELECT * FROM r")
+        public_key = t.public_key()
+        size = t.log_size()
+        signed = t.latest_checkpoint()
+        assert signed is not None
+        verity.proofs.verify_signed_checkpoint(signed, public_key)
+        report = db.verify()
+    assert report.ok and report.records_checked == size
+    (found,) = report.tenants
+    assert found.key_problem is not None and str(folder / name) in found.key_problem
+    assert snapshot(folder) == before
+    # A writer still refuses the tenant, and its verify() reports rather than raises.
+    if name.endswith("keyring.json"):
+        with verity.open(folder) as db:
+            report = db.verify()
+        assert report.ok and str(folder / name) in str(report.tenants[0].key_problem)

@@ -142,9 +142,12 @@ class Verity:
         try:
             self._directory = Directory(path, self._load_layout(new_database, shard_count))
             check_placement(path, self._directory)
-            if master_key_provider is None:
-                master_key_provider = self._load_master_key(new_database)
-            self._provider = master_key_provider
+            # A provider, or (for a reader without the master key) why there is none.
+            self._provider: MasterKeyProvider | str = (
+                self._load_master_key(new_database)
+                if master_key_provider is None
+                else master_key_provider
+            )
         except BaseException:
             if self._owned_provider is not None:
                 self._owned_provider.close()
@@ -192,9 +195,19 @@ class Verity:
             layout.write(self._path)  # a layout from before the checksum: add it
         return layout.shard_count
 
-    def _load_master_key(self, new_database: bool) -> MasterKeyProvider:
-        """The key file in the folder; a new one only for a new database, never a replacement."""
+    def _load_master_key(self, new_database: bool) -> MasterKeyProvider | str:
+        """The key file in the folder; a new one only for a new database, never a replacement.
+
+        A reader of a folder without its master key opens keyless: the reason
+        is returned instead of a provider (PUBLIC data stays readable and
+        everything verifiable; see `TenantHandle`).
+        """
         path = self._path / MASTER_KEY_FILE
+        if self._read_only and not path.exists():
+            return (
+                f"master key file {path} is missing: encrypted events and tables cannot be "
+                "read (open with the master_key_provider that holds it)"
+            )
         if new_database:
             self._owned_provider = FileMasterKeyProvider.load_or_create(path)
         elif not path.exists() and not self._directory.tenants() and not self._read_only:
@@ -239,22 +252,27 @@ class Verity:
                 if self._read_only:
                     raise ReadOnly(f"database {self._path}")
                 make_private_dir(folder, parents=True)
-            key_folder = folder if self._signing_key_dir is None else self._signing_key_dir
-            prefix = "" if self._signing_key_dir is None else f"tenant-{int(tenant)}."
-            handle = TenantHandle(
-                tenant,
-                folder,
-                self._provider,
-                self._sync_policy,
-                self._checkpoint_policy,
-                self._clock,
-                self._retention_ns,
-                signing_key_path=key_folder / (prefix + SIGNING_KEY_FILE),
-                witness_path=key_folder / (prefix + WITNESS_FILE),
-                read_only=self._read_only,
-            )
+            handle = self._open_handle(tenant, folder, self._provider, read_only=self._read_only)
             self._tenants[int(tenant)] = handle
             return handle
+
+    def _open_handle(
+        self, tenant: TenantId, folder: Path, provider: MasterKeyProvider | str, *, read_only: bool
+    ) -> TenantHandle:
+        key_folder = folder if self._signing_key_dir is None else self._signing_key_dir
+        prefix = "" if self._signing_key_dir is None else f"tenant-{int(tenant)}."
+        return TenantHandle(
+            tenant,
+            folder,
+            provider,
+            self._sync_policy,
+            self._checkpoint_policy,
+            self._clock,
+            self._retention_ns,
+            signing_key_path=key_folder / (prefix + SIGNING_KEY_FILE),
+            witness_path=key_folder / (prefix + WITNESS_FILE),
+            read_only=read_only,
+        )
 
     def tenants(self) -> list[TenantId]:
         """Every tenant the database holds, by id."""
@@ -300,9 +318,16 @@ class Verity:
         found: list[TenantVerification] = []
         for tenant in self.tenants():
             try:
-                handle = self.tenant(tenant, create=False)
                 per_tenant = None if progress is None else partial(progress, tenant)
-                result = handle._verify(per_tenant, trusted_by_tenant.pop(int(tenant), []))
+                promised = trusted_by_tenant.pop(int(tenant), [])
+                try:
+                    handle = self.tenant(tenant, create=False)
+                except KeyError_ as missing:
+                    # A writer refuses a tenant whose key ring is gone; its log is still
+                    # verified, by a keyless reader, and the missing key reported.
+                    result = self._verify_keyless(tenant, str(missing), per_tenant, promised)
+                else:
+                    result = handle._verify(per_tenant, promised)
             except CorruptionError as failure:
                 bad = BadRecord(tenant, failure.record_offset, failure.file, failure.reason)
                 return VerificationReport(False, records, checked + 1, bad, tuple(found))
@@ -336,6 +361,19 @@ class Verity:
             )
         ok = not any(result.broken_promises for result in found)
         return VerificationReport(ok, records, checked, None, tuple(found))
+
+    def _verify_keyless(
+        self,
+        tenant: TenantId,
+        why: str,
+        progress: Callable[[int, int], None] | None,
+        promised: list[SignedCheckpoint],
+    ) -> TenantVerification:
+        handle = self._open_handle(tenant, self._directory.tenant_path(tenant), why, read_only=True)
+        try:
+            return handle._verify(progress, promised)
+        finally:
+            handle._close(clean=False)
 
     def close(self) -> None:
         """Shut every tenant down cleanly; idempotent."""

@@ -189,7 +189,7 @@ class TenantHandle:
         self,
         tenant: TenantId,
         folder: Path,
-        provider: MasterKeyProvider,
+        provider: MasterKeyProvider | str,
         sync_policy: SyncPolicy,
         checkpoint_policy: CheckpointPolicy,
         clock: Clock,
@@ -206,7 +206,14 @@ class TenantHandle:
         `signing_key_path` is the tenant's signing key (in its folder, or in a
         key folder given at open); `witness_path` the list of the signed
         checkpoints it handed out (`verity._witness`), kept beside the key.
+        A reader given no master key (`provider` is then why there is none)
+        opens keyless: PUBLIC events, stream names, verification and proofs
+        work; what needs a key (encrypted events, tables, `committed`) raises
+        `KeyError_` saying why.
         """
+        assert read_only or not isinstance(provider, str), "only a reader opens keyless"
+        # Why this reader holds no data key, when it holds none.
+        self._keyless: str | None = provider if isinstance(provider, str) else None
         self._tenant = tenant
         self._folder = folder
         self._clock = clock
@@ -237,7 +244,7 @@ class TenantHandle:
                 self._folder_lock = FolderLock.acquire(folder)
             log_folder = folder / "log"
             new_tenant = not log_folder.exists()
-            self._keyring: Keyring = self._open_keyring(provider, new_tenant)
+            self._keyring: Keyring | None = self._open_keyring(provider, new_tenant)
             self._signing_key: SigningKey | None = self._open_signing_key(new_tenant)
             self._log: Log = open_log(
                 log_folder,
@@ -271,15 +278,23 @@ class TenantHandle:
             self._release_keys_and_lock()
             raise
 
-    def _open_keyring(self, provider: MasterKeyProvider, new_tenant: bool) -> Keyring:
+    def _open_keyring(self, provider: MasterKeyProvider | str, new_tenant: bool) -> Keyring | None:
         """The key ring; only a new tenant's is created, a missing one is never replaced.
 
         Its KEK wraps every DEK of the tenant's encrypted records: a new key
-        ring would leave them undecryptable, so a tenant with a log and no key
-        ring refuses to open, naming the file.
+        ring would leave them undecryptable, so a writer of a tenant with a
+        log and no key ring refuses to open, naming the file; a reader opens
+        keyless (None).
         """
         path = self._folder / KEYRING_FILE
+        if isinstance(provider, str):
+            return None
         if not path.exists():
+            if self._read_only and not new_tenant:
+                self._keyless = (
+                    f"key ring {path} is missing: encrypted events and tables cannot be read"
+                )
+                return None
             if not new_tenant or self._read_only:
                 raise KeyError_(
                     f"key ring {path} is missing; tenant {int(self._tenant)} has a log, and a "
@@ -373,7 +388,7 @@ class TenantHandle:
         """Open the store folder with its page key; a new page file gets a new key."""
         folder = self._folder / STORE_FOLDER
         fresh = not (folder / STORE_PAGE_FILE).exists()
-        return open_store(folder, page_key=self._keyring.page_key(fresh=fresh))
+        return open_store(folder, page_key=self._keys().page_key(fresh=fresh))
 
     def _move_store_aside(self, why: str, problem: str) -> None:
         """Rename the store folder to `store.<why>-<ns>` (kept for inspection), with a warning."""
@@ -438,6 +453,8 @@ class TenantHandle:
         `read` must look up `self._store` or `self._engine` when called: the
         retry runs against the rebuilt ones. A second failure is raised.
         """
+        if self._keyring is None:
+            self._keys()  # every table event is sealed: a keyless reader has no tables
         if self._store_failure is not None:
             raise ClosedError(
                 f"projection store of tenant {int(self._tenant)} (its rebuild from the log "
@@ -463,6 +480,8 @@ class TenantHandle:
             log_offset = int(record.header.offset)
             if record.header.kind is not RecordKind.DATA:
                 continue
+            if self._keyring is None and record.payload[:1] == bytes([ENVELOPE_ENCRYPTED]):
+                continue  # a keyless reader knows only the plain records
             payload = self._plain_payload(record.payload, log_offset)
             if payload[:1] == bytes([ENVELOPE_TABLES]):
                 if log_offset >= store_from and store_damage is None:
@@ -551,6 +570,8 @@ class TenantHandle:
         silently: the remembered ids would differ.
         """
         path = self._folder / SNAPSHOT_FILE
+        if self._keyring is None:
+            return 0  # a keyless reader replays the plain records only, from the start
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -619,7 +640,7 @@ class TenantHandle:
         assert payload is not None and payload[0] == ENVELOPE_PLAIN
         if decision.count == 0 or not decision.data_class.encrypted_at_rest:
             return payload
-        dek_id, key = self._keyring.session_key()
+        dek_id, key = self._keys().session_key()
         ciphertext = key.encrypt(log_offset, payload, self._aad(dek_id, log_offset))
         return bytes([ENVELOPE_ENCRYPTED]) + dek_id.to_bytes(4, "big") + ciphertext
 
@@ -631,6 +652,13 @@ class TenantHandle:
             self._note_damage(failure)
             raise
 
+    def _keys(self) -> Keyring:
+        """The key ring, or `KeyError_` saying why a keyless reader has none."""
+        if self._keyring is None:
+            assert self._keyless is not None
+            raise KeyError_(self._keyless)
+        return self._keyring
+
     def _plain_payload(self, stored: bytes, log_offset: int) -> bytes:
         if not stored or stored[0] != ENVELOPE_ENCRYPTED:
             return stored
@@ -641,7 +669,7 @@ class TenantHandle:
                 record_offset=log_offset,
             )
         dek_id = int.from_bytes(stored[1:5], "big")
-        key = self._keyring.key(dek_id, log_offset)
+        key = self._keys().key(dek_id, log_offset)
         try:
             return key.decrypt(log_offset, stored[5:], self._aad(dek_id, log_offset))
         except VerityError as failure:
@@ -848,6 +876,8 @@ class TenantHandle:
             firsts = self._firsts.get(int(stream))
             if firsts is None:
                 raise NotFound("stream", stream, f"tenant {int(self._tenant)} has no such stream")
+            if self._keyring is None and self._is_sealed(int(stream)):
+                self._keys()  # a keyless reader saw none of its (sealed) events
             positions = self._positions[int(stream)]
             next_offset = int(self._kernel.next_offset(int(stream)))
             if from_offset > next_offset:
@@ -878,7 +908,16 @@ class TenantHandle:
         _check_instance("idempotency_id", idempotency_id, IdempotencyId, "an IdempotencyId")
         with self._lock:
             self._check_open()
+            if self._keyring is None:
+                self._keys()  # the sealed appends' ids are unknown to a keyless reader
             return self._kernel.committed(bytes(idempotency_id))
+
+    def _is_sealed(self, stream: int) -> bool:
+        """Whether `stream`'s events are stored encrypted (any data class but PUBLIC)."""
+        return any(
+            int(info.stream_id) == stream and info.data_class.encrypted_at_rest
+            for info in self._kernel.streams()
+        )
 
     # ------------------------------------------------------------ tables (SQL)
 
@@ -899,7 +938,7 @@ class TenantHandle:
             log_offset = self._log.size
             # Table rows are sensitive by default: the statement's event is sealed
             # under the session DEK like a PHI event (docs/formats.md §5.3).
-            dek_id, key = self._keyring.session_key()
+            dek_id, key = self._keys().session_key()
             sealed = key.encrypt(
                 log_offset, bytes([ENVELOPE_TABLES]) + plan.event, self._aad(dek_id, log_offset)
             )
@@ -1117,7 +1156,7 @@ class TenantHandle:
                 records - signed_through if pinned is not None else 0,
                 None if pinned is None else bytes(pinned),
                 tuple(problems),
-                self._key_problem,
+                self._key_problem or self._keyless,
             )
 
     def _close(self, *, clean: bool) -> None:
