@@ -69,9 +69,16 @@ Four kinds of trial, each printing one line; the last line of the run is
   (`master.key`, `keyring.json`): `KeyError_` naming the file to writers, a
   reader opens keyless and `verify()` passes the log and names the file; (`signing.key`):
   the tenant opens for reads, `checkpoint()` and writes raise `KeyError_`
-  naming it, `verify()` passes the log and reports the key problem; `layout-damage` (`verity.json`
-  deleted, a byte flipped, or another shard count with a valid checksum):
-  `CorruptionError` naming it; `no-create` (a missing or empty folder, an
+  naming it, `verify()` passes the log and reports the key problem;
+  `keyless-rewrite` (a PUBLIC event changed before the last signed
+  checkpoint, every keyless byte after it recomputed, derived files
+  deleted): a reader's `verify()` reports a record at or after it (the
+  signature that no longer holds); `rollback` (the log cut back to just
+  after an earlier signed checkpoint, durability mark rewritten, derived
+  files deleted): a reader's `verify()` reports the rollback against the
+  tenant's witness and a later signed checkpoint an auditor kept;
+  `layout-damage` (`verity.json` deleted, a byte flipped, or another shard
+  count with a valid checksum): `CorruptionError` naming it; `no-create` (a missing or empty folder, an
   unknown tenant, without `create=True`): `NotFound` (`ReadOnly` for a
   reader's `create=True`). Every open is tried writable, with
   `create=True` and read-only, each must raise exactly its error, and no
@@ -104,6 +111,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -149,7 +157,9 @@ from verity.errors import (
     VerityError,
 )
 from verity.proofs import verify_consistency, verify_signed_checkpoint
-from verity.storage import Log
+from verity.storage import Log, open_log
+from verity.storage._frame import HEADER_BYTES
+from verity_conformance.drivers import forge_keyless
 
 SCRIPT: Final = Path(__file__).resolve()
 POLICIES: Final = ("every_record", "every_batch", "group_commit")
@@ -2090,6 +2100,137 @@ def _cut_sealed(site: FaultSite) -> Fault | None:
     return _history_lost(site, tenant, first_lost, what, [segment])
 
 
+# ------------------------------------------------------------------ attackers without keys
+
+
+def _signed_offsets(records: list[bytes]) -> list[int]:
+    """Offsets of the signed checkpoint records (kind 1, a 169-byte v2 payload)."""
+    return [
+        offset
+        for offset, record in enumerate(records)
+        if record[HEADER_BYTES - 1] == 1 and len(record) - HEADER_BYTES == 169
+    ]
+
+
+def _log_records(log_dir: Path) -> list[bytes]:
+    with open_log(log_dir, read_only=True) as log:
+        return [log.read(offset).record_bytes() for offset in range(log.size)]
+
+
+def _write_forged_log(tenant: Path, records: list[bytes]) -> list[Path]:
+    """Replace the tenant's log with `records` (segment boundaries kept, later segments
+    gone), a fitting durability mark, and no derived files: what someone with the
+    folder and no key can write. Returns every path changed, for the restore."""
+    log_dir = tenant / "log"
+    firsts = [_first_offset(segment) for segment in _segments(tenant)]
+    changed = [log_dir]
+    for derived in (tenant / "kernel.vsnap", tenant / "store"):
+        if derived.exists():
+            changed.append(derived)
+            if derived.is_dir():
+                shutil.rmtree(derived)
+            else:
+                derived.unlink()
+    for path in list(log_dir.iterdir()):
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.suffix in (".vlog", ".vidx", ".vcpt", ".vmark"):
+            path.unlink()
+    bounds = [first for first in firsts if first < len(records)] + [len(records)]
+    for first, end in itertools.pairwise(bounds):
+        frames = b"".join(
+            len(r).to_bytes(4, "big") + zlib.crc32(r).to_bytes(4, "big") + r
+            for r in records[first:end]
+        )
+        (log_dir / f"{first:020d}.vlog").write_bytes(frames)
+    head = hashlib.sha256(CHAIN_DOMAIN + records[-1]).digest()
+    body = MARK_MAGIC + bytes([MARK_VERSION]) + len(records).to_bytes(8, "big") + head
+    (log_dir / MARK_FILE).write_bytes(body + zlib.crc32(body).to_bytes(4, "big"))
+    return changed
+
+
+def _rewrite_public_event(site: FaultSite) -> Fault | None:
+    """One PUBLIC event before the last signed checkpoint changed, everything keyless
+    after it recomputed (CRCs, chain, checkpoint statements): the next signed checkpoint's
+    signature fails, and a reader's `verify()` reports it."""
+    for tenant in site.rng.sample(sorted(site.tenants), len(site.tenants)):
+        records = _log_records(site.tenants[tenant] / "log")
+        signed = _signed_offsets(records)
+        plain = [
+            offset
+            for offset, record in enumerate(records[: signed[-1] if signed else 0])
+            if record[HEADER_BYTES - 1] == 0 and record[HEADER_BYTES : HEADER_BYTES + 1] == b"\x01"
+        ]
+        if plain:
+            break
+    else:
+        return None
+    target = site.rng.choice(plain)
+    payload = bytearray(records[target][HEADER_BYTES:])
+    payload[-1] ^= 0x01  # the last byte of the last event
+    changed = _write_forged_log(
+        site.tenants[tenant], forge_keyless(records, target, bytes(payload))
+    )
+
+    def judge(bad: BadRecord) -> Outcome:
+        if bad.record_offset is not None and bad.record_offset < target:
+            return f"verify() blamed record {bad.record_offset}, before the rewrite at {target}"
+        return None
+
+    attempts = [
+        Attempt("read-only verify()", partial(verify_names, site.folder, tenant, judge), None),
+        Attempt(
+            "read-only other tenants", partial(others_open, site.folder, tenant, site.sizes), None
+        ),
+    ]
+    what = f"PUBLIC event in record {target} rewritten, {len(records) - target} records re-chained"
+    return Fault(what, changed, tenant, attempts)
+
+
+def _roll_back(site: FaultSite) -> Fault | None:
+    """The log cut back, at a record boundary, to just after an earlier signed checkpoint
+    (durability mark rewritten, derived files gone): it opens as a shorter intact log, and
+    `verify()` reports the rollback against the later signed checkpoints: the tenant's
+    witness and one an auditor kept."""
+    for tenant in site.rng.sample(sorted(site.tenants), len(site.tenants)):
+        records = _log_records(site.tenants[tenant] / "log")
+        signed = _signed_offsets(records)
+        if len(signed) >= 2:
+            break
+    else:
+        return None
+    with open_log(site.tenants[tenant] / "log", read_only=True) as log:
+        kept_by_auditor = log.signed_checkpoint(signed[-1])
+    cut = site.rng.choice(signed[:-1]) + 1
+    changed = _write_forged_log(site.tenants[tenant], records[:cut])
+    attempts = [
+        Attempt(
+            "read-only verify(trusted=...)",
+            partial(verify_rollback, site.folder, tenant, kept_by_auditor),
+            None,
+        ),
+        Attempt(
+            "read-only other tenants", partial(others_open, site.folder, tenant, site.sizes), None
+        ),
+    ]
+    what = f"log cut back from {len(records)} to {cut} records (signed checkpoint at {cut - 1})"
+    return Fault(what, changed, tenant, attempts)
+
+
+def verify_rollback(folder: Path, tenant: int, kept: SignedCheckpoint) -> Outcome:
+    """A reader's `verify()` reports a rollback, and with `kept` trusted, names its size."""
+    with open_database(folder, SyncPolicy.every_batch(), create=False, read_only=True) as db:
+        report = db.verify(trusted=[(TenantId(tenant), kept)])
+    promises = [
+        p for found in report.tenants if int(found.tenant) == tenant for p in found.broken_promises
+    ]
+    if report.ok or not any(p.startswith("rollback") for p in promises):
+        return f"verify() reported ok={report.ok}, broken promises {promises}"
+    if not any(f"covers {kept.tree_size} records" in p for p in promises):
+        return f"no broken promise names the kept checkpoint's {kept.tree_size} records: {promises}"
+    return None
+
+
 # ------------------------------------------------------------------ keys
 
 
@@ -2407,6 +2548,8 @@ FAULTS: Final[dict[str, dict[str, FaultMaker]]] = {
         KEYRING_FILE: _delete_keyring,
         SIGNING_KEY_FILE: _delete_signing_key,
     },
+    "keyless-rewrite": {"public-event": _rewrite_public_event},
+    "rollback": {"to-earlier-checkpoint": _roll_back},
     "layout-damage": {
         "deleted": _delete_layout,
         "flipped": _flip_layout,

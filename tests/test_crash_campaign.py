@@ -36,6 +36,7 @@ import verity._tenant
 import verity.crypto
 import verity.storage._files
 import verity.storage._log
+import verity.storage._verify
 from verity import SyncPolicy, TenantId
 from verity.errors import HistoryLost
 
@@ -365,3 +366,19 @@ def test_a_scaled_campaign_loses_nothing_and_refuses_every_fault(tmp_path: Path)
     assert figures[0] == trials and figures[2] == 0
     assert figures[4] == figures[3] > 0
     assert not [line for line in lines if " skipped: " in line]
+
+
+def test_signatures_not_checked_let_a_keyless_rewrite_through_and_fail_the_trial(
+    source: Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(verity.storage._verify, "_check_signature", lambda *args: None)
+    outcome = run_fault(source, tmp_path / "work", "keyless-rewrite", "public-event")
+    assert outcome.injected and not outcome.detected and outcome.failed
+
+
+def test_promises_not_checked_let_a_rollback_through_and_fail_the_trial(
+    source: Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(verity._tenant, "checkpoint_problem", lambda *args: None)
+    outcome = run_fault(source, tmp_path / "work", "rollback", "to-earlier-checkpoint")
+    assert outcome.injected and not outcome.detected and outcome.failed
