@@ -29,6 +29,16 @@ What the log is:
   log found without them lost history, and opening it is refused (nothing is
   truncated, nothing appended) with `HistoryLostError` naming the range.
 
+- Failed writes. An append the disk refuses (a full disk, an IO error) is
+  undone when the log can cut its bytes away again: the log is as it was
+  (`fail_write`), the call is known not to have happened, and the next
+  record takes the same offset. Bytes of it may have reached the disk first;
+  `failed_writes` lists those positions, and a position there may be used
+  again only under a different key by anything that seals with a nonce
+  derived from the position. When the log cannot know (an fsync failed, or
+  the cut failed), the call's records are `write_unacknowledged`: opening
+  may keep or cut them, and until then the log takes no more writes.
+
 - Signatures (signing.py). A log may pin, in its first record (a KEY
   record), the Ed25519 key that signs it; from then on every CHECKPOINT
   record is signed by the pinned key, and a later KEY record, signed by the
@@ -85,6 +95,7 @@ __all__ = [
     "consistency_proof",
     "corrupt",
     "empty_log",
+    "fail_write",
     "head_hash",
     "inclusion_proof",
     "is_chained",
@@ -161,6 +172,10 @@ class Log:
     """How many records were made durable (acknowledged); the records after them belong
     to an append that has not returned, which a crash may cut."""
 
+    failed_writes: tuple[int, ...] = ()
+    """The offset at which each undone write started, for each write that failed after
+    some of its bytes may have reached the disk (`fail_write`), oldest first."""
+
 
 def size(log: Log) -> int:
     """How many records the log holds."""
@@ -212,6 +227,7 @@ def is_log(log: Log) -> bool:
         and all(0 <= offset < size(log) for offset in log.damaged)
         and log.generation == len(log.recoveries)
         and 0 <= log.durable <= size(log)
+        and all(offset >= 0 for offset in log.failed_writes)
     )
 
 
@@ -450,6 +466,40 @@ def append(
     :raises KeyMismatchError: `signer` is not the key the log pins.
     """
     return append_batch(log, (payload,), now, policy, signer)
+
+
+@icontract.require(lambda log: is_log(log))
+@icontract.ensure(lambda log, result: result.records == log.records)
+@icontract.ensure(lambda log, result: result.durable == log.durable)
+@icontract.ensure(
+    lambda log, reached_disk, result: (
+        result.failed_writes == log.failed_writes + ((size(log),) if reached_disk else ())
+    )
+)
+def fail_write(log: Log, reached_disk: bool) -> Log:
+    """An append, checkpoint or KEY record the disk refused, undone: the log is as it was.
+
+    The call is known not to have happened, so it was not acknowledged and
+    nothing of it is in the log (now or after any crash): the next record
+    takes the same offset, the same `prev_hash` and the timestamp rule of
+    any record. When some of its bytes reached the disk before the log cut
+    them away (`reached_disk`), the disk may have seen other bytes at offset
+    `size(log)` and after: the offset goes into `failed_writes`, and
+    whatever seals a record with a nonce derived from its offset must seal
+    the records from there under a key that sealed nothing before this
+    failure (AES-GCM under one key and nonce for two plaintexts reveals
+    their XOR and the authentication key).
+
+    A write whose outcome the log cannot know (an fsync failed, or the cut
+    failed) is not this: its records are `write_unacknowledged`.
+
+    :raises InvalidArgumentError: `reached_disk` is not a bool.
+    """
+    if not isinstance(reached_disk, bool):
+        raise InvalidArgumentError("reached_disk", reached_disk, "must be a bool")
+    if not reached_disk:
+        return log
+    return replace(log, failed_writes=(*log.failed_writes, size(log)))
 
 
 @icontract.require(lambda log: is_log(log))

@@ -144,6 +144,28 @@ def test_every_acknowledging_operation_makes_its_records_durable() -> None:
     assert log.durable == spec.size(log)
 
 
+def test_a_failed_write_leaves_the_log_as_it_was_and_the_next_record_takes_its_place() -> None:
+    log = filled(3)
+    for reached_disk in (False, True):
+        failed = spec.fail_write(log, reached_disk)
+        assert failed.records == log.records and failed.durable == log.durable
+        # The retry appends exactly the record the failed call would have appended.
+        assert spec.append(failed, b"retry", NOW + 9, EXPLICIT).records == (
+            spec.append(log, b"retry", NOW + 9, EXPLICIT).records
+        )
+    assert spec.fail_write(log, False) == log
+
+
+def test_a_failed_write_that_reached_the_disk_names_its_offset() -> None:
+    log = spec.fail_write(spec.fail_write(filled(3), True), False)
+    log = spec.fail_write(spec.append(log, b"next", NOW + 9, EXPLICIT), True)
+    # Offset 3 was seen with the failed bytes, then with "next"; offset 4 with failed bytes.
+    assert log.failed_writes == (3, 4)
+    assert spec.fail_write(spec.empty_log(), True).failed_writes == (0,)
+    with pytest.raises(InvalidArgumentError):
+        spec.fail_write(log, 1)  # type: ignore[arg-type]
+
+
 def test_a_torn_tail_needs_a_record_to_tear() -> None:
     with pytest.raises(icontract.ViolationError):
         spec.recover_torn_tail(filled(2), 2, True, NOW)

@@ -14,6 +14,7 @@ from typing import Final
 
 from verity.crypto import MasterKeyProvider, PageKey, SegmentKey, TenantKeys
 from verity.errors import CorruptionError, VerityError
+from verity.storage._files import storage_error
 from verity.storage._index import write_atomic
 from verity.types import TenantId
 
@@ -77,17 +78,55 @@ class Keyring:
         }
         if self._wrapped_page_key is not None:
             fields["page_key"] = self._wrapped_page_key.hex()
-        write_atomic(self._path, json.dumps(fields, sort_keys=True).encode("utf-8"))
+        try:
+            write_atomic(self._path, json.dumps(fields, sort_keys=True).encode("utf-8"))
+        except OSError as failure:
+            # The new key encrypts nothing until this returns; the old file stands
+            # (or the new one, if only the folder's fsync failed: it holds every key).
+            self._path.with_name(self._path.name + ".tmp").unlink(missing_ok=True)
+            raise storage_error(
+                f"write key ring {self._path}", failure, path=self._path, written=False
+            ) from failure
+
+    def retire_session_key(self) -> None:
+        """Never seal with this session's DEK again; the next `session_key` makes a fresh one.
+
+        Call it when a write sealed under the session DEK may have reached
+        the disk and was undone (`verity.storage.Log.failed_write_generation`
+        changed): the next record at that log position carries other bytes,
+        and one AES-GCM key must never seal two plaintexts under one nonce.
+        The retired key stays in the ring (and open) for reading. Does no IO,
+        so it cannot fail; making the fresh key (which writes the ring) is
+        left to the next `session_key`, which raises `StorageError` while the
+        disk is full and tries again on the next call.
+        """
+        self._session = None
+
+    def new_session_key(self) -> tuple[int, SegmentKey]:
+        """Retire this session's DEK and make a fresh one, durable on return."""
+        self.retire_session_key()
+        return self.session_key()
 
     def session_key(self) -> tuple[int, SegmentKey]:
-        """This session's DEK, created (and made durable) on first use."""
+        """This session's DEK, created (and made durable) on first use.
+
+        `StorageError` if the ring cannot be written (a full disk): no key
+        was made current, and the next call makes another under the same
+        id (if the failed write did reach the file, that key sealed nothing,
+        and the next write replaces it).
+        """
         if self._session is None:
             dek_id = max(self._wrapped_deks, default=0) + 1
             if dek_id > DEK_ID_MAX:
                 raise VerityError(f"tenant {int(self._tenant)} has used every DEK id")
             key, wrapped = self._keys.new_segment_dek()
             self._wrapped_deks[dek_id] = wrapped
-            self._write()
+            try:
+                self._write()
+            except BaseException:
+                del self._wrapped_deks[dek_id]
+                key.close()
+                raise
             self._open_keys[dek_id] = key
             self._session = (dek_id, key)
         return self._session
@@ -115,7 +154,13 @@ class Keyring:
         if fresh or self._wrapped_page_key is None:
             key, wrapped = self._keys.new_page_key()
             self._wrapped_page_key = wrapped
-            self._write()
+            try:
+                self._write()
+            except BaseException:
+                # Which key the file holds is not known: the next call makes a fresh one.
+                self._wrapped_page_key = None
+                key.close()
+                raise
         else:
             key = self._keys.open_page_key(self._wrapped_page_key)
         # The old key's store is closed or abandoned by now.

@@ -122,7 +122,11 @@ class CheckpointIndex:
         return covered
 
     def commit_repair(self, size: int) -> None:
-        """Make the file equal the repaired list, ending with a mark covering `size` records."""
+        """Make the file equal the repaired list, ending with a mark covering `size` records.
+
+        Raises OSError if the file cannot be written; the repaired list then
+        stays in memory and the next `flush` writes it.
+        """
         if self._read_only:
             return
         if (
@@ -130,8 +134,7 @@ class CheckpointIndex:
             and self._last_mark() == size
         ):
             return
-        os.ftruncate(self._fd, self._written_bytes)
-        self.append_covered(size)
+        self.cover(size)
         self.flush()
 
     def _last_mark(self) -> int | None:
@@ -186,11 +189,46 @@ class CheckpointIndex:
     def append_covered(self, size: int) -> None:
         self._entries += _entry(_KIND_COVERED, size, ZERO_HASH, ZERO_HASH, 0)
 
+    def cover(self, size: int) -> None:
+        """Append a coverage mark for `size` records unless the list already ends with it.
+
+        A seal or close that failed and is tried again adds no second mark.
+        """
+        if self._last_mark() != size:
+            self.append_covered(size)
+
+    def entry_bytes(self) -> int:
+        """Bytes of entries held (written or not): a point `rollback` can return to."""
+        return len(self._entries)
+
+    def rollback(self, entry_bytes: int) -> None:
+        """Drop the entries added after `entry_bytes`, except those already written.
+
+        Used when the records they list were cut back after a failed write;
+        entries already in the file list only records that stayed (the log
+        writes this list only after the records it lists were fsynced).
+        """
+        del self._entries[max(entry_bytes, self._written_bytes) :]
+
     def flush(self) -> None:
+        """Write the entries not yet in the file (no fsync); raises OSError if it cannot.
+
+        A failed write leaves the entries in memory and the file cut back to
+        what it held before (at the next flush), so a retry writes each entry
+        once: a full disk delays the list, it never garbles it.
+        """
         if self._read_only:
             return
+        if self._file_bytes != self._written_bytes:
+            # A write failed part way (or open found bytes past the kept entries).
+            os.ftruncate(self._fd, self._written_bytes)
+            self._file_bytes = self._written_bytes
         if self._written_bytes < len(self._entries):
-            write_all(self._fd, memoryview(self._entries)[self._written_bytes :])
+            try:
+                write_all(self._fd, memoryview(self._entries)[self._written_bytes :])
+            except BaseException:
+                self._file_bytes = -1  # unknown: cut back to what was written first
+                raise
             self._written_bytes = len(self._entries)
             self._file_bytes = self._written_bytes
 

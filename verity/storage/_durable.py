@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Final
 
 from verity.storage._files import open_private
+from verity.storage._frame import pwrite_all
 
 __all__ = ["MARK_FILE", "DurableMark", "MarkFile", "read_mark"]
 
@@ -70,23 +71,60 @@ def read_mark(directory: Path) -> DurableMark | None:
 
 
 class MarkFile:
-    """The writer's open mark file."""
+    """The writer's open mark file.
+
+    `write` is best effort: the mark is evidence, and one that lags the
+    records it could name only lowers that evidence (recovery never cuts a
+    whole record, only a partial last frame, so a lagging mark cannot cost an
+    acknowledged record). The mark is fsynced only at seal, `sync()` and
+    close in any case, so between those it lags on disk after a power cut.
+    A write that fails (a full disk on a copy-on-write file system, an IO
+    error) leaves the mark behind; the next `write` or `fsync` retries it, and
+    `fsync` raises if it still cannot be written.
+    """
 
     def __init__(self, directory: Path) -> None:
         self.path = directory / MARK_FILE
         self._fd = open_private(self.path, os.O_RDWR | os.O_CREAT)
         self._written: tuple[int, bytes] | None = None
+        self._wanted: tuple[int, bytes] | None = None
+        # The error that left the mark behind, until a write succeeds again.
+        self.failure: OSError | None = None
 
     def write(self, size: int, head_hash: bytes) -> None:
-        """Record that `size` records ending in `head_hash` are durable (no fsync)."""
-        if self._written == (size, head_hash):
+        """Record that `size` records ending in `head_hash` are durable (no fsync, no raise)."""
+        self._wanted = (size, head_hash)
+        if self._written == self._wanted:
             return
-        data = encode_mark(size, head_hash)
-        written = os.pwrite(self._fd, data, 0)
-        assert written == MARK_BYTES, written
-        self._written = (size, head_hash)
+        try:
+            self._write_wanted()
+        except OSError as failure:
+            if self.failure is None:
+                logger.warning(
+                    "durability mark %s stays at %s records, behind %d: %s; retried at the "
+                    "next fsync",
+                    self.path,
+                    None if self._written is None else self._written[0],
+                    size,
+                    failure,
+                )
+            self.failure = failure
+
+    def _write_wanted(self) -> None:
+        assert self._wanted is not None
+        pwrite_all(self._fd, encode_mark(*self._wanted), 0)
+        self._written = self._wanted
+        self.failure = None
+
+    @property
+    def behind(self) -> bool:
+        """The mark on file names fewer records than the last `write` asked for."""
+        return self._written != self._wanted
 
     def fsync(self) -> None:
+        """Write the mark if it is behind, then fsync it; raises OSError if either fails."""
+        if self.behind:
+            self._write_wanted()
         os.fsync(self._fd)
 
     def close(self) -> None:

@@ -22,20 +22,37 @@ import os
 from pathlib import Path
 from typing import Final, final
 
-from verity.errors import InUse
+from verity.errors import InUse, StorageError, StorageFull
 
 __all__ = [
     "DIR_MODE",
     "FILE_MODE",
+    "FULL_ERRNOS",
     "LOCK_FILE",
     "FolderLock",
     "make_private_dir",
     "open_private",
+    "storage_error",
 ]
 
 DIR_MODE: Final = 0o700
 FILE_MODE: Final = 0o600
 LOCK_FILE: Final = "verity.lock"
+# A full disk, a full quota, or a file size limit (RLIMIT_FSIZE): space may come back.
+FULL_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def storage_error(
+    what: str, failure: OSError, *, path: str | os.PathLike[str] | None, written: bool | None
+) -> StorageError:
+    """The typed error for `failure` of `what` on `path`: `StorageFull` when space ran out.
+
+    `written` is what is known of the write (see `verity.errors.StorageError`).
+    The caller raises it `from failure`.
+    """
+    kind = StorageFull if failure.errno in FULL_ERRNOS else StorageError
+    shown = None if path is None else os.fspath(path)
+    return kind(what, failure, path=shown, written=written)
 
 
 def make_private_dir(path: Path, *, parents: bool = False) -> None:

@@ -45,6 +45,7 @@ __all__ = [
     "check_frame",
     "decode_record",
     "pread_exact",
+    "pwrite_all",
     "write_all",
 ]
 
@@ -180,12 +181,26 @@ def pread_exact(fd: int, length: int, position: int) -> bytes:
 
 
 def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
-    """os.write until every byte is written (a regular file may accept fewer)."""
+    """os.write until every byte is written (a regular file may accept fewer).
+
+    A full disk or a file size limit usually accepts part of the data first
+    and then raises `OSError`: the bytes before it stay in the file, and the
+    caller that must undo them cuts the file back.
+    """
     view = memoryview(data)
     total = len(view)
     written = os.write(fd, view)
     while written < total:
         written += os.write(fd, view[written:])
+
+
+def pwrite_all(fd: int, data: bytes | bytearray | memoryview, position: int) -> None:
+    """os.pwrite at `position` until every byte is written (see `write_all`)."""
+    view = memoryview(data)
+    total = len(view)
+    written = os.pwrite(fd, view, position)
+    while written < total:
+        written += os.pwrite(fd, view[written:], position + written)
 
 
 def decode_checkpoint_payload(payload: bytes) -> tuple[int, bytes, bytes] | None:

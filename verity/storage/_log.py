@@ -12,6 +12,7 @@ in one call per chunk.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -22,6 +23,7 @@ from array import array
 from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -37,6 +39,7 @@ from verity.errors import (
     KeyError_,
     NotFound,
     ReadOnly,
+    StorageError,
     VerityError,
 )
 from verity.proofs import (
@@ -48,7 +51,7 @@ from verity.proofs import (
 )
 from verity.storage._checkpoints import CHECKPOINTS_FILE, CheckpointIndex
 from verity.storage._durable import MARK_FILE, DurableMark, MarkFile, read_mark
-from verity.storage._files import FolderLock, make_private_dir, open_private
+from verity.storage._files import FolderLock, make_private_dir, open_private, storage_error
 from verity.storage._frame import (
     CHAIN_DOMAIN,
     CHECKPOINT_PAYLOAD,
@@ -86,7 +89,12 @@ from verity.storage._index import (
     write_atomic,
 )
 from verity.storage._merkle import DamagedNodes, MerkleStore
-from verity.storage._recovery import RECOVERY_FILE, append_recovery, load_recoveries
+from verity.storage._recovery import (
+    RECOVERY_FILE,
+    append_recovery,
+    encode_recovery,
+    load_recoveries,
+)
 from verity.storage._segment import (
     ScanResult,
     SegmentInfo,
@@ -146,6 +154,57 @@ class _Sealed:
     valid_bytes: int
     head_hash: bytes
     path: str
+
+
+@dataclass(slots=True)
+class _UndoPoint:
+    """The log as it was at a point the active segment held exactly what it describes.
+
+    A failed write returns to it: the call's start, or the last fsync the call
+    made itself (a seal, `every_record`), after which its records are durable.
+    """
+
+    size: int
+    head: bytes
+    last_ts: int
+    last_kind: int
+    data_since: int
+    active_first: int
+    active_bytes: int
+    positions: int
+    pinned: bytes | None
+    checkpoint_bytes: int
+    merkle: tuple[int, list[bytes]]
+    # How many of the call's payloads the records up to here hold.
+    payloads_done: int
+
+
+class _FsyncFailed(Exception):
+    """An fsync of the active segment failed; the log already stopped taking writes."""
+
+    def __init__(self, failure: OSError) -> None:
+        super().__init__(str(failure))
+        self.failure = failure
+
+
+def _unknown(what: str, failure: OSError, path: str) -> StorageError:
+    """The error of a write whose outcome is unknown (`written=None`).
+
+    Always a plain `StorageError`, whatever the errno: the log takes no more
+    writes after it, so it is not a `StorageFull` that space coming back cures.
+    """
+    return StorageError(what, failure, path=path, written=None)
+
+
+@contextmanager
+def _naming(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Name `path` in an OSError raised inside (os.write and fsync errors name no file)."""
+    try:
+        yield
+    except OSError as failure:
+        if failure.filename is None:
+            failure.filename = os.fspath(path)
+        raise
 
 
 def _cut_short(data: bytes, position: int) -> bool:
@@ -226,11 +285,15 @@ def open_log(
     directory = Path(os.fspath(path))
     if directory.exists() and not directory.is_dir():
         raise InvalidArgument("path", str(directory), "exists and is not a folder")
-    if not directory.exists():
-        if read_only or not create:
-            raise NotFound("log folder", str(directory), "it does not exist")
+    if not directory.exists() and (read_only or not create):
+        raise NotFound("log folder", str(directory), "it does not exist")
+    try:
         make_private_dir(directory, parents=True)
-    lock = None if read_only else FolderLock.acquire(directory)
+        lock = None if read_only else FolderLock.acquire(directory)
+    except OSError as failure:
+        raise storage_error(
+            f"open log {directory}", failure, path=failure.filename or directory, written=False
+        ) from failure
     try:
         return Log(
             directory,
@@ -312,14 +375,37 @@ class Log:
         self._appenders_arriving = 0
         self._arrival_lock = threading.Lock()
         self._retired_fds: list[int] = []
+        # Set once a write's outcome is unknown: the log then refuses writes.
+        self._broken: StorageError | None = None
+        self._failed_write_generation = 0
+        # Where a failed write returns to, while a write runs (see `_write`).
+        self._undo: _UndoPoint | None = None
+        self._payloads_asked = 0
+        self._payloads_done = 0
+        # Why derived files are held in memory (a full disk), until a flush succeeds.
+        self._derived_failure: OSError | None = None
         self._merkle = MerkleStore(directory / "merkle", read_only=self._read_only)
-        self._checkpoints = CheckpointIndex(directory, read_only=self._read_only)
+        try:
+            self._checkpoints = CheckpointIndex(directory, read_only=self._read_only)
+        except OSError as failure:
+            raise self._open_failed(failure) from failure  # open_log releases the lock
         try:
             self._open()
-        except BaseException:
+        except BaseException as failure:
             self._close_files()
             self._closed = True
+            if isinstance(failure, OSError):
+                raise self._open_failed(failure) from failure
             raise
+
+    def _open_failed(self, failure: OSError) -> StorageError:
+        """The typed error of an open that the OS refused (nothing was discarded)."""
+        return storage_error(
+            f"open log {self._directory}",
+            failure,
+            path=failure.filename or self._directory,
+            written=False,
+        )
 
     # ================================================================== open
 
@@ -578,9 +664,30 @@ class Log:
             timestamp=Timestamp(now),
             reason=RecoveryReason.NODE_RESTART,
         )
-        append_recovery(self._directory, record)
-        os.ftruncate(self._active_fd, cut_at)
-        os.fsync(self._active_fd)
+        try:
+            append_recovery(self._directory, record)
+        except OSError as failure:
+            # Nothing was discarded: the account of a loss is durable before the loss.
+            raise storage_error(
+                f"recovery of log {self._directory} at open (it must first write "
+                f"{len(encode_recovery(record))} bytes, a recovery record, to {RECOVERY_FILE}, "
+                f"then discard bytes {cut_at}..{segment_bytes} of {Path(path).name}, the torn "
+                f"record {torn_offset}; read_only=True opens the log meanwhile)",
+                failure,
+                path=failure.filename or self._directory / RECOVERY_FILE,
+                written=False,
+            ) from failure
+        try:
+            os.ftruncate(self._active_fd, cut_at)
+            os.fsync(self._active_fd)
+        except OSError as failure:
+            raise storage_error(
+                f"open log {self._directory}: cutting the torn tail of {Path(path).name} at byte "
+                f"{cut_at} after its recovery record was written",
+                failure,
+                path=path,
+                written=None,
+            ) from failure
         self._recoveries.append(record)
         self._generation = record.generation
         logger.warning(
@@ -682,7 +789,10 @@ class Log:
                 key = decode_key_payload(record[HEADER_BYTES:])
                 if key is not None:
                     self._checkpoints.append_key(offset, key[0], _unpack_header(record)[2])
-        self._checkpoints.commit_repair(size)
+        try:
+            self._checkpoints.commit_repair(size)
+        except OSError as failure:
+            self._note_derived_failure(failure)
         last = self._checkpoints.last()
         after = int(last.offset) if last is not None else -1
         # Only DATA records make a checkpoint due; KEY records after the last one do not.
@@ -790,10 +900,13 @@ class Log:
         last = scan.positions[-1]
         head_hash = _sha256(CHAIN_DOMAIN + data[last + PREFIX_BYTES :]).digest()
         if not self._read_only:
-            write_atomic(
-                self._directory / index_name(first),
-                encode_index(first, scan.positions, len(data), head_hash),
-            )
+            index_path = self._directory / index_name(first)
+            try:
+                write_atomic(index_path, encode_index(first, scan.positions, len(data), head_hash))
+            except OSError as failure:
+                # Derived: this session keeps it in memory, a later open rebuilds it again.
+                index_path.with_name(index_path.name + ".tmp").unlink(missing_ok=True)
+                logger.warning("offset index %s not written: %s", index_path, failure)
         return scan.positions, head_hash
 
     def _segment_view(self, segment_index: int) -> tuple[int, array[int], int, str]:
@@ -857,17 +970,53 @@ class Log:
         if self._closed:
             raise ClosedError(f"log {self._directory}")
 
-    def _check_writable(self) -> None:
+    def _check_writable(self, what: str) -> None:
         self._check_open()
         if self._read_only:
             raise ReadOnly(f"log {self._directory}")
         if self._sign_refusal is not None:
             raise self._sign_refusal
+        broken = self._broken
+        if broken is not None:
+            raise StorageError(
+                f"{what} (refused: the log takes no writes since an earlier write's outcome "
+                f"became unknown ({broken}); reopen the log to learn what it holds)",
+                broken.os_error,
+                path=broken.path,
+                written=False,
+            )
 
     @property
     def read_only(self) -> bool:
         """Whether this log was opened with `read_only=True` (it writes nothing)."""
         return self._read_only
+
+    @property
+    def failed_write_generation(self) -> int:
+        """How many writes failed after some of their bytes may have reached a segment file.
+
+        Starts at 0 on open. It grows when an append (or checkpoint, KEY
+        record, shutdown checkpoint) failed after part of its frames was
+        written: the log cut them away again (or, if it could not, stopped
+        taking writes), but those bytes may have been seen by the disk. The
+        next record at that log position carries other bytes, so whatever is
+        sealed with a nonce derived from the position (AES-GCM in the tenant
+        envelope) must be sealed under a key never used before the failure:
+        when this number changes, start a fresh DEK before sealing again.
+        """
+        return self._failed_write_generation
+
+    @property
+    def write_failure(self) -> StorageError | None:
+        """The failure of unknown outcome that stopped this log's writes, or None.
+
+        Once a write's outcome is unknown (an fsync failed, or a failed
+        write could not be cut back), the log refuses every later write with
+        `StorageError` (`written=False`) and `close` writes nothing; reads and
+        `verify` go on over the records as written. Reopen to learn what the
+        disk holds.
+        """
+        return self._broken
 
     @staticmethod
     def _check_payloads(payloads: object, name: str) -> Sequence[bytes]:
@@ -889,41 +1038,51 @@ class Log:
         return payloads
 
     def append(self, payload: bytes) -> Offset:
-        """Append one DATA record; return its offset once the sync policy made it durable."""
+        """Append one DATA record; return its offset once the sync policy made it durable.
+
+        IO failures raise `StorageError` (`StorageFull` for a full disk or a
+        file size limit); `written=False`: nothing of the call is in the log,
+        which stays open as it was; `written=None`: the outcome is unknown and
+        the log takes no more writes (`write_failure`). See docs/formats.md §4.7.
+        """
         if not isinstance(payload, bytes):
             raise InvalidArgument("payload", payload, "must be bytes")
         if len(payload) > PAYLOAD_BYTES_MAX:
             raise InvalidArgument(
                 "payload", f"<{len(payload)} bytes>", f"must be at most {PAYLOAD_BYTES_MAX} bytes"
             )
-        return self._append((payload,))
+        return self._append((payload,), "append")
 
     def append_batch(self, payloads: Sequence[bytes]) -> Offset:
         """Append DATA records in order; return the first offset.
 
         Every payload is validated before any byte is written, so a bad one
         rejects the whole batch. Automatic checkpoints land inside the batch
-        where the policy puts them.
+        where the policy puts them. IO failures as `append`, but a batch that
+        sealed a segment (or, under `every_record`, fsynced some of its
+        records) before failing keeps those records: it raises
+        `written=None` with the log still taking writes, and `size` says how
+        many records of the batch are in.
         """
-        return self._append(self._check_payloads(payloads, "payloads"))
+        return self._append(self._check_payloads(payloads, "payloads"), "append_batch")
 
-    def _append(self, payloads: Sequence[bytes]) -> Offset:
+    def _append(self, payloads: Sequence[bytes], what: str) -> Offset:
         group = self._sync_mode is SyncMode.GROUP_COMMIT
         if group:
             self._count_arrival(1)
         departed = False
         try:
             with self._lock:
-                self._check_writable()
+                self._check_writable(what)
                 now = self._read_clock()
                 if max(now, self._last_ts + 1) + 2 * len(payloads) > U64_MAX:
                     raise InvalidArgument("clock()", now, "timestamps would pass 2**64-1")
                 first = self._size
-                self._guarded(lambda: self._append_locked(payloads, now))
+                self._write(lambda: self._append_locked(payloads, now), what, len(payloads))
                 if group:
                     self._count_arrival(-1)
                     departed = True
-                self._guarded(lambda: self._make_durable(self._size - first))
+                self._durable(self._size - first, what)
             return Offset(first)
         finally:
             if group and not departed:
@@ -934,20 +1093,175 @@ class Log:
             self._appenders_arriving += change
             assert self._appenders_arriving >= 0
 
-    def _guarded(self, action: Callable[[], None]) -> None:
-        """Run a write; after an OS error the in-memory state is unknown: close the log."""
+    # ---------------------------------------------------------- failed writes
+
+    def _undo_point(self) -> _UndoPoint:
+        return _UndoPoint(
+            self._size,
+            self._head,
+            self._last_ts,
+            self._last_kind,
+            self._data_since,
+            self._active_first,
+            self._active_bytes,
+            len(self._active_positions),
+            self._pinned,
+            self._checkpoints.entry_bytes(),
+            self._merkle.mark(),
+            self._payloads_done,
+        )
+
+    def _advance_undo(self) -> None:
+        """The records written so far are durable: a failure from here on keeps them."""
+        self._undo = self._undo_point()
+
+    def _restore(self, undo: _UndoPoint) -> None:
+        assert undo.active_first == self._active_first  # a seal moves the undo point
+        self._size = undo.size
+        self._head = undo.head
+        self._last_ts = undo.last_ts
+        self._last_kind = undo.last_kind
+        self._data_since = undo.data_since
+        self._active_bytes = undo.active_bytes
+        del self._active_positions[undo.positions :]
+        self._pinned = undo.pinned
+        self._checkpoints.rollback(undo.checkpoint_bytes)
+        self._merkle.rollback(undo.merkle)
+
+    def _write(self, action: Callable[[], None], what: str, payloads: int) -> None:
+        """Run the writing half of an append (`action`): build and write its frames.
+
+        If it fails, the log returns to the last point where the file held
+        exactly what it describes: the call's start, or the last fsync the
+        call itself made (a seal, `every_record`). See `_undo_failed_write`.
+        """
+        self._payloads_asked = payloads
+        self._payloads_done = 0
+        self._undo = self._undo_point()
+        start = self._size
         try:
             action()
-        except OSError:
-            self._close_files()
-            self._closed = True
+        except BaseException as failure:
+            self._undo_failed_write(failure, what, start)
+        finally:
+            self._undo = None
+
+    def _undo_failed_write(self, failure: BaseException, what: str, start: int) -> None:
+        """Cut the active segment back to the undo point and restore the state there.
+
+        Raises the typed error for `failure`: `written=False` when nothing of
+        the call stays, `written=None` when its outcome is unknown (an fsync
+        failed, or the cut failed: the log then takes no more writes) or when
+        a batch keeps the records a seal or `every_record` made durable.
+        Returns normally only when every record the caller asked for is
+        durable and just an automatic checkpoint after them was undone.
+        """
+        undo = self._undo
+        assert undo is not None
+        path = self._active_path
+        if isinstance(failure, _FsyncFailed):
+            # fsyncgate: after a failed fsync nobody knows which of the unsynced bytes
+            # the disk has. The state stays as written; writes stop (`_fsync_failed`).
+            raise _unknown(what, failure.failure, path) from failure.failure
+        assert self._synced_size <= undo.size  # never cut what an fsync vouched for
+        try:
+            cut = self._cut_back(undo.active_bytes)
+        except OSError as cut_failure:
+            self._failed_write_generation += 1
+            self._restore(undo)
+            cause = failure if isinstance(failure, OSError) else cut_failure
+            self._broken = _unknown(what, cause, path)
             self._lock.notify_all()
-            raise
+            logger.error(
+                "log %s: a failed write could not be cut back (%s); it takes no more writes",
+                self._directory,
+                cut_failure,
+            )
+            raise self._broken from failure
+        if cut:
+            self._failed_write_generation += 1
+        self._restore(undo)
+        if not isinstance(failure, OSError):
+            raise failure
+        where = failure.filename or path
+        if undo.size == start:
+            raise storage_error(what, failure, path=where, written=False) from failure
+        if undo.payloads_done == self._payloads_asked:
+            logger.warning(
+                "log %s: the automatic checkpoint after record %d was not written (%s); "
+                "it follows the next record",
+                self._directory,
+                undo.size - 1,
+                failure,
+            )
+            return
+        raise storage_error(
+            f"{what}, in part (its records {start}..{undo.size - 1} are in the log and "
+            "durable, the rest are not)",
+            failure,
+            path=where,
+            written=None,
+        ) from failure
+
+    def _cut_back(self, active_bytes: int) -> bool:
+        """Make the active segment `active_bytes` long again, durably; True if bytes were cut.
+
+        Cutting and fsyncing need no free space. The fsync makes the cut
+        durable, so a crash cannot bring a failed write's frames back.
+        """
+        fd = self._active_fd
+        found = os.fstat(fd).st_size
+        if found == active_bytes:
+            return False
+        if found < active_bytes:
+            raise OSError(
+                errno.EIO,
+                f"the segment holds {found} bytes, fewer than the {active_bytes} written to it",
+            )
+        os.ftruncate(fd, active_bytes)
+        os.fsync(fd)
+        return True
+
+    def _fsync_failed(self, failure: OSError) -> _FsyncFailed:
+        """Stop writes after a failed fsync of the active segment; the exception to raise."""
+        if self._broken is None:
+            self._failed_write_generation += 1
+            self._broken = _unknown(f"fsync of log {self._directory}", failure, self._active_path)
+            logger.error(
+                "log %s: fsync failed (%s); the records written since the last fsync may or "
+                "may not be on disk, and the log takes no more writes",
+                self._directory,
+                failure,
+            )
+        self._lock.notify_all()
+        return _FsyncFailed(failure)
+
+    def _durable(self, records: int, what: str) -> None:
+        """Make the call's records durable; an fsync failure leaves their outcome unknown."""
+        try:
+            self._make_durable(records)
+        except _FsyncFailed as failed:
+            raise _unknown(what, failed.failure, self._active_path) from failed.failure
+
+    def _note_derived_failure(self, failure: OSError) -> None:
+        """Derived files could not be written: they stay in memory, written by the next flush."""
+        if self._derived_failure is None:
+            logger.warning(
+                "log %s: derived files stay in memory (%s); written at the next flush",
+                self._directory,
+                failure,
+            )
+        self._derived_failure = failure
+
+    # --------------------------------------------------------------- records
 
     def append_checkpoint(self) -> Checkpoint:
-        """Append an explicit CHECKPOINT record covering every record before it."""
+        """Append an explicit CHECKPOINT record covering every record before it.
+
+        IO failures raise as `append` does.
+        """
         with self._lock:
-            self._check_writable()
+            self._check_writable("append_checkpoint")
             now = self._read_clock()
             result: list[Checkpoint] = []
 
@@ -959,8 +1273,8 @@ class Log:
                 self._emit(buffer)
                 self._flush_derived_if_large()
 
-            self._guarded(write)
-            self._guarded(lambda: self._make_durable(1))
+            self._write(write, "append_checkpoint", 1)
+            self._durable(1, "append_checkpoint")
         return result[0]
 
     def _append_locked(self, payloads: Sequence[bytes], now: int) -> None:
@@ -974,15 +1288,18 @@ class Log:
             next_index = self._build_data(payloads, index, now, buffer, per_record)
             assert next_index > index
             index = next_index
+            self._payloads_done = index
             if per_record:
                 self._emit(buffer)
                 self._fsync_active()
+                self._advance_undo()
             if self._data_since >= self._every_n:
                 self._roll_if_full(CHECKPOINT_PAYLOAD_BYTES, buffer)
                 self._build_checkpoint(now, buffer)
                 if per_record:
                     self._emit(buffer)
                     self._fsync_active()
+                    self._advance_undo()
         self._emit(buffer)
         self._flush_derived_if_large()
 
@@ -1115,19 +1432,21 @@ class Log:
             self._build_key(now, payload, buffer)
             self._emit(buffer)
 
-        self._guarded(write)
-        self._guarded(lambda: self._make_durable(1))
+        self._write(write, "append of a KEY record", 1)
+        self._durable(1, "append of a KEY record")
 
     def rotate_key(self, new_signer: SigningKey) -> Offset:
         """Hand the log over to `new_signer`: a KEY record signed by the pinned key.
 
         Returns the record's offset. Later checkpoints are signed by the new
-        key; `verify` checks the rotation against the key it replaces.
+        key; `verify` checks the rotation against the key it replaces. IO
+        failures raise as `append` does; the old key stays in force unless
+        the record was written.
         """
         if not isinstance(new_signer, SigningKey):
             raise InvalidArgument("new_signer", new_signer, "must be a verity.crypto.SigningKey")
         with self._lock:
-            self._check_writable()
+            self._check_writable("rotate_key")
             signer = self._signer
             if signer is None or self._pinned is None:
                 raise InvalidArgument("new_signer", "<key>", "the log pins no key to rotate")
@@ -1155,15 +1474,61 @@ class Log:
             buffer.clear()
 
     def _fsync_active(self) -> None:
-        os.fsync(self._active_fd)
+        try:
+            os.fsync(self._active_fd)
+        except OSError as failure:
+            raise self._fsync_failed(failure) from failure
         self._synced_size = self._size
         assert self._mark is not None
+        # Best effort: a mark left behind only lowers the evidence (see MarkFile).
         self._mark.write(self._size, self._head)
 
     def _flush_derived_if_large(self) -> None:
         if self._merkle.buffered_bytes() >= _DERIVED_FLUSH_BYTES:
+            try:
+                self._merkle.flush()
+                self._checkpoints.flush()
+            except OSError as failure:
+                self._note_derived_failure(failure)
+            else:
+                self._derived_failure = None
+
+    def _flush_derived(self, *, cover: bool) -> None:
+        """Make the derived files and the durability mark durable (records already are).
+
+        With `cover`, a coverage mark for every record goes into the
+        checkpoint list first (seal, close). Raises OSError, with the file
+        named, if any of them cannot be written or fsynced; what was not
+        written stays in memory for the next try.
+        """
+        assert self._mark is not None
+        with _naming(self._mark.path):
+            self._mark.fsync()
+        with _naming(self._merkle.directory):
             self._merkle.flush()
+            self._merkle.fsync()
+        if cover:
+            self._checkpoints.cover(self._size)
+        with _naming(self._checkpoints.path):
             self._checkpoints.flush()
+            self._checkpoints.fsync()
+        self._derived_failure = None
+
+    def _write_index(self) -> None:
+        """Write the active segment's offset index (a clean close, or a seal)."""
+        first = self._active_first
+        path = self._directory / index_name(first)
+        # Set first: a failure after the rename still leaves the file for the next append to drop.
+        self._active_index_on_disk = True
+        with _naming(path):
+            try:
+                write_atomic(
+                    path,
+                    encode_index(first, self._active_positions, self._active_bytes, self._head),
+                )
+            except OSError:
+                path.with_name(path.name + ".tmp").unlink(missing_ok=True)
+                raise
 
     def _roll_if_full(self, payload_len: int, buffer: bytearray) -> None:
         needed = FRAME_OVERHEAD_BYTES + payload_len
@@ -1172,46 +1537,56 @@ class Log:
             self._roll()
 
     def _roll(self) -> None:
-        """Seal the active segment (fsynced, indexed, derived files durable); start the next."""
+        """Seal the active segment (fsynced, indexed, derived files durable); start the next.
+
+        If a step after the fsync fails, nothing is switched: the active
+        segment stays active (its records durable) and the next append tries
+        to seal it again; a next segment file this made is removed.
+        """
         self._fsync_active()
         self._lock.notify_all()
-        assert self._mark is not None
-        self._mark.fsync()
-        self._merkle.flush()
-        self._merkle.fsync()
-        self._checkpoints.append_covered(self._size)
-        self._checkpoints.flush()
-        self._checkpoints.fsync()
+        self._advance_undo()
+        new_first = self._size
+        new_path = self._directory / segment_name(new_first)
+        sealed_fd = -1
+        new_fd = -1
+        try:
+            self._flush_derived(cover=True)
+            self._write_index()
+            sealed_fd = os.open(self._active_path, os.O_RDONLY)
+            with _naming(new_path):
+                new_fd = open_private(new_path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL)
+                fsync_directory(self._directory)
+        except BaseException:
+            if sealed_fd >= 0:
+                os.close(sealed_fd)
+            if new_fd >= 0:
+                os.close(new_fd)
+            # Only this roll can have made it (open lists every segment file as the log's).
+            if new_path.exists() and new_path.stat().st_size == 0:
+                new_path.unlink()
+            raise
         first = self._active_first
-        write_atomic(
-            self._directory / index_name(first),
-            encode_index(first, self._active_positions, self._active_bytes, self._head),
-        )
-        if self._leader_active:
-            # The group-commit leader may be fsyncing this fd outside the lock right now.
-            self._retired_fds.append(self._active_fd)
-        else:
-            os.close(self._active_fd)
-        self._active_fd = -1
-        sealed_fd = os.open(self._active_path, os.O_RDONLY)
+        old_fd = self._active_fd
         self._cache_put(
             first,
             _Sealed(
                 sealed_fd, self._active_positions, self._active_bytes, self._head, self._active_path
             ),
         )
-        new_first = self._size
-        self._active_fd = open_private(
-            self._directory / segment_name(new_first),
-            os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL,
-        )
-        fsync_directory(self._directory)
+        self._active_fd = new_fd
         self._firsts.append(new_first)
         self._active_first = new_first
-        self._active_path = str(self._directory / segment_name(new_first))
+        self._active_path = str(new_path)
         self._active_positions = positions_array()
         self._active_bytes = 0
         self._active_index_on_disk = False
+        self._advance_undo()
+        if self._leader_active:
+            # The group-commit leader may be fsyncing this fd outside the lock right now.
+            self._retired_fds.append(old_fd)
+        else:
+            os.close(old_fd)
 
     # ============================================================ durability
 
@@ -1232,14 +1607,20 @@ class Log:
         oldest pending append is `max_delay_ms` old or no other appender is on
         its way (between entering `append` and writing its frames), then
         fsyncs outside the lock while later appenders keep writing; everyone
-        covered wakes up.
+        covered wakes up. If that fsync fails, everyone not covered raises
+        (`_FsyncFailed`): their records' outcome is unknown.
         """
         lock = self._lock
+        if self._synced_size >= target:
+            return  # a seal in this call already made them durable
         if self._pending_since is None:
             self._pending_since = time.monotonic()
         self._pending_records += records
         lock.notify_all()
         while self._synced_size < target:
+            broken = self._broken
+            if broken is not None:
+                raise _FsyncFailed(broken.os_error)
             self._check_open()
             if self._leader_active:
                 lock.wait()
@@ -1260,16 +1641,23 @@ class Log:
                     break
                 lock.wait(remaining_s)
             self._check_open()
+            if self._broken is not None:
+                return  # the caller's loop raises for it
             fd = self._active_fd
             covered = self._size
             covered_head = self._head
             self._pending_records = 0
             self._pending_since = None
             lock.release()
+            failure: OSError | None = None
             try:
                 os.fsync(fd)
+            except OSError as caught:
+                failure = caught
             finally:
                 lock.acquire()
+            if failure is not None:
+                raise self._fsync_failed(failure) from failure
             if covered > self._synced_size:
                 self._synced_size = covered
                 assert self._mark is not None
@@ -1286,22 +1674,32 @@ class Log:
             self._lock.wait()
 
     def sync(self) -> None:
-        """Make every record and every derived file written so far durable."""
+        """Make every record and every derived file written so far durable.
+
+        Raises `StorageError` with `written=None` if the fsync of the records
+        fails (their outcome is unknown: the log takes no more writes), and
+        with `written=False` if only the derived files or the durability mark
+        cannot be written (every record is durable; they stay in memory and
+        the next `sync`, seal or close writes them).
+        """
         with self._lock:
-            self._check_writable()
+            self._check_writable("sync")
             self._wait_for_leader()
-
-            def write() -> None:
+            try:
                 self._fsync_active()
-                self._merkle.flush()
-                self._merkle.fsync()
-                self._checkpoints.flush()
-                self._checkpoints.fsync()
-                assert self._mark is not None
-                self._mark.fsync()
-
-            self._guarded(write)
-            self._lock.notify_all()
+            except _FsyncFailed as failed:
+                raise _unknown("sync", failed.failure, self._active_path) from failed.failure
+            finally:
+                self._lock.notify_all()
+            try:
+                self._flush_derived(cover=False)
+            except OSError as failure:
+                raise storage_error(
+                    "sync of the derived files (every record is durable)",
+                    failure,
+                    path=failure.filename,
+                    written=False,
+                ) from failure
 
     # ================================================================= close
 
@@ -1312,6 +1710,15 @@ class Log:
         not empty and its last record is not already a checkpoint), makes
         everything durable and writes the active segment's index last, which
         marks the shutdown as clean.
+
+        The files are closed and the lock released whatever happens. If the
+        shutdown checkpoint, a derived file or the index cannot be written (a
+        full disk), no index is written (the next open recovers as after a
+        crash and loses no record) and `StorageError` is raised after the
+        close: `written=False` (every record acknowledged is durable), or
+        `written=None` if the final fsync failed (the shutdown checkpoint's
+        outcome is unknown). After a failure of unknown outcome close writes
+        nothing and raises nothing: that failure was reported already.
         """
         with self._lock:
             if self._closed:
@@ -1321,37 +1728,66 @@ class Log:
                 self._closed = True
                 return
             self._wait_for_leader()
+            problem: StorageError | None = None
             try:
-                can_sign = self._sign_refusal is None
-                if (
-                    can_sign
-                    and self._on_shutdown
-                    and self._size > 0
-                    and self._last_kind != KIND_CHECKPOINT
-                ):
-                    now = self._read_clock()
-                    buffer = bytearray()
-                    self._forget_active_index()
-                    self._roll_if_full(CHECKPOINT_PAYLOAD_BYTES, buffer)
-                    self._build_checkpoint(now, buffer)
-                    self._emit(buffer)
-                self._fsync_active()
-                assert self._mark is not None
-                self._mark.fsync()
-                self._merkle.flush()
-                self._merkle.fsync()
-                self._checkpoints.append_covered(self._size)
-                self._checkpoints.flush()
-                self._checkpoints.fsync()
-                first = self._active_first
-                write_atomic(
-                    self._directory / index_name(first),
-                    encode_index(first, self._active_positions, self._active_bytes, self._head),
-                )
+                if self._broken is None:
+                    problem = self._shut_down()
             finally:
                 self._close_files()
                 self._closed = True
                 self._lock.notify_all()
+        if problem is not None:
+            raise problem
+
+    def _shut_down(self) -> StorageError | None:
+        """Write what a clean close writes; the first failure, or None if all of it is durable."""
+        problem: StorageError | None = None
+        if (
+            self._sign_refusal is None
+            and self._on_shutdown
+            and self._size > 0
+            and self._last_kind != KIND_CHECKPOINT
+        ):
+            now = self._read_clock()
+
+            def write() -> None:
+                buffer = bytearray()
+                self._forget_active_index()
+                self._roll_if_full(CHECKPOINT_PAYLOAD_BYTES, buffer)
+                self._build_checkpoint(now, buffer)
+                self._emit(buffer)
+
+            try:
+                self._write(write, "close: the shutdown checkpoint", 1)
+            except StorageError as failure:
+                if self._broken is not None:
+                    return failure
+                problem = failure
+        try:
+            self._fsync_active()
+        except _FsyncFailed as failed:
+            return _unknown(
+                "close: the shutdown checkpoint's fsync", failed.failure, self._active_path
+            )
+        try:
+            self._flush_derived(cover=True)
+            self._write_index()
+        except OSError as failure:
+            self._active_index_on_disk = False
+            logger.warning(
+                "log %s closed without its clean-shutdown index (%s); the next open scans "
+                "the newest segment and rebuilds the derived files",
+                self._directory,
+                failure,
+            )
+            return problem or storage_error(
+                "close: the derived files and the clean-shutdown index (every record is "
+                "durable; the next open rebuilds them)",
+                failure,
+                path=failure.filename,
+                written=False,
+            )
+        return problem
 
     def abandon(self) -> None:
         """Drop the log as a crash would: for tests and simulation only.

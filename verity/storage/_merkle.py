@@ -40,7 +40,7 @@ from typing import Final
 
 from verity.errors import CorruptionError
 from verity.storage._files import make_private_dir, open_private
-from verity.storage._frame import EMPTY_TREE_ROOT, pread_exact, write_all
+from verity.storage._frame import EMPTY_TREE_ROOT, pread_exact, pwrite_all, write_all
 
 __all__ = [
     "DamagedNodes",
@@ -128,6 +128,12 @@ class MerkleStore:
         # the left sibling its next node will be combined with.
         self._left: list[bytes] = [b""] * _LEVELS_MAX
         self.size = 0
+        # Levels whose files may hold bytes of a write that failed part way: the next
+        # flush cuts them back to what is known written before it writes again.
+        self._unsure: set[int] = set()
+        # Why nodes are kept in memory that should be on disk (a full disk), until a
+        # flush succeeds again; they are written by the next flush.
+        self.unwritten: OSError | None = None
 
     # ------------------------------------------------------------------ open
 
@@ -302,12 +308,24 @@ class MerkleStore:
             self._rebuild(size, records)
             return "read-only: the nodes are recomputed in memory, no file was touched"
         kept = "no files were left to keep"
-        if self.directory.is_dir() and any(self.directory.iterdir()):
-            aside = self.directory.with_name(f"{self.directory.name}.damaged-{time.time_ns()}")
-            self.directory.rename(aside)
-            kept = f"the old files are kept in {aside}"
-        make_private_dir(self.directory)
-        self._open_levels([0] * size.bit_length(), [b""] * size.bit_length())
+        try:
+            if self.directory.is_dir() and any(self.directory.iterdir()):
+                aside = self.directory.with_name(f"{self.directory.name}.damaged-{time.time_ns()}")
+                self.directory.rename(aside)
+                kept = f"the old files are kept in {aside}"
+            make_private_dir(self.directory)
+            self._open_levels([0] * size.bit_length(), [b""] * size.bit_length())
+        except OSError as failure:
+            # A full disk (say) leaves no room for new files: keep the nodes in memory
+            # for the rest of this session, like a reader; the next open rebuilds them.
+            self.close()
+            self.read_only = True
+            self._open_levels([0] * size.bit_length(), [b""] * size.bit_length())
+            self._rebuild(size, records)
+            return (
+                f"{kept}; new node files could not be made ({failure}), so the nodes are "
+                "kept in memory until the log is opened again"
+            )
         self._rebuild(size, records)
         assert self.size == size
         return kept
@@ -395,8 +413,14 @@ class MerkleStore:
             assert self._tail_written[level] == len(tail)
             body += _TAILS_ENTRY.pack(self.count(level), tail_sum(level, self.count(level), tail))
         body += _SUM.pack(zlib.crc32(body))
-        os.pwrite(self._tails_fd, body, 0)
-        os.ftruncate(self._tails_fd, len(body))
+        # A write cut short leaves a tails.bin whose CRC fails: it then vouches for nothing.
+        try:
+            pwrite_all(self._tails_fd, body, 0)
+            os.ftruncate(self._tails_fd, len(body))
+        except OSError as failure:
+            if failure.filename is None:
+                failure.filename = str(self.directory / TAILS_FILE)
+            raise
 
     def _read_raw(self, level: int, first: int, end: int) -> tuple[int, bytes]:
         """`(first, bytes)` of the nodes `first .. end-1` on disk, unchecked (for comparison)."""
@@ -427,7 +451,12 @@ class MerkleStore:
             zip(kept_blocks, partials, strict=True), first_level
         ):
             fd = self._open_file(level_file_name(level), blocks * BLOCK_BYTES + len(partial))
-            sum_fd = self._open_file(sum_file_name(level), blocks * SUM_BYTES)
+            try:
+                sum_fd = self._open_file(sum_file_name(level), blocks * SUM_BYTES)
+            except BaseException:
+                if fd >= 0:
+                    os.close(fd)
+                raise
             sums = pread_exact(sum_fd, blocks * SUM_BYTES, 0) if blocks else b""
             assert len(sums) == blocks * SUM_BYTES and len(partial) < BLOCK_BYTES
             self._fds.append(fd)
@@ -459,7 +488,7 @@ class MerkleStore:
             for record in records(self.count(0), size):
                 leaves += sha256(b"\x00" + record).digest()
                 if len(leaves) - self._tail_written[0] >= _FLUSH_BYTES:
-                    self._flush_level(0)
+                    self._flush_or_keep(0)
         for level in range(1, len(self._tails)):
             start = self.count(level)
             end = size >> level
@@ -472,7 +501,7 @@ class MerkleStore:
                         b"\x01" + children[position : position + 2 * NODE_BYTES]
                     ).digest()
                 if len(parents) - self._tail_written[level] >= _FLUSH_BYTES:
-                    self._flush_level(level)
+                    self._flush_or_keep(level)
                 start = stop
         self.size = size
         for level in range(len(self._tails)):
@@ -480,7 +509,27 @@ class MerkleStore:
             assert self.count(level) == count
             if count & 1:
                 self._left[level] = self.node(level, count - 1)
-        self.flush()
+        self._flush_or_keep(None)
+
+    def _flush_or_keep(self, level: int | None) -> None:
+        """Flush `level` (None: all); if the disk refuses, keep the nodes in memory.
+
+        Open and rebuilds recompute nodes from the log: they are right whether
+        or not they reach the disk now, and the next flush writes them.
+        """
+        try:
+            if level is None:
+                self.flush()
+            else:
+                self._flush_level(level)
+        except OSError as failure:
+            if self.unwritten is None:
+                logger.warning(
+                    "Merkle nodes in %s stay in memory: %s; written at the next flush",
+                    self.directory,
+                    failure,
+                )
+            self.unwritten = failure
 
     # ---------------------------------------------------------------- append
 
@@ -523,36 +572,71 @@ class MerkleStore:
         return len(self._tails[0]) - self._tail_written[0] if self._tails else 0
 
     def flush(self) -> None:
-        """Write unwritten nodes, and the sums of completed blocks, to the files (no fsync)."""
+        """Write unwritten nodes, and the sums of completed blocks, to the files (no fsync).
+
+        Raises OSError if a file cannot be written; every node stays in
+        memory then, and the next flush cuts back what the failed one left in
+        the files and writes them again.
+        """
         for level in range(len(self._tails)):
-            if len(self._tails[level]) > self._tail_written[level]:
+            if len(self._tails[level]) > self._tail_written[level] or level in self._unsure:
                 self._flush_level(level)
         if self._tails_fd >= 0:
             self._write_tails()
+        self.unwritten = None
 
     def _flush_level(self, level: int) -> None:
         if self.read_only:
             return  # nodes stay in memory, after the blocks that are on disk
         tail = self._tails[level]
         written = self._tail_written[level]
+        first = self._blocks[level]
         assert len(tail) % NODE_BYTES == 0 and written <= len(tail)
-        write_all(self._fds[level], tail[written:])
+        if level in self._unsure:
+            os.ftruncate(self._fds[level], first * BLOCK_BYTES + written)
+            os.ftruncate(self._sum_fds[level], first * SUM_BYTES)
+            self._unsure.discard(level)
         complete = len(tail) // BLOCK_BYTES
+        sums = b"".join(
+            _SUM.pack(block_sum(level, first + i, tail[i * BLOCK_BYTES : (i + 1) * BLOCK_BYTES]))
+            for i in range(complete)
+        )
+        name = level_file_name(level)
+        try:
+            write_all(self._fds[level], tail[written:])
+            if complete:
+                name = sum_file_name(level)
+                write_all(self._sum_fds[level], sums)
+        except BaseException as failure:
+            self._unsure.add(level)
+            if isinstance(failure, OSError) and failure.filename is None:
+                failure.filename = str(self.directory / name)
+            raise
         if complete:
-            first = self._blocks[level]
-            sums = b"".join(
-                _SUM.pack(
-                    block_sum(level, first + i, tail[i * BLOCK_BYTES : (i + 1) * BLOCK_BYTES])
-                )
-                for i in range(complete)
-            )
-            write_all(self._sum_fds[level], sums)
             self._sums[level] += sums
             # Written, not yet read back: the first read checks them like any other block.
             self._checked[level] += bytes(complete)
             self._blocks[level] = first + complete
             del tail[: complete * BLOCK_BYTES]
         self._tail_written[level] = len(tail)
+
+    def mark(self) -> tuple[int, list[bytes]]:
+        """A point `rollback` returns to: the tree as it is now (before more `extend`s)."""
+        return self.size, self._left.copy()
+
+    def rollback(self, mark: tuple[int, list[bytes]]) -> None:
+        """Forget the leaves added since `mark` (their records were cut back).
+
+        Nothing added since was flushed: the log flushes nodes only for records
+        it keeps (after their fsync), so the dropped nodes are all in memory.
+        """
+        size, left = mark
+        for level, tail in enumerate(self._tails):
+            keep_bytes = NODE_BYTES * ((size >> level) - (self._blocks[level] << BLOCK_SHIFT))
+            assert self._tail_written[level] <= keep_bytes <= len(tail), (level, keep_bytes)
+            del tail[keep_bytes:]
+        self._left[:] = left
+        self.size = size
 
     def fsync(self) -> None:
         if self.read_only:
@@ -579,6 +663,7 @@ class MerkleStore:
         self._checked = []
         self._tails = []
         self._tail_written = []
+        self._unsure.clear()
 
     # ------------------------------------------------------------------ read
 

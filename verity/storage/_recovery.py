@@ -120,13 +120,25 @@ def load_recoveries(directory: Path) -> list[RecoveryRecord]:
 
 
 def append_recovery(directory: Path, record: RecoveryRecord) -> None:
-    """Append `record` and make it durable before returning."""
+    """Append `record` and make it durable before returning.
+
+    If it cannot be written (a full disk), the file is cut back to the frames
+    it held, so a failed recovery leaves no torn frame in a file that is
+    never rebuilt; the OSError is raised. If even that cut fails, the file
+    may end in a torn frame, which the next open reports as corruption.
+    """
     path = directory / RECOVERY_FILE
     created = not path.exists()
     fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     try:
-        write_all(fd, encode_recovery(record))
-        os.fsync(fd)
+        before_bytes = os.fstat(fd).st_size
+        try:
+            write_all(fd, encode_recovery(record))
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, before_bytes)
+            os.fsync(fd)
+            raise
     finally:
         os.close(fd)
     if created:
