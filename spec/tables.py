@@ -151,7 +151,25 @@ order-preserving key encoding).
 - `KEY_BYTES_MAX`: the width of a written row's primary key, and of each of
   its index entries (the indexed value followed by the primary key);
 - `QUERY_ROWS_MAX`, then `QUERY_BYTES_MAX`: the rows of a SELECT's answer
-  and the sum of their widths.
+  and the sum of their widths;
+- `STATEMENT_EVENT_BYTES_MAX`: the *event width* of a write, which bounds
+  the bytes of the event that records it (docs/formats.md 5.3: the text and
+  every change to the store, sealed into one log record of at most
+  `PAYLOAD_BYTES_MAX` bytes). It counts what the event holds, each tree
+  name as the longest its object id allows: `EVENT_BASE_WIDTH` plus the
+  text's UTF-8 bytes, plus `EVENT_INDEX_WIDTH` per index of the table
+  (counting the new one of CREATE INDEX), plus `EVENT_DEFINITION_WIDTH` for
+  CREATE TABLE, CREATE INDEX and DROP TABLE; then for INSERT per row
+  `EVENT_ROW_WIDTH` plus its key's width plus its width; for UPDATE per
+  matched row a put of its key and new row, and per index whose value the
+  row changes a delete of the old entry and a put of the new one (its
+  value: the key); for DELETE per row a delete of its key and of each of
+  its index entries; for CREATE INDEX per row a put of its entry (value:
+  the key). A put into the tree of the table or index named n counts
+  `EVENT_PUT_WIDTH` plus n's UTF-8 bytes plus the widths of its key and
+  value, a delete `EVENT_DELETE_WIDTH` plus n's bytes plus its key's width;
+  an index entry's width is that of the key (indexed value, primary key
+  values).
 - [choice] The text must be valid Unicode (no lone surrogate): "syntax".
 
 Order of checks [choice]. When a statement has several faults, the kind
@@ -166,7 +184,8 @@ after these); (5) an INSERT row's length ("syntax"); (6) value types
 ("type_mismatch", every value before any constraint; LIMIT and OFFSET last);
 (7) constraints; (8) the widths of written rows, row by row in the order
 they are written: the row, its key, its index entries in index order
-("limit"); (9) for a SELECT, the size of its answer ("limit").
+("limit"); (9) for a write, its event width, for a SELECT, the size of its
+answer ("limit").
 
 Positions: `execute` needs a position >= 0 and greater than every position in
 the history, even for a SELECT [choice]; `query_at` takes any int.
@@ -188,6 +207,8 @@ import sqlglot.errors
 from sqlglot import exp
 from sqlglot.tokenizer_core import Token, TokenType
 
+from verity_spec.records import PAYLOAD_BYTES_MAX
+
 __all__ = [
     "BIGINT",
     "BOOLEAN",
@@ -195,6 +216,12 @@ __all__ = [
     "COLUMN_TYPES",
     "DOUBLE",
     "ERROR_KINDS",
+    "EVENT_BASE_WIDTH",
+    "EVENT_DEFINITION_WIDTH",
+    "EVENT_DELETE_WIDTH",
+    "EVENT_INDEX_WIDTH",
+    "EVENT_PUT_WIDTH",
+    "EVENT_ROW_WIDTH",
     "EXPRESSION_DEPTH_MAX",
     "IN_LIST_MAX",
     "KEY_BYTES_MAX",
@@ -206,7 +233,9 @@ __all__ = [
     "QUERY_BYTES_MAX",
     "QUERY_ROWS_MAX",
     "ROW_BYTES_MAX",
+    "SEALED_EVENT_OVERHEAD_BYTES",
     "SQL_TEXT_BYTES_MAX",
+    "STATEMENT_EVENT_BYTES_MAX",
     "TABLE_COLUMNS_MAX",
     "TEXT",
     "TIMESTAMP",
@@ -317,6 +346,23 @@ QUERY_ROWS_MAX = 100_000
 """The most rows one SELECT may answer; page with LIMIT and OFFSET or a key range."""
 QUERY_BYTES_MAX = 64 << 20
 """The most bytes (the sum of `row_width`) one SELECT may answer: 64 MiB."""
+SEALED_EVENT_OVERHEAD_BYTES = 1 + 4 + 16 + 1
+"""What sealing adds to a write's event in its log record: the envelope marker and the
+DEK id (u32), the AES-256-GCM tag, and the tables marker sealed with the event."""
+STATEMENT_EVENT_BYTES_MAX = PAYLOAD_BYTES_MAX - SEALED_EVENT_OVERHEAD_BYTES
+"""The largest event width of a write (see "Limits"): its sealed event fits a log record."""
+EVENT_BASE_WIDTH = 256
+"""An event's fixed fields and its table's (and data tree's) name, besides the text."""
+EVENT_INDEX_WIDTH = 1024
+"""What one index of the table may add: its tree (INSERT), its definition, its name."""
+EVENT_DEFINITION_WIDTH = 2 << 20
+"""What a table's definition may add (CREATE TABLE, CREATE INDEX, DROP TABLE)."""
+EVENT_PUT_WIDTH = 34
+"""A put's framing and its tree name's prefix (a u64 object id at most 20 digits)."""
+EVENT_DELETE_WIDTH = 30
+"""A delete's framing and its tree name's prefix."""
+EVENT_ROW_WIDTH = 8
+"""A row's framing in an INSERT's event."""
 
 LIMITS = {
     "SQL_TEXT_BYTES_MAX": SQL_TEXT_BYTES_MAX,
@@ -331,6 +377,7 @@ LIMITS = {
     "KEY_BYTES_MAX": KEY_BYTES_MAX,
     "QUERY_ROWS_MAX": QUERY_ROWS_MAX,
     "QUERY_BYTES_MAX": QUERY_BYTES_MAX,
+    "STATEMENT_EVENT_BYTES_MAX": STATEMENT_EVENT_BYTES_MAX,
 }
 """Every bound by name: the names a "limit" failure may give."""
 
@@ -1502,6 +1549,31 @@ def too_wide(table: TableDef, row: Row) -> StatementFailed | None:
     return None
 
 
+def event_base_width(sql: str, indexes: int, definition: bool) -> int:
+    """A write's event width before its rows and entries ("Limits")."""
+    width = EVENT_BASE_WIDTH + len(sql.encode("utf-8")) + EVENT_INDEX_WIDTH * indexes
+    return width + (EVENT_DEFINITION_WIDTH if definition else 0)
+
+
+def put_width(name: str, key: int, value: int) -> int:
+    """What a put of a key and value of these widths into the tree of `name` counts."""
+    return EVENT_PUT_WIDTH + len(name.encode("utf-8")) + key + value
+
+
+def delete_width(name: str, key: int) -> int:
+    """What a delete of a key of this width from the tree of `name` counts."""
+    return EVENT_DELETE_WIDTH + len(name.encode("utf-8")) + key
+
+
+def check_event_width(width: int) -> None:
+    """A write's event width is within `STATEMENT_EVENT_BYTES_MAX`.
+
+    :raises StatementFailed: "limit".
+    """
+    if width > STATEMENT_EVENT_BYTES_MAX:
+        raise over_limit("STATEMENT_EVENT_BYTES_MAX", width)
+
+
 def check_widths(table: TableDef, rows: list[Row]) -> None:
     """Every row of `rows`, in order, may be written to `table`.
 
@@ -1665,7 +1737,7 @@ def with_table(state: TablesState, table: TableDef, rows: Mapping[Key, Row]) -> 
     return TablesState(tables=tables, rows=all_rows)
 
 
-def create_table(state: TablesState, statement: CreateTable) -> tuple[TablesState, int]:
+def create_table(state: TablesState, statement: CreateTable, sql: str) -> tuple[TablesState, int]:
     if statement.table in state.tables:
         raise StatementFailed("table_exists", statement.table)
     names = [column.name for column in statement.columns]
@@ -1683,10 +1755,11 @@ def create_table(state: TablesState, statement: CreateTable) -> tuple[TablesStat
     table = TableDef(
         name=statement.table, columns=columns, primary_key=statement.primary_key, indexes=()
     )
+    check_event_width(event_base_width(sql, 0, definition=True))
     return with_table(state, table, {}), 0
 
 
-def create_index(state: TablesState, statement: CreateIndex) -> tuple[TablesState, int]:
+def create_index(state: TablesState, statement: CreateIndex, sql: str) -> tuple[TablesState, int]:
     table = table_named(state, statement.table)
     column_named(table, statement.column)
     for other in state.tables.values():
@@ -1703,18 +1776,26 @@ def create_index(state: TablesState, statement: CreateIndex) -> tuple[TablesStat
     for key in sorted(rows, key=functools.cmp_to_key(compare_keys)):
         if index_entry_width(indexed, index, rows[key]) > KEY_BYTES_MAX:
             raise over_limit("KEY_BYTES_MAX", index_entry_width(indexed, index, rows[key]))
+    check_event_width(
+        event_base_width(sql, len(indexed.indexes), definition=True)
+        + sum(
+            put_width(index.name, index_entry_width(indexed, index, row), key_width(key))
+            for key, row in rows.items()
+        )
+    )
     return with_table(state, indexed, rows), 0
 
 
-def drop_table(state: TablesState, statement: DropTable) -> tuple[TablesState, int]:
-    table_named(state, statement.table)
+def drop_table(state: TablesState, statement: DropTable, sql: str) -> tuple[TablesState, int]:
+    dropped = table_named(state, statement.table)
+    check_event_width(event_base_width(sql, len(dropped.indexes), definition=True))
     tables = {name: table for name, table in state.tables.items() if name != statement.table}
     rows = {name: rows for name, rows in state.rows.items() if name != statement.table}
     return TablesState(tables=tables, rows=rows), 0
 
 
 def insert(
-    state: TablesState, statement: Insert, params: tuple[object, ...]
+    state: TablesState, statement: Insert, params: tuple[object, ...], sql: str
 ) -> tuple[TablesState, int]:
     table = table_named(state, statement.table)
     if statement.columns is None:
@@ -1746,11 +1827,15 @@ def insert(
             )
         rows[key] = new_row
     check_widths(table, new_rows)
+    check_event_width(
+        event_base_width(sql, len(table.indexes), definition=False)
+        + sum(EVENT_ROW_WIDTH + key_width(key_of(table, row)) + row_width(row) for row in new_rows)
+    )
     return with_table(state, table, rows), len(new_rows)
 
 
 def update(
-    state: TablesState, statement: Update, params: tuple[object, ...]
+    state: TablesState, statement: Update, params: tuple[object, ...], sql: str
 ) -> tuple[TablesState, int]:
     table = table_named(state, statement.table)
     for name, _ in statement.assignments:
@@ -1776,11 +1861,21 @@ def update(
             for column, value in zip(table.columns, rows[key], strict=True)
         )
     check_widths(table, [rows[key] for key in matched])
+    width = event_base_width(sql, len(table.indexes), definition=False)
+    for key in matched:
+        old, new = state.rows[table.name][key], rows[key]
+        width += put_width(table.name, key_width(key), row_width(new))
+        for index in table.indexes:
+            position = column_index(table, index.column)
+            if old[position] != new[position]:
+                width += delete_width(index.name, index_entry_width(table, index, old))
+                width += put_width(index.name, index_entry_width(table, index, new), key_width(key))
+    check_event_width(width)
     return with_table(state, table, rows), len(matched)
 
 
 def delete(
-    state: TablesState, statement: Delete, params: tuple[object, ...]
+    state: TablesState, statement: Delete, params: tuple[object, ...], sql: str
 ) -> tuple[TablesState, int]:
     table = table_named(state, statement.table)
     for name in columns_in_condition(statement.where):
@@ -1788,30 +1883,41 @@ def delete(
     condition = typed_where(table, statement.where, params)
     rows = dict(state.rows[table.name])
     matched = matching_keys(table, rows, condition)
+    check_event_width(
+        event_base_width(sql, len(table.indexes), definition=False)
+        + sum(
+            delete_width(table.name, key_width(key))
+            + sum(
+                delete_width(index.name, index_entry_width(table, index, rows[key]))
+                for index in table.indexes
+            )
+            for key in matched
+        )
+    )
     for key in matched:
         del rows[key]
     return with_table(state, table, rows), len(matched)
 
 
 def write(
-    state: TablesState, statement: Statement, params: tuple[object, ...]
+    state: TablesState, statement: Statement, params: tuple[object, ...], sql: str
 ) -> tuple[TablesState, int]:
-    """The state after a write statement, and its `rows_affected`.
+    """The state after a write statement (read from `sql`), and its `rows_affected`.
 
     :raises StatementFailed: the statement is refused.
     """
     if isinstance(statement, CreateTable):
-        return create_table(state, statement)
+        return create_table(state, statement, sql)
     if isinstance(statement, CreateIndex):
-        return create_index(state, statement)
+        return create_index(state, statement, sql)
     if isinstance(statement, DropTable):
-        return drop_table(state, statement)
+        return drop_table(state, statement, sql)
     if isinstance(statement, Insert):
-        return insert(state, statement, params)
+        return insert(state, statement, params, sql)
     if isinstance(statement, Update):
-        return update(state, statement, params)
+        return update(state, statement, params, sql)
     assert isinstance(statement, Delete)
-    return delete(state, statement, params)
+    return delete(state, statement, params, sql)
 
 
 # ---------------------------------------------------------------- SELECT
@@ -1905,7 +2011,7 @@ def execute(
         check_parameters(parsed, params)
         if isinstance(parsed.statement, Select):
             return history, select(state, parsed.statement, params)
-        new_state, rows_affected = write(state, parsed.statement, params)
+        new_state, rows_affected = write(state, parsed.statement, params, sql)
     except StatementFailed as failure:
         return history, Failed(failure.kind, failure.construct, failure.limit)
     return History(versions=(*history.versions, (position, new_state))), Written(rows_affected)

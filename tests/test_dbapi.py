@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 import verity.dbapi as dbapi
+from verity.errors import SqlLimitExceeded
+from verity.query import IN_LIST_MAX, ROW_BYTES_MAX, SQL_TEXT_BYTES_MAX
 
 
 def test_module_globals() -> None:
@@ -63,6 +65,26 @@ def test_errors_map_to_the_standard_classes(tmp_path: Path) -> None:
             dbapi.Cursor(connection).fetchone()
     with pytest.raises(dbapi.InterfaceError):
         connection.cursor()
+
+
+def test_a_size_over_a_sql_limit_is_a_data_error(tmp_path: Path) -> None:
+    # SqlLimitExceeded (kind "limit") is about the data's size: PEP 249's DataError.
+    with dbapi.connect(tmp_path / "db") as connection:
+        cursor = connection.cursor()
+        cursor.execute("CREATE TABLE t (id BIGINT PRIMARY KEY, note TEXT)")
+        over_in_list = "SELECT id FROM t WHERE id IN (" + ", ".join(["1"] * (IN_LIST_MAX + 1)) + ")"
+        over_row = ("INSERT INTO t VALUES (?, ?)", (1, "n" * ROW_BYTES_MAX))
+        over_text = "INSERT INTO t VALUES (1, 'a') -- " + "x" * SQL_TEXT_BYTES_MAX
+        for operation, parameters in ((over_in_list, ()), over_row, (over_text, ())):
+            with pytest.raises(dbapi.DataError) as raised:
+                cursor.execute(operation, parameters)
+            cause = raised.value.__cause__
+            assert isinstance(cause, SqlLimitExceeded), cause
+            assert cause.limit in str(raised.value)
+        with pytest.raises(dbapi.DataError):
+            cursor.executemany("INSERT INTO t VALUES (?, ?)", [(2, "b"), over_row[1]])
+        cursor.execute("SELECT id, note FROM t")
+        assert cursor.fetchall() == [(2, "b")]  # the statement before it ran; nothing else
 
 
 def test_data_survives_reconnecting(tmp_path: Path) -> None:

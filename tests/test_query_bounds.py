@@ -21,6 +21,8 @@ import pytest
 
 import verity
 import verity.query as query
+import verity.query._engine as engine_module
+import verity.query._limits as limits
 import verity_spec.tables as spec
 from verity import TenantId
 from verity.crypto import PageKey
@@ -37,6 +39,7 @@ from verity.query import (
     QUERY_ROWS_MAX,
     ROW_BYTES_MAX,
     SQL_TEXT_BYTES_MAX,
+    STATEMENT_EVENT_BYTES_MAX,
     TABLE_COLUMNS_MAX,
     Engine,
     MemoryVersionedStore,
@@ -110,6 +113,91 @@ def test_every_bound_is_documented_with_its_value() -> None:
         [row] = [line for line in section.splitlines() if line.startswith(f"| `{name}`")]
         assert f"{value:,}" in row, (name, row)
     assert "SqlLimitExceeded" in section
+
+
+def test_the_event_bound_is_what_one_log_record_holds_sealed() -> None:
+    # The tenant seals a write's event as 0x02, dek_id u32, AES-GCM(0x03 + event): the
+    # widest event the bound lets through is one log record of exactly PAYLOAD_BYTES_MAX.
+    from verity._tenant import ENVELOPE_HEADER_BYTES
+    from verity.crypto import GCM_TAG_BYTES
+    from verity.storage import PAYLOAD_BYTES_MAX
+    from verity_spec.records import PAYLOAD_BYTES_MAX as SPEC_PAYLOAD_BYTES_MAX
+
+    sealed = ENVELOPE_HEADER_BYTES + 1 + STATEMENT_EVENT_BYTES_MAX + GCM_TAG_BYTES
+    assert sealed == PAYLOAD_BYTES_MAX == SPEC_PAYLOAD_BYTES_MAX
+    assert spec.SEALED_EVENT_OVERHEAD_BYTES == ENVELOPE_HEADER_BYTES + 1 + GCM_TAG_BYTES
+    for name in _EVENT_WIDTHS:
+        assert getattr(limits, name) == getattr(spec, name), name
+
+
+_EVENT_WIDTHS = (
+    "EVENT_BASE_WIDTH",
+    "EVENT_INDEX_WIDTH",
+    "EVENT_DEFINITION_WIDTH",
+    "EVENT_PUT_WIDTH",
+    "EVENT_DELETE_WIDTH",
+    "EVENT_ROW_WIDTH",
+)
+
+
+def test_the_event_widths_bound_the_widest_events() -> None:
+    # The widths the spec counts without object ids or JSON are upper bounds of the
+    # bytes: tried on the widest names (63 bytes that JSON escapes six-fold), the
+    # largest object id and a table of TABLE_COLUMNS_MAX columns, all in its key.
+    from verity.query._catalog import (
+        CATALOG_TREE,
+        ColumnDef,
+        IndexDef,
+        TableDef,
+        encode_object_id,
+        encode_table,
+        index_key,
+        next_object_id_key,
+        table_key,
+    )
+    from verity.query._events import encode_event, encode_insert_event
+    from verity.query._types import ColumnType
+
+    biggest = 2**64 - 1
+
+    def name(number: int) -> str:  # 63 control characters, each \u00XX in JSON
+        digits = [number // 31**2 % 31, number // 31 % 31, number % 31]
+        return "\x01" * (NAME_BYTES_MAX - 3) + "".join(chr(1 + digit) for digit in digits)
+
+    columns = tuple(ColumnDef(name(n), ColumnType.TIMESTAMP, False) for n in range(1600))
+    assert len(columns) == TABLE_COLUMNS_MAX
+    table = TableDef(name(9999), biggest, columns, tuple(range(len(columns))), ())
+    sql = "x"
+    for indexes in (0, 1, 5):
+        index_defs = tuple(IndexDef(name(8000 + n), 1599, biggest) for n in range(indexes))
+        indexed = TableDef(table.name, biggest, columns, table.primary_key, index_defs)
+        catalog: list[query.Change] = [
+            (CATALOG_TREE, table_key(table.name), encode_table(indexed)),
+            (CATALOG_TREE, index_key(name(8000)), table.name.encode("utf-8")),
+            (CATALOG_TREE, next_object_id_key(), encode_object_id(biggest)),
+        ]
+        dropped: list[query.Change] = [(CATALOG_TREE, table_key(table.name), None)]
+        dropped += [(CATALOG_TREE, index_key(index.name), None) for index in index_defs]
+        ddl = limits.event_base_width(sql, indexes, definition=True)
+        for kind, changes in (("create_index", catalog), ("drop_table", dropped)):
+            assert len(encode_event(kind, table.name, 0, sql, changes)) <= ddl, kind
+        header = encode_insert_event(
+            table.name,
+            sql,
+            indexed.data_tree,
+            [(1599, index.tree) for index in index_defs],
+            [],
+            [],
+        )
+        assert len(header) <= limits.event_base_width(sql, indexes, definition=False)
+    # One change more in a format 1 event, into the tree of the longest name.
+    key, value = b"k" * 10, b"v" * 20
+    tree = TableDef(name(1), biggest, columns, (0,), ()).data_tree
+    empty = len(encode_event("delete", table.name, 0, sql, []))
+    put = len(encode_event("update", table.name, 0, sql, [(tree, key, value)])) - empty
+    assert put <= limits.EVENT_PUT_WIDTH + NAME_BYTES_MAX + len(key) + len(value)
+    delete = len(encode_event("delete", table.name, 0, sql, [(tree, key, None)])) - empty
+    assert delete <= limits.EVENT_DELETE_WIDTH + NAME_BYTES_MAX + len(key)
 
 
 def test_the_key_bound_is_the_stores() -> None:
@@ -511,6 +599,80 @@ def test_the_statement_cache_keeps_a_bounded_amount_of_text() -> None:
     assert len(cached) >= 7  # the newest ones
 
 
+# --- the log record of a write --------------------------------------------------------
+
+
+def test_a_write_whose_event_would_not_fit_a_log_record_is_refused_in_planning() -> None:
+    db = Db()
+    db.write("CREATE TABLE b (k BIGINT PRIMARY KEY, v BYTES)")
+    blob = bytes(ROW_BYTES_MAX - 15)  # a row of ROW_BYTES_MAX: 16 of them are over 64 MiB
+    sql = "INSERT INTO b VALUES " + ",".join(["(?, ?)"] * 16)
+    over = db.over(sql, [value for k in range(16) for value in (k, blob)], write=True)
+    assert over.limit == "STATEMENT_EVENT_BYTES_MAX"
+    # 256 + the text, then per row 8 + its key (9) + its width.
+    assert over.value == 256 + len(sql) + 16 * (8 + 9 + ROW_BYTES_MAX)
+    assert over.maximum == STATEMENT_EVENT_BYTES_MAX
+    # Literal rows too (row by row), and an UPDATE that widens many rows.
+    db.write("INSERT INTO b VALUES " + ",".join(f"({k}, NULL)" for k in range(16)))
+    over = db.over("UPDATE b SET v = ?", [blob], write=True)
+    assert over.limit == "STATEMENT_EVENT_BYTES_MAX"
+    assert db.rows("SELECT COUNT(*) FROM b WHERE v IS NULL") == [(16,)]
+    db.write("UPDATE b SET v = ? WHERE k < 8", [blob])  # half of it fits
+    assert db.rows("SELECT COUNT(*) FROM b WHERE v IS NULL") == [(8,)]
+
+
+def test_the_event_bound_agrees_with_the_spec_at_its_edge(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With the bound moved to each statement's event width (as the spec counts it), the
+    # statement runs in the spec and the engine; one byte lower, both refuse it. The
+    # engine's event is never longer than the width, and it reports the same width.
+    statements: list[tuple[str, tuple[object, ...]]] = [
+        ('CREATE TABLE "t\u00e4" (k TEXT PRIMARY KEY, v BYTES, n BIGINT)', ()),
+        ('CREATE INDEX "by_v\u00e9" ON "t\u00e4" (v)', ()),
+        ('CREATE INDEX by_n ON "t\u00e4" (n)', ()),
+        (
+            'INSERT INTO "t\u00e4" VALUES '
+            "('a', X'00', 1), ('b\u00e9', NULL, 2), ('c', X'', NULL)",
+            (),
+        ),
+        ('INSERT INTO "t\u00e4" VALUES (?, ?, ?)', ("d\x00", b"xyz\x00", 4)),
+        ("UPDATE \"t\u00e4\" SET v = X'01' WHERE n >= 2", ()),
+        ("UPDATE \"t\u00e4\" SET n = 2 WHERE k = 'b\u00e9'", ()),
+        ('UPDATE "t\u00e4" SET v = NULL, n = ?', (7,)),
+        ("UPDATE \"t\u00e4\" SET v = X'01' WHERE k = 'none'", ()),
+        ('CREATE INDEX by_v2 ON "t\u00e4" (v)', ()),
+        ("DELETE FROM \"t\u00e4\" WHERE k <> 'a'", ()),
+        ('DELETE FROM "t\u00e4" WHERE n = 0', ()),
+        ('DROP TABLE "t\u00e4"', ()),
+    ]
+    history = spec.empty_history()
+    db = Db()
+
+    def bound(maximum: int) -> None:
+        monkeypatch.setattr(engine_module, "STATEMENT_EVENT_BYTES_MAX", maximum)
+        monkeypatch.setitem(query.LIMITS, "STATEMENT_EVENT_BYTES_MAX", maximum)
+        monkeypatch.setattr(spec, "STATEMENT_EVENT_BYTES_MAX", maximum)
+        monkeypatch.setitem(spec.LIMITS, "STATEMENT_EVENT_BYTES_MAX", maximum)
+
+    for position, (sql, params) in enumerate(statements, start=1):
+        bound(0)
+        _, outcome = spec.execute(history, sql, params, position)
+        assert isinstance(outcome, spec.Failed), (sql, outcome)
+        assert outcome.limit == "STATEMENT_EVENT_BYTES_MAX", (sql, outcome)
+        width = int(outcome.construct.rsplit(" ", 1)[1])
+        bound(width - 1)
+        _, outcome = spec.execute(history, sql, params, position)
+        assert isinstance(outcome, spec.Failed) and outcome.limit == "STATEMENT_EVENT_BYTES_MAX"
+        over = db.over(sql, params, write=True)
+        assert (over.limit, over.value) == ("STATEMENT_EVENT_BYTES_MAX", width), sql
+        bound(width)
+        history, outcome = spec.execute(history, sql, params, position)
+        assert isinstance(outcome, spec.Written), (sql, outcome)
+        plan = db.write(sql, params)
+        assert plan.rows_affected == outcome.rows_affected, sql
+        assert len(plan.event) <= width, (sql, len(plan.event), width)
+    assert db.position == len(statements)
+
+
 # --- the spec agrees; the SDK appends nothing -------------------------------------------
 
 
@@ -548,6 +710,13 @@ def test_the_spec_and_the_engine_agree_on_every_bound(tmp_path: Path) -> None:
     statements += [("INSERT INTO b VALUES (?, ?)", (k, blob)) for k in range(3, 19)]
     statements += [("SELECT k FROM b", ()), ("SELECT * FROM b ORDER BY k DESC", ())]
     statements += [("SELECT v, v FROM b LIMIT 9", ()), ("SELECT k FROM b LIMIT 3", ())]
+    statements += [
+        (
+            "INSERT INTO b VALUES " + ",".join(["(?, ?)"] * 16),
+            tuple(value for k in range(100, 116) for value in (k, blob)),
+        ),
+        ("UPDATE b SET v = ? WHERE k < 16", (b"",)),
+    ]
     failed: list[object] = []
     try:
         for position, (sql, params) in enumerate(statements, start=1):
@@ -575,6 +744,7 @@ def test_the_spec_and_the_engine_agree_on_every_bound(tmp_path: Path) -> None:
         "ROW_BYTES_MAX",
         "QUERY_BYTES_MAX",
         "QUERY_BYTES_MAX",
+        "STATEMENT_EVENT_BYTES_MAX",
     ]
 
 
@@ -599,3 +769,31 @@ def test_through_the_sdk_a_statement_over_a_bound_appends_nothing(tmp_path: Path
             assert re.fullmatch(r"[A-Z_]+_MAX", raised.value.limit)
         assert tenant.log_size() == size
         assert tenant.query("SELECT COUNT(*) FROM x").rows == [(0,)]
+
+
+def test_through_the_sdk_a_write_too_large_for_a_log_record_appends_nothing(
+    tmp_path: Path,
+) -> None:
+    # It used to fail at the append, with the log's InvalidArgument about its payload.
+    with verity.open(tmp_path / "db", create=True) as db:
+        tenant = db.tenant(TenantId(1), create=True)
+        tenant.execute("CREATE TABLE b (k BIGINT PRIMARY KEY, v BYTES)")
+        size = tenant.log_size()
+        blob = bytes(ROW_BYTES_MAX - 15)  # one value, in 16 rows of ROW_BYTES_MAX
+        sql = "INSERT INTO b VALUES " + ",".join(["(?, ?)"] * 16)
+        with pytest.raises(SqlLimitExceeded) as raised:
+            tenant.execute(sql, [value for k in range(16) for value in (k, blob)])
+        error = raised.value
+        assert (error.kind, error.limit) == ("limit", "STATEMENT_EVENT_BYTES_MAX")
+        assert (error.value, error.maximum) == (
+            256 + len(sql) + 16 * (8 + 9 + ROW_BYTES_MAX),
+            STATEMENT_EVENT_BYTES_MAX,
+        )
+        assert "STATEMENT_EVENT_BYTES_MAX" in str(error)
+        assert tenant.log_size() == size
+        del blob, raised, error
+        # The tenant goes on: a write and a read.
+        receipt = tenant.execute("INSERT INTO b VALUES (1, X'01'), (2, NULL)")
+        assert (int(receipt.offset), receipt.rows_affected) == (size, 2)
+        assert tenant.query("SELECT k, v FROM b").rows == [(1, b"\x01"), (2, None)]
+        assert tenant.log_size() == size + 1

@@ -20,10 +20,11 @@ builds one.
 
 Errors map from `verity.errors`: syntax, unknown names, duplicate tables and
 parameter mistakes are `ProgrammingError`; unsupported SQL is
-`NotSupportedError`; type mismatches are `DataError`; violated constraints
-are `IntegrityError`; corruption is `InternalError`; a closed connection or
-cursor is `InterfaceError`; anything else is `DatabaseError`. The original
-error is the exception's `__cause__`.
+`NotSupportedError`; type mismatches, and sizes over a SQL limit
+(`SqlLimitExceeded`, docs/sdk.md "SQL limits"), are `DataError`; violated
+constraints are `IntegrityError`; corruption is `InternalError`; a closed
+connection or cursor is `InterfaceError`; anything else is `DatabaseError`.
+The original error is the exception's `__cause__`.
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ _KIND_TO_ERROR: Final[dict[str, type[DatabaseError]]] = {
     "parameter": ProgrammingError,
     "unsupported": NotSupportedError,
     "type_mismatch": DataError,
+    "limit": DataError,  # SqlLimitExceeded: a size over a documented bound
     "constraint": IntegrityError,
 }
 

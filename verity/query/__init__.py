@@ -25,9 +25,11 @@ Public API:
   "SQL limits"): `SQL_TEXT_BYTES_MAX`, `EXPRESSION_DEPTH_MAX`, `PARAMETERS_MAX`,
   `NUMBER_CHARS_MAX`, `NAME_BYTES_MAX`, `TABLE_COLUMNS_MAX`, `IN_LIST_MAX`,
   `LIMIT_OFFSET_MAX`, `ROW_BYTES_MAX`, `KEY_BYTES_MAX`, `QUERY_ROWS_MAX`,
-  `QUERY_BYTES_MAX`, and `LIMITS` (all of them by name). Exceeding one raises
-  `SqlLimitExceeded` (kind "limit") whose `limit` names it, before anything of that
-  size is built.
+  `QUERY_BYTES_MAX`, `STATEMENT_EVENT_BYTES_MAX` (a write's event, so that its sealed
+  log record fits the log's `PAYLOAD_BYTES_MAX`), and `LIMITS` (all of them by name).
+  Exceeding one raises `SqlLimitExceeded` (kind "limit") whose `limit` names it, before
+  anything of that size is built (a write over `STATEMENT_EVENT_BYTES_MAX` keeps no
+  more than that bound's worth of changes) and before anything is appended.
 
 Design:
 
@@ -60,7 +62,8 @@ answers and equal error kinds; among them:
   first: the text ("limit", "syntax", "unsupported"), parameters ("parameter"), names
   ("unknown_table", "table_exists", "unknown_column"), an INSERT row's length
   ("syntax"), every value's type ("type_mismatch"), constraints ("constraint"), the
-  widths of written rows ("limit"), and last the size of an answer ("limit").
+  widths of written rows ("limit"), and last the width of a write's event or the size
+  of an answer ("limit").
 - A value compared with a column must be one the column accepts (so a float
   against BIGINT is "type_mismatch"); DOUBLE compares with `float(value)`. NaN and
   strings with lone surrogates are refused; DOUBLE -0.0 is stored as 0.0. NULL, as
@@ -98,6 +101,7 @@ from verity.query._limits import QUERY_BYTES_MAX as QUERY_BYTES_MAX
 from verity.query._limits import QUERY_ROWS_MAX as QUERY_ROWS_MAX
 from verity.query._limits import ROW_BYTES_MAX as ROW_BYTES_MAX
 from verity.query._limits import SQL_TEXT_BYTES_MAX as SQL_TEXT_BYTES_MAX
+from verity.query._limits import STATEMENT_EVENT_BYTES_MAX as STATEMENT_EVENT_BYTES_MAX
 from verity.query._limits import TABLE_COLUMNS_MAX as TABLE_COLUMNS_MAX
 from verity.query._memory_store import MemoryVersionedStore as MemoryVersionedStore
 from verity.query._store_protocol import Change as Change
@@ -117,6 +121,7 @@ __all__ = [
     "QUERY_ROWS_MAX",
     "ROW_BYTES_MAX",
     "SQL_TEXT_BYTES_MAX",
+    "STATEMENT_EVENT_BYTES_MAX",
     "TABLE_COLUMNS_MAX",
     "Change",
     "DecodedEvent",

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Final, TypeAlias, final
+from typing import Final, TypeAlias, cast, final
 
 from verity.errors import InvalidArgument, SqlError, SqlSyntaxError, UnsupportedSql
 from verity.query._catalog import (
@@ -34,7 +34,16 @@ from verity.query._catalog import (
 )
 from verity.query._events import encode_event, encode_insert_event, insert_changes
 from verity.query._keys import encode_key, encode_value, encode_values
-from verity.query._limits import KEY_BYTES_MAX, ROW_BYTES_MAX, over_limit
+from verity.query._limits import (
+    EVENT_DELETE_WIDTH,
+    EVENT_PUT_WIDTH,
+    EVENT_ROW_WIDTH,
+    KEY_BYTES_MAX,
+    ROW_BYTES_MAX,
+    STATEMENT_EVENT_BYTES_MAX,
+    event_base_width,
+    over_limit,
+)
 from verity.query._parse import (
     CreateIndex,
     CreateTable,
@@ -58,7 +67,7 @@ from verity.query._plan import (
 )
 from verity.query._rows import decode_row, encode_row, encode_rows
 from verity.query._store_protocol import Change, VersionedStore
-from verity.query._types import Value, coerce_column, describe_value
+from verity.query._types import ColumnType, Value, coerce_column, describe_value
 
 __all__ = ["Engine", "Prepared", "QueryResult", "WritePlan"]
 
@@ -76,6 +85,7 @@ _BULK_ROWS_MIN: Final = 2
 _BULK_KEY_BYTES_MAX: Final = KEY_BYTES_MAX
 # (keys, encoded rows, per index the encoded column value of each row)
 _Inserted: TypeAlias = tuple[list[bytes], list[bytes], list[list[bytes]]]
+_Strings: TypeAlias = Sequence[str | bytes | None]  # a TEXT or BYTES column's values
 
 _EXPLAIN: Final = re.compile(r"\s*explain\s+", re.IGNORECASE)
 _U64_MAX: Final = 2**64 - 1
@@ -289,7 +299,8 @@ class Engine:
     then parameters ("parameter"), names ("unknown_table", "table_exists",
     "unknown_column"), INSERT row lengths ("syntax"), every value's type
     ("type_mismatch"), the constraints ("constraint"), and last the widths of
-    written rows and the size of an answer ("limit", `verity.query.LIMITS`).
+    written rows, then the width of a write's event or the size of an answer ("limit",
+    `verity.query.LIMITS`).
     Prepared statements are cached by text: at most `cache_size` of them, and at
     most 4 Mi characters of text in all.
     """
@@ -372,23 +383,24 @@ class Engine:
         if isinstance(statement, Select):
             raise UnsupportedSql("SELECT", "plan_write() takes writes; query() answers SELECT")
         checked = prepared.checked(params)
-        rows_affected = 0
-        changes: list[Change]
         if isinstance(statement, Insert):
             changes, event = self._insert(prepared, statement, checked)
             return WritePlan(prepared.kind, len(statement.rows), changes, event)
+        # Each way gives the event's width (`_limits`), refused over STATEMENT_EVENT_BYTES_MAX.
         if isinstance(statement, Update):
-            changes, rows_affected = self._update(prepared, statement, checked)
+            changes, rows_affected, width = self._update(prepared, statement, checked)
         elif isinstance(statement, Delete):
-            changes, rows_affected = self._delete(prepared, statement, checked)
+            changes, rows_affected, width = self._delete(prepared, statement, checked)
         elif isinstance(statement, CreateTable):
-            changes = self._create_table(statement)
+            changes, rows_affected, width = self._create_table(statement, sql)
         elif isinstance(statement, CreateIndex):
-            changes = self._create_index(statement)
+            changes, rows_affected, width = self._create_index(statement, sql)
         else:
             assert isinstance(statement, DropTable)
-            changes = self._drop_table(statement)
+            changes, rows_affected, width = self._drop_table(statement, sql)
+        _check_event_width(width, prepared.kind, statement.table)
         event = encode_event(prepared.kind, statement.table, rows_affected, sql, changes)
+        assert len(event) <= width, (len(event), width)
         return WritePlan(prepared.kind, rows_affected, changes, event)
 
     # --- reads ---------------------------------------------------------------------------
@@ -417,13 +429,16 @@ class Engine:
         table = self._table(insert.table, None)
         plan = prepared.plan(table)
         assert isinstance(plan, _InsertPlan)
+        base = event_base_width(prepared.sql, len(table.indexes), definition=False)
         inserted = None
         if len(plan.rows) >= _BULK_ROWS_MIN:
-            inserted = self._insert_columns(table, plan, params)
+            inserted = self._insert_columns(table, plan, params, base)
         if inserted is None:
-            inserted = self._insert_rows(table, plan, params)
+            inserted = self._insert_rows(table, plan, params, base)
         keys, rows, index_values = inserted
         assert len(keys) == len(rows) == len(plan.rows)
+        width = _insert_event_width(base, keys, rows)
+        assert width <= STATEMENT_EVENT_BYTES_MAX, width
         changes = insert_changes(
             table.data_tree, [index.tree for index in table.indexes], keys, rows, index_values
         )
@@ -435,12 +450,14 @@ class Engine:
             keys,
             rows,
         )
+        assert len(event) <= width, (len(event), width)
         return changes, event
 
     def _insert_rows(
-        self, table: TableDef, plan: _InsertPlan, params: Sequence[object]
+        self, table: TableDef, plan: _InsertPlan, params: Sequence[object], base: int
     ) -> _Inserted:
-        """Row by row, in the spec's order of checks: (keys, rows, index values)."""
+        """Row by row, in the spec's order of checks: (keys, rows, index values). `base`
+        is the event's width before its rows (`event_base_width`)."""
         width = len(table.columns)
         rows: list[list[Value]] = []
         for sources in plan.rows:  # every value's type before any constraint
@@ -465,19 +482,35 @@ class Engine:
             seen.add(key)
             keys.append(key)
         assert len(seen) == len(rows)
-        index_values = [
-            [encode_value(values[index.column]) for values in rows] for index in table.indexes
-        ]
-        encoded = [encode_row(values) for values in rows]
-        for position, (key, row) in enumerate(zip(keys, encoded, strict=True)):
-            _check_widths(table, row, key, [values[position] for values in index_values])
+        # Each row's widths in turn; the event's width last. Rows past that bound are
+        # measured and checked but not kept, so a statement far over it holds no more
+        # than the bound's worth of encoded rows.
+        event_width = base + EVENT_ROW_WIDTH * len(rows)
+        maximum = STATEMENT_EVENT_BYTES_MAX
+        index_columns = [index.column for index in table.indexes]
+        encoded: list[bytes] = []
+        keep_row = encoded.append
+        entries_of_rows: list[list[bytes]] = []
+        keep_entries = entries_of_rows.append
+        for values, key in zip(rows, keys, strict=True):
+            row = encode_row(values)
+            entries = [encode_value(values[column]) for column in index_columns]
+            _check_widths(table, row, key, entries)
+            event_width += len(key) + len(row)
+            if event_width <= maximum:
+                keep_row(row)
+                keep_entries(entries)
+        _check_event_width(event_width, "insert", table.name)
+        index_values = [list(values) for values in zip(*entries_of_rows, strict=True)]
+        assert len(index_values) == len(table.indexes)
         return keys, encoded, index_values
 
     def _insert_columns(
-        self, table: TableDef, plan: _InsertPlan, params: Sequence[object]
+        self, table: TableDef, plan: _InsertPlan, params: Sequence[object], base: int
     ) -> _Inserted | None:
         """Column by column: (keys, rows, index values), or None when some value needs a
-        conversion or some check fails, for `_insert_rows` to redo (and raise in order)."""
+        conversion or some check fails, for `_insert_rows` to redo (and raise in order).
+        `base` is the event's width before its rows (`event_base_width`)."""
         count = len(plan.rows)
         columns: list[Sequence[Value]] = [[None] * count for _ in table.columns]
         for target, gather in zip(plan.targets, plan.columns, strict=True):
@@ -498,10 +531,20 @@ class Engine:
             return None
         if self._any_stored(table.data_tree, keys):
             return None
+        # The text and bytes alone over the event's bound: leave it to the row-by-row
+        # path, which refuses it without encoding every row.
+        lengths = base
+        for column, values in zip(table.columns, columns, strict=True):
+            if column.type is ColumnType.TEXT or column.type is ColumnType.BYTES:
+                lengths += sum(map(len, filter(None, cast("_Strings", values))))
+        if lengths > STATEMENT_EVENT_BYTES_MAX:
+            return None
         index_values = [encode_values(columns[index.column]) for index in table.indexes]
         rows = encode_rows(columns)
         assert len(rows) == len(keys) == count
         if max(map(len, rows)) > ROW_BYTES_MAX:
+            return None
+        if _insert_event_width(base, keys, rows) > STATEMENT_EVENT_BYTES_MAX:
             return None
         for values in index_values:
             if max(map(len, values)) + max(map(len, keys)) > KEY_BYTES_MAX and any(
@@ -529,7 +572,10 @@ class Engine:
 
     def _update(
         self, prepared: Prepared, update: Update, params: Sequence[object]
-    ) -> tuple[list[Change], int]:
+    ) -> tuple[list[Change], int, int]:
+        """The changes, rows matched and event width of an UPDATE. Rows past the event's
+        bound are still checked (their widths come first in the spec's order of checks)
+        but their changes are not kept."""
         table = self._table(update.table, None)
         plan = prepared.plan(table)
         assert isinstance(plan, _UpdatePlan)
@@ -539,38 +585,72 @@ class Engine:
             column = table.columns[position]
             if value is None and column.not_null:
                 raise SqlError("constraint", column.name, "NULL in a NOT NULL column")
-        matched = list(found)
+        width = event_base_width(prepared.sql, len(table.indexes), definition=False)
+        put_row = EVENT_PUT_WIDTH + _name_bytes(table.name)
+        index_widths = [
+            (
+                EVENT_PUT_WIDTH + _name_bytes(index.name),
+                EVENT_DELETE_WIDTH + _name_bytes(index.name),
+            )
+            for index in table.indexes
+        ]
         changes: list[Change] = []
-        for key, row in matched:
+        matched = 0
+        for key, row in found:
+            matched += 1
             values = list(row)
             for position, value in assigned:
                 values[position] = value
             encoded = encode_row(values)
             afters = [encode_value(values[index.column]) for index in table.indexes]
             _check_widths(table, encoded, key, afters)
-            changes.append((table.data_tree, key, encoded))
-            for index, after in zip(table.indexes, afters, strict=True):
+            width += put_row + len(key) + len(encoded)
+            row_changes: list[Change] = [(table.data_tree, key, encoded)]
+            for index, after, (put, delete) in zip(
+                table.indexes, afters, index_widths, strict=True
+            ):
                 before = encode_value(row[index.column])
                 if before != after:
-                    changes.append((index.tree, before + key, None))
-                    changes.append((index.tree, after + key, key))
-        return changes, len(matched)
+                    width += delete + len(before) + put + len(after) + 3 * len(key)
+                    row_changes.append((index.tree, before + key, None))
+                    row_changes.append((index.tree, after + key, key))
+            if width <= STATEMENT_EVENT_BYTES_MAX:
+                changes.extend(row_changes)
+        return changes, matched, width
 
     def _delete(
         self, prepared: Prepared, delete: Delete, params: Sequence[object]
-    ) -> tuple[list[Change], int]:
+    ) -> tuple[list[Change], int, int]:
+        """The changes, rows deleted and event width of a DELETE; refused (as the spec
+        refuses it) as soon as the event is over its bound: nothing else is checked."""
         table = self._table(delete.table, None)
         plan = prepared.plan(table)
         assert isinstance(plan, ReadPlan)
-        matched = list(plan.rows(self._store, params, None))
+        found = plan.rows(self._store, params, None)
+        width = event_base_width(prepared.sql, len(table.indexes), definition=False)
+        delete_row = EVENT_DELETE_WIDTH + _name_bytes(table.name)
+        indexes = [
+            (index.column, index.tree, EVENT_DELETE_WIDTH + _name_bytes(index.name))
+            for index in table.indexes
+        ]
+        data_tree = table.data_tree
+        maximum = STATEMENT_EVENT_BYTES_MAX
         changes: list[Change] = []
-        for key, row in matched:
-            changes.append((table.data_tree, key, None))
-            for index in table.indexes:
-                changes.append((index.tree, encode_value(row[index.column]) + key, None))
-        return changes, len(matched)
+        append = changes.append
+        for key, row in found:
+            width += delete_row + len(key)
+            append((data_tree, key, None))
+            for column, tree, delete_entry in indexes:
+                entry = encode_value(row[column]) + key
+                width += delete_entry + len(entry)
+                append((tree, entry, None))
+            if width > maximum:
+                _check_event_width(width, "delete", table.name)
+        matched, rest = divmod(len(changes), 1 + len(indexes))
+        assert rest == 0
+        return changes, matched, width
 
-    def _create_table(self, create: CreateTable) -> list[Change]:
+    def _create_table(self, create: CreateTable, sql: str) -> tuple[list[Change], int, int]:
         if self._catalog.table(create.table) is not None:
             raise SqlError("table_exists", create.table, f"table {create.table!r} exists")
         positions = {column.name: position for position, column in enumerate(create.columns)}
@@ -587,12 +667,13 @@ class Engine:
         )
         primary_key = tuple(positions[name] for name in create.primary_key)
         table = TableDef(create.table, object_id, columns, primary_key, ())
-        return [
+        changes: list[Change] = [
             (CATALOG_TREE, table_key(table.name), encode_table(table)),
             (CATALOG_TREE, next_object_id_key(), encode_object_id(object_id + 1)),
         ]
+        return changes, 0, event_base_width(sql, 0, definition=True)
 
-    def _create_index(self, create: CreateIndex) -> list[Change]:
+    def _create_index(self, create: CreateIndex, sql: str) -> tuple[list[Change], int, int]:
         table = self._table(create.table, None)
         position = column_position(table, create.column)
         owner = self._catalog.index_owner(create.index)
@@ -607,18 +688,24 @@ class Engine:
             (CATALOG_TREE, index_key(index.name), table.name.encode("utf-8")),
             (CATALOG_TREE, next_object_id_key(), encode_object_id(object_id + 1)),
         ]
+        # Every entry's width is checked; the event's width after them, as the spec
+        # orders it, so entries past its bound are not kept.
+        width = event_base_width(sql, len(table.indexes) + 1, definition=True)
+        put_entry = EVENT_PUT_WIDTH + _name_bytes(index.name)
         for key, data in self._store.scan(table.data_tree):
             entry = encode_value(decode_row(data)[position]) + key
             if len(entry) > KEY_BYTES_MAX:
                 raise over_limit("KEY_BYTES_MAX", len(entry), f"an entry of index {index.name}")
-            changes.append((index.tree, entry, key))
-        return changes
+            width += put_entry + len(entry) + len(key)
+            if width <= STATEMENT_EVENT_BYTES_MAX:
+                changes.append((index.tree, entry, key))
+        return changes, 0, width
 
-    def _drop_table(self, drop: DropTable) -> list[Change]:
+    def _drop_table(self, drop: DropTable, sql: str) -> tuple[list[Change], int, int]:
         table = self._table(drop.table, None)
         changes: list[Change] = [(CATALOG_TREE, table_key(table.name), None)]
         changes.extend((CATALOG_TREE, index_key(index.name), None) for index in table.indexes)
-        return changes
+        return changes, 0, event_base_width(sql, len(table.indexes), definition=True)
 
 
 def _check_widths(table: TableDef, row: bytes, key: bytes, index_values: Sequence[bytes]) -> None:
@@ -635,6 +722,26 @@ def _check_widths(table: TableDef, row: bytes, key: bytes, index_values: Sequenc
             raise over_limit(
                 "KEY_BYTES_MAX", len(value) + len(key), f"an entry of index {index.name}"
             )
+
+
+def _name_bytes(name: str) -> int:
+    """The UTF-8 length of a table or index name (in an event, part of a tree's name)."""
+    return len(name) if name.isascii() else len(name.encode("utf-8"))
+
+
+def _insert_event_width(base: int, keys: Sequence[bytes], rows: Sequence[bytes]) -> int:
+    """The width of an INSERT's event (`_limits`): `base`, then per row its framing, key
+    and row."""
+    return base + EVENT_ROW_WIDTH * len(rows) + sum(map(len, keys)) + sum(map(len, rows))
+
+
+def _check_event_width(width: int, kind: str, table: str) -> None:
+    """A write's event of `width` fits its log record: at most STATEMENT_EVENT_BYTES_MAX."""
+    if width > STATEMENT_EVENT_BYTES_MAX:
+        statement = kind.replace("_", " ").upper()
+        raise over_limit(
+            "STATEMENT_EVENT_BYTES_MAX", width, f"the log record of {statement} on {table}"
+        )
 
 
 def _check_not_null(table: TableDef, values: Sequence[Value]) -> None:

@@ -12,6 +12,26 @@ measure is a bound on the bytes: a row's width is `len(encode_row(values))` (1,
 plus 1 for NULL, TRUE and FALSE, 9 for a number, 5 + length for text in UTF-8
 and for bytes); a key's width is `len(encode_key(values))` (1 for NULL, TRUE and
 FALSE, 9 for a number, 3 + length + the number of zero bytes for text and bytes).
+
+A write's event (`_events`) is its log record, sealed, and a record is at most the
+log's `PAYLOAD_BYTES_MAX`: `STATEMENT_EVENT_BYTES_MAX` bounds the event's *width*, an
+upper bound on its bytes that the spec computes from the statement and the tables
+alone (it knows no object ids, so each tree name counts as the longest its id allows):
+
+- `EVENT_BASE_WIDTH` plus the text's UTF-8 bytes, plus `EVENT_INDEX_WIDTH` for each
+  index of the table (with a new one for CREATE INDEX; none for CREATE TABLE), plus
+  `EVENT_DEFINITION_WIDTH` for the table's definition (CREATE TABLE, CREATE INDEX,
+  DROP TABLE);
+- INSERT: per row, `EVENT_ROW_WIDTH` + its key's width + its width;
+- UPDATE: per matched row, a put of (data tree, key, new row), and per index whose
+  value the row changes, a delete of the old entry and a put of (new entry, key);
+- DELETE: per row, a delete of its key and a delete of each of its index entries;
+- CREATE INDEX: per row of the table, a put of (entry, key);
+
+where a put into the tree of a table or index named n counts `EVENT_PUT_WIDTH` + the
+UTF-8 bytes of n + the key's and value's widths, and a delete `EVENT_DELETE_WIDTH` + n
++ the key's width (an index entry's width is the indexed value's key width plus the
+primary key's).
 """
 
 from __future__ import annotations
@@ -19,9 +39,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
+from verity.crypto import GCM_TAG_BYTES
 from verity.errors import SqlLimitExceeded
+from verity.storage import PAYLOAD_BYTES_MAX
 
 __all__ = [
+    "EVENT_BASE_WIDTH",
+    "EVENT_DEFINITION_WIDTH",
+    "EVENT_DELETE_WIDTH",
+    "EVENT_INDEX_WIDTH",
+    "EVENT_PUT_WIDTH",
+    "EVENT_ROW_WIDTH",
     "EXPRESSION_DEPTH_MAX",
     "IN_LIST_MAX",
     "KEY_BYTES_MAX",
@@ -33,8 +61,11 @@ __all__ = [
     "QUERY_BYTES_MAX",
     "QUERY_ROWS_MAX",
     "ROW_BYTES_MAX",
+    "SEALED_EVENT_OVERHEAD_BYTES",
     "SQL_TEXT_BYTES_MAX",
+    "STATEMENT_EVENT_BYTES_MAX",
     "TABLE_COLUMNS_MAX",
+    "event_base_width",
     "over_limit",
     "row_width",
 ]
@@ -86,6 +117,42 @@ QUERY_ROWS_MAX: Final = 100_000
 QUERY_BYTES_MAX: Final = 64 << 20
 """The most bytes (the sum of the answer rows' widths) one SELECT may answer: 64 MiB."""
 
+SEALED_EVENT_OVERHEAD_BYTES: Final = 1 + 4 + GCM_TAG_BYTES + 1
+"""What sealing adds to a write's event in its log record (docs/formats.md 5.3): the
+envelope marker 0x02 and the DEK id (u32) before the AES-256-GCM ciphertext, the GCM
+tag after it, and the tables marker 0x03 sealed in front of the event."""
+
+STATEMENT_EVENT_BYTES_MAX: Final = PAYLOAD_BYTES_MAX - SEALED_EVENT_OVERHEAD_BYTES
+"""The widest event a write statement may record (its width, above): the sealed event
+is one log record, and a record holds at most `PAYLOAD_BYTES_MAX` (64 MiB) bytes. Split
+a larger INSERT, UPDATE or DELETE into several statements."""
+
+EVENT_BASE_WIDTH: Final = 256
+"""An event's fixed fields, its table's name and (INSERT) its data tree's name: at most
+23 + 63 bytes (format 1) or 23 + 63 + 23 + 63 (format 2), besides the text."""
+
+EVENT_INDEX_WIDTH: Final = 1024
+"""What one index of the table adds at most: its tree in an INSERT event (4 + 23 + 63),
+its entry in the table's definition (53 + two JSON strings of at most 380 bytes: a name
+of 63 UTF-8 bytes escaped), or the delete of its catalog key by DROP TABLE (83)."""
+
+EVENT_DEFINITION_WIDTH: Final = 2 << 20
+"""What the catalog changes of CREATE TABLE, CREATE INDEX or DROP TABLE add at most,
+besides `EVENT_INDEX_WIDTH` per index: three changes of the catalog tree, and the
+definition's JSON of up to `TABLE_COLUMNS_MAX` columns (at most 97 + 380 + 1,600 *
+(425 + 381) bytes, about 1.3 MB)."""
+
+EVENT_PUT_WIDTH: Final = 34
+"""A put's framing (tree length u16, key length u32, flag, value length u32: 11 bytes)
+and its tree name's prefix: "t:" or "i:", an object id (a u64: at most 20 digits), ":"."""
+
+EVENT_DELETE_WIDTH: Final = 30
+"""A delete's framing (tree length u16, key length u32, flag: 7 bytes) and the 23 bytes
+of its tree name's prefix."""
+
+EVENT_ROW_WIDTH: Final = 8
+"""A row's framing in an INSERT event (its key's and its own length, u32 each)."""
+
 LIMITS: Final[dict[str, int]] = {
     "SQL_TEXT_BYTES_MAX": SQL_TEXT_BYTES_MAX,
     "EXPRESSION_DEPTH_MAX": EXPRESSION_DEPTH_MAX,
@@ -99,6 +166,7 @@ LIMITS: Final[dict[str, int]] = {
     "KEY_BYTES_MAX": KEY_BYTES_MAX,
     "QUERY_ROWS_MAX": QUERY_ROWS_MAX,
     "QUERY_BYTES_MAX": QUERY_BYTES_MAX,
+    "STATEMENT_EVENT_BYTES_MAX": STATEMENT_EVENT_BYTES_MAX,
 }
 """Every bound by name (the names `SqlLimitExceeded.limit` takes)."""
 
@@ -108,6 +176,15 @@ def over_limit(limit: str, value: int, construct: str = "") -> SqlLimitExceeded:
     maximum = LIMITS[limit]
     assert value > maximum, (limit, value)
     return SqlLimitExceeded(limit, value, maximum, construct)
+
+
+def event_base_width(sql: str, indexes: int, definition: bool) -> int:
+    """The width of a write's event before its rows and entries: `EVENT_BASE_WIDTH`, the
+    UTF-8 bytes of `sql`, `EVENT_INDEX_WIDTH` per index of the table, and for DDL
+    `EVENT_DEFINITION_WIDTH`."""
+    text = len(sql) if sql.isascii() else len(sql.encode("utf-8"))
+    width = EVENT_BASE_WIDTH + text + EVENT_INDEX_WIDTH * indexes
+    return width + EVENT_DEFINITION_WIDTH if definition else width
 
 
 _NONE_TYPE: Final = type(None)
