@@ -109,8 +109,8 @@ def demo(directory: Path) -> int:
         verify_signed_checkpoint(earlier, public_key)
         verify_signed_checkpoint(signed, public_key)
         _say(
-            f"4. signed checkpoint: tree_size={signed.tree_size} root={signed.root.hex()[:16]}... "
-            f"verified with the public key alone"
+            f"4. signed checkpoint, stored in the log: tree_size={signed.tree_size} "
+            f"root={signed.root.hex()[:16]}... verified with the public key alone"
         )
         bulletin_leaf = _leaf_holding(t, bulletin, signed.tree_size)
         proof = t.inclusion_proof(bulletin_leaf, signed.tree_size)
