@@ -1,7 +1,8 @@
 """The TLA+ models in tla/ parse and stay tied to the executable spec.
 
-TLC cannot be installed from the package registries this project reaches, so
-CI does not model-check; it checks what can go stale without TLC noticing:
+CI also model-checks every model with TLC (the "TLC (small configs)" step of
+.ci/run, on tla/X.small.cfg when present, else tla/X.cfg; see tla/README.md).
+These checks need no TLC and cover what can go stale without TLC noticing:
 
 - every `tla/*.tla` parses (PyPI `tla`) and its module is named after its file;
 - every `\\* spec: verity_spec.<module>.<function>` comment sits right above a
