@@ -13,6 +13,7 @@ the disk images a power cut could leave.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import struct
@@ -134,7 +135,7 @@ class PageFile:
             while written < expected:
                 step = pwritev(self._fd, [data[written:]], offset + written)
                 if step <= 0:
-                    raise OSError(f"pwritev wrote nothing at byte {offset + written}")
+                    raise OSError(errno.EIO, f"pwritev wrote nothing at byte {offset + written}")
                 written += step
 
     def sync(self) -> None:

@@ -23,6 +23,18 @@ may rot. Pages a commit frees are not overwritten until no durable copy can
 refer to them: they cool down until the next commit's first fsync. Opening
 fsyncs the file, then rewrites copies that are invalid or older than the
 newest valid one.
+
+IO failures (a full disk, an IO error) raise `StorageFull` / `StorageError`
+and close the store, as any failure part way through a batch does: its
+memory then matches no durable state, and it must never answer for a log
+position it does not hold. `written` says what became of the batches not
+yet durable: False while the commit had not reached the superblock (the
+store reopens at the previous commit), None once superblock copies 0 and 1
+were being written (it reopens at one or the other), True when only copies
+2 and 3 failed (the commit is durable; reopening rewrites them). Reopening
+(`open_store`) goes back to the last durable batch, which `applied()` names;
+the log holds every batch after it. A store is derived data: nothing is
+lost, the caller re-applies the log from there once space returns.
 """
 
 from __future__ import annotations
@@ -40,8 +52,9 @@ from types import TracebackType
 from typing import Final, final
 
 from verity.crypto import PageKey
-from verity.errors import ClosedError, CorruptionError, InvalidArgument
-from verity.storage._files import make_private_dir, open_private
+from verity.errors import ClosedError, CorruptionError, InvalidArgument, StorageError
+from verity.storage._files import make_private_dir, open_private, storage_error
+from verity.storage._frame import write_all
 from verity.store._api import (
     KEY_BYTES_MAX,
     Change,
@@ -123,11 +136,17 @@ def open_store(
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise InvalidArgument("path", str(folder), "exists and is not a folder")
-    make_private_dir(folder, parents=True)
     file_path = folder / PAGE_FILE_NAME
-    if not file_path.exists():
-        _create(file_path, page_key)
-    return Store(PageFile(file_path, page_key), page_cache_pages)
+    try:
+        make_private_dir(folder, parents=True)
+        if not file_path.exists():
+            _create(file_path, page_key)
+        return Store(PageFile(file_path, page_key), page_cache_pages)
+    except OSError as failure:
+        # Nothing was changed that a store holds: a new file is written whole or not at all.
+        raise storage_error(
+            f"open store {folder}", failure, path=failure.filename or file_path, written=False
+        ) from failure
 
 
 def _superblock_or_none(file: PageFile, copy: int) -> Superblock | str | None:
@@ -143,13 +162,17 @@ def _create(file_path: Path, page_key: PageKey | None) -> None:
         pages = [page_key.seal(copy, page) for copy, page in enumerate(pages)]
     data = b"".join(pages)
     temporary = file_path.with_name(file_path.name + ".tmp")
-    fd = open_private(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
-        os.write(fd, data)
-        fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, file_path)
+        fd = open_private(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            write_all(fd, data)
+            fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, file_path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     fsync_directory(file_path.parent)
 
 
@@ -188,6 +211,8 @@ class Store:
         # Freed by the last commit; reusable once its superblock copies 2 and 3 are durable.
         self._cooling: list[int] = []
         self._copies_unsynced = False
+        # What a failing write leaves of the batches not yet durable (the module docstring).
+        self._written_if_failed: bool | None = False
 
     # -- opening ------------------------------------------------------------------------
 
@@ -304,7 +329,9 @@ class Store:
         with self._lock:
             self._check_open()
             runs = check_batch(position, log_hash, changes, self._applied)
-            self._run_guarded(partial(self._apply, position, bytes(log_hash), runs, sync))
+            self._run_guarded(
+                partial(self._apply, position, bytes(log_hash), runs, sync), "write_batch"
+            )
 
     def write_batches(self, batches: Iterable[tuple[int, bytes, Sequence[Change]]]) -> None:
         """Apply several (position, log_hash, changes) batches in order, then commit once.
@@ -317,26 +344,43 @@ class Store:
             try:
                 for position, log_hash, changes in batches:
                     runs = check_batch(position, log_hash, changes, self._applied)
-                    self._run_guarded(partial(self._apply, position, bytes(log_hash), runs, False))
+                    self._run_guarded(
+                        partial(self._apply, position, bytes(log_hash), runs, False),
+                        "write_batches",
+                    )
             finally:
                 if not self._closed:
-                    self._run_guarded(self._commit)
+                    self._run_guarded(self._commit, "write_batches")
 
     def sync(self) -> None:
         """Make every batch applied so far durable (a no-op when nothing is pending)."""
         with self._lock:
             self._check_open()
-            self._run_guarded(self._commit)
+            self._run_guarded(self._commit, "sync")
 
-    def _run_guarded(self, action: Callable[[], None]) -> None:
+    def _run_guarded(self, action: Callable[[], None], what: str) -> None:
         """Run `action`; if it fails half way, close the store: memory no longer matches
-        any durable state, and reopening goes back to the last durable batch."""
+        any durable state, and reopening goes back to the last durable batch.
+
+        An OSError becomes `StorageFull` / `StorageError` naming the page file.
+        """
+        self._written_if_failed = False
         try:
             action()
-        except BaseException:
+        except BaseException as failure:
             self._closed = True
             self._file.close()
+            if isinstance(failure, OSError):
+                raise self._storage_error(what, failure) from failure
             raise
+
+    def _storage_error(self, what: str, failure: OSError) -> StorageError:
+        return storage_error(
+            f"store {what} (the store closed itself; reopen it to resume from applied())",
+            failure,
+            path=self._file.name,
+            written=self._written_if_failed,
+        )
 
     def _apply(self, position: int, log_hash: bytes, runs: Runs, sync: bool) -> None:
         suffix = _TERMINATOR + _VERSION.pack(_NEWEST - position)
@@ -415,6 +459,7 @@ class Store:
         pager.free.extend(cooling)
         pager.free.sort(reverse=True)
         self._cooling = []
+        self._written_if_failed = None  # from here a reopen may find either commit
         superblock = Superblock(
             sequence=self._sequence + 1,
             page_count=pager.page_count,
@@ -425,6 +470,7 @@ class Store:
         )
         file.write([(0, encode_superblock(0, superblock)), (1, encode_superblock(1, superblock))])
         file.sync()
+        self._written_if_failed = True
         # Copies 2 and 3 become durable with the next commit's first fsync (or at close).
         # Until then they may still hold the previous state, so what this commit freed
         # cools down: it is reused only after that fsync.
@@ -671,7 +717,7 @@ class Store:
         """
         with self._lock:
             self._check_open()
-            self._run_guarded(self._commit)
+            self._run_guarded(self._commit, "verify")
             pager = self._pager
             file = self._file
             owner: dict[int, str] = {copy: "superblock" for copy in range(SUPERBLOCK_COPIES)}
@@ -773,14 +819,24 @@ class Store:
         return self._closed
 
     def close(self) -> None:
-        """Commit what is pending and close the file. Idempotent."""
+        """Commit what is pending and close the file. Idempotent.
+
+        The file is closed whatever happens; an IO failure of the last commit
+        raises `StorageFull` / `StorageError` after it (see the module
+        docstring for `written`), and the next open resumes at the last
+        durable batch.
+        """
         with self._lock:
             if self._closed:
                 return
+            self._written_if_failed = False
             try:
                 self._commit()
                 if self._copies_unsynced:
+                    self._written_if_failed = True
                     self._file.sync()
+            except OSError as failure:
+                raise self._storage_error("close", failure) from failure
             finally:
                 self._closed = True
                 self._file.close()

@@ -197,13 +197,20 @@ class Pager:
     def _evict(self) -> None:
         cache = self.cache
         while len(cache) > self.capacity:
-            page, victim = cache.popitem(last=False)
+            page, victim = next(iter(cache.items()))
             if victim.dirty:
                 # Only fresh pages are dirty, and no durable state refers to them: safe to write.
                 assert page in self.fresh, page
-                self.file.write([(page, self._encode(victim))])
+                try:
+                    self.file.write([(page, self._encode(victim))])
+                except OSError:
+                    # A full disk: keep the page (the cache runs over its bound); the
+                    # commit writes it and reports the failure. A read never fails here.
+                    cache.move_to_end(page)
+                    return
                 victim.dirty = False
                 self.dirty.discard(page)
+            del cache[page]
 
     def _encode(self, node: Node) -> bytes:
         if node.is_leaf:
