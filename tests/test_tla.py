@@ -246,9 +246,19 @@ def test_every_action_in_next_names_its_spec_function(path: Path) -> None:
     assert not missing, f"{path.name}: actions without a '\\* spec:' comment: {missing}"
 
 
-@pytest.mark.parametrize("path", model_paths(), ids=lambda path: path.name)
-def test_config_matches_model(path: Path) -> None:
-    config_path = path.with_suffix(".cfg")
+def config_paths() -> list[tuple[Path, Path]]:
+    """Every (model, config): its `.cfg`, and the `.small.cfg` CI checks when there is one."""
+    pairs = [(path, path.with_suffix(".cfg")) for path in model_paths()]
+    pairs += [
+        (path, path.with_suffix(".small.cfg"))
+        for path in model_paths()
+        if path.with_suffix(".small.cfg").exists()
+    ]
+    return pairs
+
+
+@pytest.mark.parametrize(("path", "config_path"), config_paths(), ids=lambda item: item.name)
+def test_config_matches_model(path: Path, config_path: Path) -> None:
     assert config_path.is_file(), f"{path.name} has no {config_path.name}"
     model = load_model(path)
     config = load_config(config_path)
