@@ -12,6 +12,10 @@ A second writer (another process, or a second open in this one: flock locks
 belong to the open file, not the process) gets `InUse`, naming the holder's
 process id, which the holder writes into the lock file. Read-only openers take
 no lock, so any number of them run beside one writer.
+
+`storage_error` turns an `OSError` of a write into the typed error callers
+see: `StorageFull` when space ran out (ENOSPC, EDQUOT, EFBIG), else
+`StorageError`, saying whether the write happened (docs/formats.md §4.7).
 """
 
 from __future__ import annotations
