@@ -37,7 +37,10 @@ What the log is:
   again only under a different key by anything that seals with a nonce
   derived from the position. When the log cannot know (an fsync failed, or
   the cut failed), the call's records are `write_unacknowledged`: opening
-  may keep or cut them, and until then the log takes no more writes.
+  may keep or cut them, and until then the log takes no more writes. A
+  batch that made some of its records durable before the disk refused the
+  rest (under `every_record`, or by sealing a segment) keeps those: it is
+  the `append_batch` of them.
 
 - Signatures (signing.py). A log may pin, in its first record (a KEY
   record), the Ed25519 key that signs it; from then on every CHECKPOINT

@@ -519,5 +519,31 @@ def test_a_seal_that_fails_after_its_index_drops_the_index_before_the_next_appen
     assert reopened_payloads(folder) == [b"a" * 800, b"c"]
 
 
+def test_merkle_files_that_cannot_be_remade_are_kept_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "log"
+    with open_log(folder, checkpoint_policy=NO_AUTO) as log:
+        log.append_batch([f"{index:04d}".encode() for index in range(200)])
+        expected = log.inclusion_proof(5, 200)
+    with (folder / "merkle" / "level-00.bin").open("r+b") as level:
+        level.seek(4 * 32)
+        level.write(b"\xff")  # leaf 4, which the proof of leaf 5 needs
+
+    def make_private_dir(path: Path, *, parents: bool = False) -> None:
+        raise OSError(errno.ENOSPC, "injected: no space left")
+
+    log = open_log(folder, checkpoint_policy=NO_AUTO)
+    with monkeypatch.context() as patch:
+        patch.setattr("verity.storage._merkle.make_private_dir", make_private_dir)
+        # The damaged folder is set aside; a new one cannot be made, so the rebuilt
+        # nodes serve this session from memory.
+        assert log.inclusion_proof(5, 200) == expected
+    assert len(list(folder.glob("merkle.damaged-*"))) == 1 and not (folder / "merkle").exists()
+    assert log.append(b"after") == 200 and log.verify() == 201
+    log.close()
+    assert len(reopened_payloads(folder)) == 201
+
+
 if __name__ == "__main__":
     child_main(SCENARIOS)
