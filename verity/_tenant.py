@@ -27,8 +27,6 @@ import logging
 import os
 import threading
 import time
-from array import array
-from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +34,7 @@ from typing import Final, TypeVar, final
 
 from verity._keyring import KEYRING_FILE, Keyring
 from verity._snapshot import SNAPSHOT_FILE, Snapshot, decode_snapshot, encode_snapshot
+from verity._stream_index import StreamIndex
 from verity._witness import Witness, checkpoint_problem, pinned_keys
 from verity.crypto import (
     MasterKeyProvider,
@@ -108,6 +107,8 @@ ENVELOPE_TABLES: Final = 0x03  # a SQL write statement's event (verity.query), a
 STORE_FOLDER: Final = "store"
 STORE_PAGE_FILE: Final = "pages.vstore"
 ENVELOPE_HEADER_BYTES: Final = 5  # marker u8 ‖ dek_id u32
+# An EventsAppended kernel event starts with these: its version and type (docs/formats.md §5.1).
+_EVENTS_APPENDED_PREFIX: Final = bytes([ENVELOPE_PLAIN, 2])
 _OFFSET_ZERO: Final = Offset(0)
 
 
@@ -228,9 +229,11 @@ class TenantHandle:
         # (DAMAGED_FILE): the tenant then signs nothing and accepts no writes.
         self._damage: CorruptionError | None = None
         self._kernel = Kernel(tenant, retention_ns)
-        # Per stream: the first stream offset of each record and that record's log offset.
-        self._firsts: dict[int, array[int]] = {}
-        self._positions: dict[int, array[int]] = {}
+        # Per stream: the first stream offset of each record and that record's log offset,
+        # on disk and mapped (verity._stream_index), so the heap does not grow with the log.
+        self._stream_index = StreamIndex(folder, read_only=read_only)
+        # Records below this were indexed before this session (`StreamIndex.load`).
+        self._index_from = 0
         # Set by a fitting snapshot: the store holds every table event before this.
         self._store_caught_up_to = 0
         # Set when a store rebuild failed: the store was abandoned, so that one behind
@@ -275,6 +278,7 @@ class TenantHandle:
             log: Log | None = getattr(self, "_log", None)
             if log is not None:
                 log.abandon()
+            self._stream_index.close()
             self._release_keys_and_lock()
             raise
 
@@ -469,14 +473,18 @@ class TenantHandle:
         return read()
 
     def _replay(self, kernel_from: int) -> None:
-        """Replay records `kernel_from ..` into the kernel; the store catches up from its own."""
+        """Replay records `kernel_from ..` into the kernel; the store and the stream index
+        catch up from their own positions."""
         log = self._log
         applied = self._store.applied()
         store_from = max(0 if applied is None else applied[0] + 1, self._store_caught_up_to)
+        index_from = self._stream_index.load(log.size, self._chain_hash_at)
+        self._index_from = index_from
         caught_up = False
         store_damage: CorruptionError | None = None
         replayed = 0
-        for record in log.records(min(kernel_from, store_from)):
+        indexed = 0
+        for record in log.records(min(kernel_from, store_from, index_from)):
             log_offset = int(record.header.offset)
             if record.header.kind is not RecordKind.DATA:
                 continue
@@ -497,7 +505,10 @@ class TenantHandle:
                         store_damage = failure
                     caught_up = True
                 continue
+            indexed += log_offset >= index_from
             if log_offset < kernel_from:
+                if log_offset >= index_from:
+                    self._index_payload(payload, log_offset)
                 continue
             replayed += 1
             try:
@@ -516,6 +527,8 @@ class TenantHandle:
             self._with_store(lambda: self._store.sync())
         if replayed >= SNAPSHOT_REPLAY_RECORDS_MIN and not self._read_only:
             self._write_snapshot_or_warn()
+        if indexed >= SNAPSHOT_REPLAY_RECORDS_MIN and not self._read_only:
+            self._flush_stream_index_or_warn()
 
     # ------------------------------------------------------------ snapshots
 
@@ -535,7 +548,7 @@ class TenantHandle:
             )
 
     def _write_snapshot(self) -> None:
-        """Store the kernel and stream indexes as of the log's end (docs/formats.md §5.4).
+        """Store the kernel as of the log's end (docs/formats.md §5.4).
 
         Derived data, written atomically: a missing, damaged or stale snapshot
         only means the next open replays more of the log.
@@ -548,8 +561,6 @@ class TenantHandle:
             genesis,
             self._kernel.snapshot(),
             self._store.applied(),
-            self._firsts,
-            self._positions,
         )
         write_atomic(self._folder / SNAPSHOT_FILE, data)
 
@@ -608,22 +619,122 @@ class TenantHandle:
         if kernel.tenant != self._tenant or kernel.retention_ns != retention_ns:
             return 0
         self._kernel = kernel
-        self._firsts = snapshot.firsts
-        self._positions = snapshot.positions
         # A store that still applied what it had when the snapshot was written has
         # every table event before it: its catch-up can start there too.
         self._store_caught_up_to = size if self._store.applied() == snapshot.store_applied else 0
         return size
 
     def _index(self, decision: Decision, log_offset: int) -> None:
-        if decision.count == 0:
-            self._firsts[decision.stream] = array("Q")
-            self._positions[decision.stream] = array("Q")
-            return
-        firsts = self._firsts[decision.stream]
-        assert not firsts or firsts[-1] < decision.first_offset
-        firsts.append(decision.first_offset)
-        self._positions[decision.stream].append(log_offset)
+        # A stream's creation holds no events; records below _index_from are indexed already.
+        if decision.count and log_offset >= self._index_from:
+            self._stream_index.append(decision.stream, decision.first_offset, log_offset)
+
+    def _index_payload(self, payload: bytes, log_offset: int) -> None:
+        """Index an events record without the kernel (one its snapshot already reflects)."""
+        if payload[:2] != _EVENTS_APPENDED_PREFIX:
+            return  # a stream creation, or a table statement
+        try:
+            stream, first, _ = decode_events(payload)
+        except CorruptionError as failure:
+            raise CorruptionError(
+                f"log record does not decode: {failure.reason}",
+                file=str(self._folder / "log"),
+                record_offset=log_offset,
+            ) from None
+        self._stream_index.append(int(stream), int(first), log_offset)
+
+    def _chain_hash_at(self, log_offset: int) -> bytes:
+        return bytes(self._log.read(log_offset).chain_hash())
+
+    def _rebuild_stream_index(self, problem: str) -> None:
+        """Index every events record of the log again, into an emptied index (a warning)."""
+        logger.warning(
+            "stream index %s %s; rebuilding it from the log", self._stream_index.path, problem
+        )
+        self._stream_index.reset()
+        self._index_from = 0
+        for record in self._log.records():
+            if record.header.kind is not RecordKind.DATA:
+                continue
+            log_offset = int(record.header.offset)
+            try:
+                payload = self._plain_payload(record.payload, log_offset)
+            except KeyError_:
+                continue  # sealed under a key this handle lacks: its stream is not readable here
+            self._index_payload(payload, log_offset)
+
+    def _flush_stream_index_or_warn(self) -> None:
+        """Vouch for the stream index up to the log's end: the next open indexes nothing before.
+
+        Derived data: if the disk refuses, the next open indexes more of the log.
+        """
+        if self._stream_index.stale:
+            return  # an entry is missing: the next open indexes again past the last flush
+        size = self._log.size
+        head = bytes(self._log.head_hash) if size else bytes(32)
+        try:
+            self._stream_index.flush(size, head)
+        except OSError as failure:
+            logger.warning(
+                "could not write stream index %s (%s); the next open indexes more of the log",
+                self._stream_index.path,
+                failure,
+            )
+
+    def _indexed_events(
+        self, stream: int, from_offset: int, next_offset: int, max_bytes: int
+    ) -> list[bytes]:
+        """`read_events` through the stream index, checking each record against its entry.
+
+        An entry that names a record other than the stream's next one raises
+        `CorruptionError` naming the index file (the caller rebuilds it).
+        """
+        if self._stream_index.stale:
+            self._rebuild_stream_index("misses entries the disk refused")
+        result: list[bytes] = []
+        used_bytes = 0
+        expected_first = -1  # the stream offset the next record must start at
+        for first, log_offset in self._stream_index.batches(stream, from_offset):
+            if max_bytes <= 0:
+                return result
+            events = self._events_of(stream, first, log_offset)
+            skip = max(from_offset - first, 0) if expected_first < 0 else 0
+            if (expected_first >= 0 and first != expected_first) or skip > len(events):
+                raise self._index_damage(f"skips events of stream {stream} before offset {first}")
+            for event in events[skip:]:
+                if result and used_bytes + len(event) > max_bytes:
+                    return result
+                result.append(event)
+                used_bytes += len(event)
+            expected_first = first + len(events)
+        if max_bytes > 0 and max(expected_first, 0) != next_offset:
+            raise self._index_damage(
+                f"ends stream {stream} at offset {expected_first}, not {next_offset}"
+            )
+        return result
+
+    def _events_of(self, stream: int, first: int, log_offset: int) -> tuple[bytes, ...]:
+        """The events of record `log_offset`, which the index says holds `stream` from `first`."""
+        if log_offset >= self._log.size:
+            raise self._index_damage(f"names log record {log_offset}, past the log's end")
+        payload = self._read_payload(log_offset)
+        try:
+            found_stream, found_first, events = decode_events(payload)
+        except CorruptionError:
+            # The log's own damage is found by its CRC and authentication (and by
+            # verify): a record that passed them and is no EventsAppended was misnamed.
+            raise self._index_damage(
+                f"names log record {log_offset}, which holds no events"
+            ) from None
+        if found_stream != stream or found_first != first:
+            raise self._index_damage(
+                f"names log record {log_offset} for offset {first} of stream {stream}; it "
+                f"holds offset {found_first} of stream {found_stream}"
+            )
+        return events
+
+    def _index_damage(self, problem: str) -> CorruptionError:
+        return CorruptionError(problem, file=str(self._stream_index.path))
 
     # ------------------------------------------------------------ encryption
 
@@ -873,35 +984,23 @@ class TenantHandle:
             raise InvalidArgument("max_bytes", max_bytes, "must be >= 0")
         with self._lock:
             self._check_open()
-            firsts = self._firsts.get(int(stream))
-            if firsts is None:
+            if self._kernel.stream(int(stream)) is None:
                 raise NotFound("stream", stream, f"tenant {int(self._tenant)} has no such stream")
             if self._keyring is None and self._is_sealed(int(stream)):
                 self._keys()  # a keyless reader saw none of its (sealed) events
-            positions = self._positions[int(stream)]
             next_offset = int(self._kernel.next_offset(int(stream)))
             if from_offset > next_offset:
                 raise NotFound(
                     "from_offset", from_offset, f"stream {stream} has {next_offset} events"
                 )
-            result: list[bytes] = []
-            used_bytes = 0
-            batch_index = bisect_right(firsts, from_offset) - 1
-            skip = int(from_offset) - firsts[batch_index] if batch_index >= 0 else 0
-            batch_index = max(batch_index, 0)
-            while batch_index < len(firsts) and max_bytes > 0:
-                log_offset = positions[batch_index]
-                payload = self._read_payload(log_offset)
-                _, first, events = decode_events(payload)
-                assert first == firsts[batch_index]
-                for event in events[skip:]:
-                    if result and used_bytes + len(event) > max_bytes:
-                        return result
-                    result.append(event)
-                    used_bytes += len(event)
-                skip = 0
-                batch_index += 1
-            return result
+            arguments = (int(stream), int(from_offset), next_offset, max_bytes)
+            try:
+                return self._indexed_events(*arguments)
+            except CorruptionError as failure:
+                if failure.file != str(self._stream_index.path):
+                    raise  # the log's records, not the derived index
+                self._rebuild_stream_index(failure.reason)
+            return self._indexed_events(*arguments)
 
     def committed(self, idempotency_id: IdempotencyId) -> Offset | None:
         """The offset the append with `idempotency_id` got, or None if it never committed."""
@@ -1174,10 +1273,13 @@ class TenantHandle:
                 elif clean and not self._read_only:
                     if self._store_failure is None and self._log.size != self._unchanged_size:
                         self._write_snapshot_or_warn()
+                    if self._log.size != self._unchanged_size:
+                        self._flush_stream_index_or_warn()
                     self._close_store()
                     self._log.close()
                 else:
                     self._store.abandon()
                     self._log.abandon()
             finally:
+                self._stream_index.close()
                 self._release_keys_and_lock()
