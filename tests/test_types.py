@@ -159,6 +159,7 @@ def test_public_export_list_is_locked() -> None:
             "SyncPolicy",
             "TenantHandle",
             "TenantId",
+            "TenantVerification",
             "Timestamp",
             "VerificationReport",
             "Verity",

@@ -50,7 +50,9 @@ from verity.errors import (
     InvalidArgument,
     KeyError_,
     NotFound,
+    OutcomeUnknown,
     ReadOnly,
+    StorageError,
     VerityError,
 )
 from verity.kernel import (
@@ -68,7 +70,7 @@ from verity.query import Engine, changes_of_event
 from verity.query import QueryResult as EngineResult
 from verity.storage import Log, open_log
 from verity.storage._durable import read_mark
-from verity.storage._files import FolderLock, make_private_dir
+from verity.storage._files import FolderLock, make_private_dir, storage_error
 from verity.storage._index import write_atomic
 from verity.storage._merkle import DamagedNodes
 from verity.store import MemoryStore, Store, open_store
@@ -239,6 +241,9 @@ class TenantHandle:
         # Set when a store rebuild failed: the store was abandoned, so that one behind
         # the log never answers; reads name this until the tenant is reopened.
         self._store_failure: BaseException | None = None
+        # Set when a store write failed on IO (a full disk): the store is behind the log
+        # and is reopened and caught up before the next table read.
+        self._store_behind: StorageError | None = None
         # Everything opened so far is released if a later step fails.
         self._folder_lock: FolderLock | None = None
         store: TenantStore | None = None
@@ -434,6 +439,35 @@ class TenantHandle:
             self._store_failure = rebuild_failure
             raise
 
+    def _note_store_behind(self, failure: StorageError) -> None:
+        """The store failed a write (it closed itself): tables answer again once it caught up."""
+        logger.warning(
+            "projection store of tenant %d is behind the log (%s); it catches up from the "
+            "log before the next table read",
+            int(self._tenant),
+            failure,
+        )
+        self._store_behind = failure
+
+    def _reopen_store_behind(self) -> None:
+        """Reopen the store that failed a write and apply what the log holds beyond it.
+
+        Opening needs no space; applying does. While the disk stays full this
+        raises the `StorageFull` (the tables cannot answer as of the log's end);
+        the next read tries again.
+        """
+        assert self._store_behind is not None
+        self._store.abandon()
+        try:
+            self._store = self._open_sealed_store()
+            self._engine = Engine(self._store)
+            self._catch_up_store()
+        except StorageError as failure:
+            self._store.abandon()
+            self._store_behind = failure
+            raise
+        self._store_behind = None
+
     def _catch_up_store(self) -> None:
         """Apply the table events the store has not applied yet, in log order."""
         applied = self._store.applied()
@@ -464,6 +498,8 @@ class TenantHandle:
                 f"projection store of tenant {int(self._tenant)} (its rebuild from the log "
                 f"failed: {self._store_failure}; reopen the tenant)"
             )
+        if self._store_behind is not None:
+            self._reopen_store_behind()
         try:
             return read()
         except CorruptionError as failure:
@@ -873,14 +909,50 @@ class TenantHandle:
             raise InvalidArgument("clock()", now, "must return ns since the epoch")
         return now
 
-    def _execute(self, decision: Decision) -> None:
-        """Append the decided event durably, then commit it to the kernel."""
-        log_offset = self._log.size
-        stored = self._stored_payload(decision, log_offset)
-        written = self._log.append(stored)
-        assert int(written) == log_offset
+    def _execute(self, decision: Decision, idempotency_id: bytes | None = None) -> None:
+        """Append the decided event durably, then commit it to the kernel.
+
+        A failed append leaves the kernel as it was (see `_append_record`).
+        """
+        log_offset = self._append_record(
+            lambda at: self._stored_payload(decision, at), "append", idempotency_id
+        )
         self._kernel.commit(decision)
         self._index(decision, log_offset)
+
+    def _append_record(
+        self, build: Callable[[int], bytes], what: str, idempotency_id: bytes | None
+    ) -> int:
+        """Append the payload `build(log_offset)` makes (sealing it there); its offset.
+
+        The log says what it knows of a failed write (docs/formats.md §4.7):
+        `written=False`, nothing of it is in the log, and the error is raised
+        as it is; `written=None`, it may be, and `OutcomeUnknown` says where
+        it would be and which idempotency id to ask `committed()` about
+        (after a reopen: the log takes no write until then). When a failed
+        write's sealed bytes may have reached the disk, the session DEK is
+        retired, so no (key, nonce) pair ever seals two plaintexts.
+        """
+        log_offset = self._log.size
+        generation = self._log.failed_write_generation
+        stored = build(log_offset)
+        try:
+            written = self._log.append(stored)
+        except StorageError as failure:
+            if self._log.failed_write_generation != generation and self._keyring is not None:
+                self._keyring.retire_session_key()
+            if failure.written is None and not isinstance(failure, OutcomeUnknown):
+                raise OutcomeUnknown(
+                    f"{what} of tenant {int(self._tenant)} at log offset {log_offset}",
+                    failure.os_error,
+                    path=failure.path,
+                    idempotency_id=idempotency_id,
+                    log_offset=log_offset,
+                ) from failure
+            raise
+        assert int(written) == log_offset
+        assert self._log.size > log_offset
+        return log_offset
 
     def _raise_rejected(
         self, reason: RejectReason, name: object, stream: object, command: object
@@ -964,7 +1036,7 @@ class TenantHandle:
                 self._raise_rejected(outcome.reason, None, stream, expected_offset)
                 raise AssertionError("unreachable")
             if not outcome.duplicate:
-                self._execute(decision)
+                self._execute(decision, None if idempotency_id is None else bytes(idempotency_id))
             return Offset(outcome.offset)
 
     def read_events(
@@ -1034,17 +1106,19 @@ class TenantHandle:
                 raise InvalidArgument("sql", sql, "is a query: use query() or query_at()")
             # Planning reads the store; nothing is appended until it succeeds.
             plan = self._with_store(lambda: self._engine.plan_write(sql, checked))
-            log_offset = self._log.size
-            # Table rows are sensitive by default: the statement's event is sealed
-            # under the session DEK like a PHI event (docs/formats.md §5.3).
-            dek_id, key = self._keys().session_key()
-            sealed = key.encrypt(
-                log_offset, bytes([ENVELOPE_TABLES]) + plan.event, self._aad(dek_id, log_offset)
-            )
-            written = self._log.append(
-                bytes([ENVELOPE_ENCRYPTED]) + dek_id.to_bytes(4, "big") + sealed
-            )
-            assert int(written) == log_offset
+
+            def sealed(log_offset: int) -> bytes:
+                # Table rows are sensitive by default: the statement's event is sealed
+                # under the session DEK like a PHI event (docs/formats.md §5.3).
+                dek_id, key = self._keys().session_key()
+                ciphertext = key.encrypt(
+                    log_offset,
+                    bytes([ENVELOPE_TABLES]) + plan.event,
+                    self._aad(dek_id, log_offset),
+                )
+                return bytes([ENVELOPE_ENCRYPTED]) + dek_id.to_bytes(4, "big") + ciphertext
+
+            log_offset = self._append_record(sealed, "SQL write", None)
             if self._log.size == log_offset + 1:
                 # Appends happen under this lock, so the head is this record: its chain
                 # hash is at hand, without reading the (possibly large) record back.
@@ -1056,12 +1130,17 @@ class TenantHandle:
             # The log is durable; the store catches up from it after a crash, so its
             # own fsync can wait for sync() or close().
             try:
-                self._store.write_batch(log_offset, record_hash, plan.changes, sync=False)
+                if self._store_behind is None:
+                    self._store.write_batch(log_offset, record_hash, plan.changes, sync=False)
             except CorruptionError as failure:
                 if not self._is_store_damage(failure):
                     raise
                 # The record is in the log: the rebuild applies it. Never append twice.
                 self._rebuild_store(failure)
+            except StorageError as failure:
+                # The statement is committed (the log holds it); the store, derived,
+                # closed itself at its last durable batch and catches up when it can.
+                self._note_store_behind(failure)
             return Receipt(Offset(log_offset), bytes(record_hash), plan.rows_affected)
 
     def query(self, sql: str, params: Sequence[object] = ()) -> QueryResult:
@@ -1107,7 +1186,29 @@ class TenantHandle:
         with self._lock:
             self._check_writable()
             signer = self._signer()
-            written = self._log.append_checkpoint()
+            offset_wanted = self._log.size
+            try:
+                # Room in the witness first: a checkpoint is never signed unrecorded.
+                self._witness.reserve()
+            except OSError as failure:
+                raise storage_error(
+                    f"checkpoint of tenant {int(self._tenant)}: reserving its witness entry",
+                    failure,
+                    path=self._witness.path,
+                    written=False,
+                ) from failure
+            try:
+                written = self._log.append_checkpoint()
+            except StorageError as failure:
+                if failure.written is None and not isinstance(failure, OutcomeUnknown):
+                    raise OutcomeUnknown(
+                        f"checkpoint of tenant {int(self._tenant)}",
+                        failure.os_error,
+                        path=failure.path,
+                        idempotency_id=None,
+                        log_offset=offset_wanted,
+                    ) from failure
+                raise
             offset = int(written.offset)
             if self._log.pinned_key is not None:
                 signed = self._log.signed_checkpoint(offset)
@@ -1121,7 +1222,16 @@ class TenantHandle:
                     bytes(written.chain_hash),
                     int(written.created_at),
                 )
-            self._witness.record(signed)
+            try:
+                self._witness.record(signed)
+            except OSError as failure:
+                raise storage_error(
+                    f"signed checkpoint at log offset {offset} is in the log; recording it "
+                    "in the witness",
+                    failure,
+                    path=self._witness.path,
+                    written=True,
+                ) from failure
             return signed
 
     def latest_checkpoint(self) -> SignedCheckpoint | None:
@@ -1174,6 +1284,30 @@ class TenantHandle:
             return self._log.recoveries()
 
     # ------------------------------------------------------------ lifecycle
+
+    def _close_derived_then(self, close_log: Callable[[], None]) -> None:
+        """Close the store, then (whatever the store did) `close_log`; raise the first failure.
+
+        The store is derived: one that cannot be written (a full disk) is
+        abandoned, and the next open catches it up from the log. The log
+        always gets its close, and the lock is released by the caller.
+        """
+        failure: StorageError | None = None
+        try:
+            if self._store_behind is None:
+                self._close_store()
+            else:
+                self._store.abandon()
+        except StorageError as store_failure:
+            self._store.abandon()
+            failure = store_failure
+        try:
+            close_log()
+        except StorageError:
+            self._log.abandon()
+            raise
+        if failure is not None:
+            raise failure
 
     def _close_store(self) -> None:
         """Close the store; one found damaged by its last commit is set aside instead.
@@ -1267,16 +1401,15 @@ class TenantHandle:
                 if clean and not self._read_only and self._damage is not None:
                     # A damaged log gets no shutdown checkpoint (that would sign over the
                     # damage) and no snapshot; what was appended is made durable first.
-                    self._close_store()
-                    self._log.sync()
+                    self._close_derived_then(self._log.sync)
                     self._log.abandon()
                 elif clean and not self._read_only:
-                    if self._store_failure is None and self._log.size != self._unchanged_size:
+                    changed = self._log.size != self._unchanged_size
+                    if self._store_failure is None and self._store_behind is None and changed:
                         self._write_snapshot_or_warn()
-                    if self._log.size != self._unchanged_size:
+                    if changed:
                         self._flush_stream_index_or_warn()
-                    self._close_store()
-                    self._log.close()
+                    self._close_derived_then(self._log.close)
                 else:
                     self._store.abandon()
                     self._log.abandon()

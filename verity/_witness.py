@@ -15,9 +15,12 @@ log against every witnessed checkpoint and any the caller trusts.
 
 File format: magic "VWIT" ‖ version u8, then entries of
 `tree_size u64 ‖ root 32 ‖ chain_hash 32 ‖ timestamp u64 ‖ key_id 32 ‖
-signature 64 ‖ crc32 u32` (big-endian), each appended and fsynced before the
-checkpoint is returned. A torn last entry belongs to a call that never
-returned and is ignored; a bad entry before the last is reported.
+signature 64 ‖ crc32 u32` (big-endian), each written and fsynced before the
+checkpoint is returned, then zeros: room reserved ahead (`reserve`, before
+the checkpoint is signed), so a full disk refuses a checkpoint instead of
+signing one the witness has no room for. The first all-zero entry ends the
+list. A torn last entry belongs to a call that never returned and is
+ignored; a bad entry before the last is reported.
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ _VERSION: Final = 1
 _HEADER: Final = _MAGIC + bytes([_VERSION])
 _ENTRY: Final = struct.Struct(">Q32s32sQ32s64s")
 _ENTRY_BYTES: Final = _ENTRY.size + 4
+_EMPTY_ENTRY: Final = bytes(_ENTRY_BYTES)
+# Entries reserved at a time: one allocation per this many checkpoints.
+_RESERVE_ENTRIES: Final = 64
 
 assert _ENTRY.size == 176
 
@@ -55,8 +61,38 @@ class Witness:
     def __init__(self, path: Path) -> None:
         self.path = path
 
+    def reserve(self) -> None:
+        """Make sure the next entry has room on disk; `OSError` (a full disk) if it cannot.
+
+        Called before a checkpoint is signed, so `record` never meets a full disk.
+        """
+        new_file = not self.path.exists()
+        fd = open_private(self.path, os.O_RDWR | os.O_CREAT)
+        try:
+            if os.fstat(fd).st_size == 0:
+                write_all(fd, _HEADER)
+            file_bytes = os.fstat(fd).st_size
+            if self._next_entry_at(fd) + _ENTRY_BYTES > file_bytes:
+                os.posix_fallocate(fd, file_bytes, _RESERVE_ENTRIES * _ENTRY_BYTES)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if new_file:
+            fsync_directory(self.path.parent)
+
+    def _next_entry_at(self, fd: int) -> int:
+        """Where the next entry goes: after the last one, at the first empty slot."""
+        data = os.pread(fd, os.fstat(fd).st_size, 0)
+        position = len(_HEADER)
+        while position + _ENTRY_BYTES <= len(data):
+            if data[position : position + _ENTRY_BYTES] == _EMPTY_ENTRY:
+                break
+            position += _ENTRY_BYTES
+        assert (position - len(_HEADER)) % _ENTRY_BYTES == 0
+        return position
+
     def record(self, checkpoint: SignedCheckpoint) -> None:
-        """Append `checkpoint` durably (before it is handed out)."""
+        """Write `checkpoint` durably into the room `reserve` made (before it is handed out)."""
         body = _ENTRY.pack(
             checkpoint.tree_size,
             checkpoint.root,
@@ -66,18 +102,13 @@ class Witness:
             checkpoint.signature,
         )
         entry = body + zlib.crc32(body).to_bytes(4, "big")
-        assert len(entry) == _ENTRY_BYTES
-        new_file = not self.path.exists()
-        fd = open_private(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        assert len(entry) == _ENTRY_BYTES and entry != _EMPTY_ENTRY
+        fd = open_private(self.path, os.O_RDWR)
         try:
-            if new_file or os.fstat(fd).st_size == 0:
-                write_all(fd, _HEADER)
-            write_all(fd, entry)
+            os.pwrite(fd, entry, self._next_entry_at(fd))
             os.fsync(fd)
         finally:
             os.close(fd)
-        if new_file:
-            fsync_directory(self.path.parent)
 
     def checkpoints(self) -> list[SignedCheckpoint]:
         """Every checkpoint recorded, oldest first; `CorruptionError` for a damaged file."""
@@ -93,10 +124,14 @@ class Witness:
         entry_count = (len(data) - len(_HEADER)) // _ENTRY_BYTES
         for index in range(entry_count):
             start = len(_HEADER) + index * _ENTRY_BYTES
+            if data[start : start + _ENTRY_BYTES] == _EMPTY_ENTRY:
+                entry_count = index  # reserved room: the list ends here
+                break
             body = data[start : start + _ENTRY.size]
             stored_crc = int.from_bytes(data[start + _ENTRY.size : start + _ENTRY_BYTES], "big")
             if zlib.crc32(body) != stored_crc:
-                if index == entry_count - 1 and len(data) == start + _ENTRY_BYTES:
+                after = data[start + _ENTRY_BYTES : start + 2 * _ENTRY_BYTES]
+                if not after.strip(b"\x00"):
                     break  # the last entry, torn by a crash: its call never returned
                 raise CorruptionError(
                     f"witness entry {index} fails its CRC-32", file=str(self.path)

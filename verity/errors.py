@@ -212,10 +212,11 @@ class StorageFull(StorageError):
 class OutcomeUnknown(StorageError):
     """A write may have reached the log before the error: it is neither confirmed nor undone.
 
-    Ask `TenantHandle.committed(idempotency_id)` (or read the stream) to learn
-    whether it committed; `idempotency_id` is the id the append carried (one is
-    made for the caller when none was given), `log_offset` the log position
-    it would have taken.
+    The log takes no more writes until it is reopened; after reopening, ask
+    `TenantHandle.committed(idempotency_id)` (or read the stream, or the
+    record at `log_offset`) to learn whether it committed. `idempotency_id`
+    is the id the append carried (None when it carried none: give appends an
+    id to be able to ask), `log_offset` the log position it would have taken.
     """
 
     def __init__(
