@@ -287,3 +287,18 @@ def test_a_damaged_head_in_a_sealed_segment_does_not_stop_open(
         assert caught.value.record_offset == head_offset
     assert any("damaged" in r.getMessage() for r in warnings_of(caplog))
     assert sealed.path.stat().st_size == sealed.byte_size
+
+
+def test_a_damaged_active_index_is_rebuilt_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with open_log(tmp_path / "log") as log:
+        log.append_batch([b"a", b"b", b"c"])
+    [index] = list((tmp_path / "log").glob("*.vidx"))
+    data = bytearray(index.read_bytes())
+    data[40] ^= 0x01
+    index.write_bytes(bytes(data))
+    with caplog.at_level("WARNING", logger="verity"), open_log(tmp_path / "log") as log:
+        assert [log.read(i).payload for i in range(3)] == [b"a", b"b", b"c"]
+    warnings = [r.getMessage() for r in caplog.records if "offset index" in r.getMessage()]
+    assert len(warnings) == 1 and index.name in warnings[0] and "CRC" in warnings[0]

@@ -444,6 +444,13 @@ class Log:
         )
         segment_bytes = os.fstat(self._active_fd).st_size
         index = self._read_index(active_first)
+        if isinstance(index, str):
+            # Missing or stale after a crash is normal; damaged is worth a word (docs/sdk.md).
+            logger.warning(
+                "offset index %s is unusable (%s); rebuilding it from the segment",
+                self._directory / index_name(active_first),
+                index,
+            )
         clean = isinstance(index, IndexContents) and index.valid_bytes == segment_bytes
         # After a crash the scan's checked bytes serve the catch-up of derived data too.
         scanned = b""
