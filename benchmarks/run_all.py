@@ -18,6 +18,7 @@ SUITES = [
     "bench_sdk.py",
     "bench_store.py",
     "bench_tables.py",
+    "memory.py",
 ]
 
 
