@@ -77,10 +77,14 @@ Four kinds of trial, each printing one line; the last line of the run is
   after an earlier signed checkpoint, durability mark rewritten, derived
   files deleted): a reader's `verify()` reports the rollback against the
   tenant's witness and a later signed checkpoint an auditor kept;
-  `layout-damage` (`verity.json` deleted, a byte flipped, or another shard
-  count with a valid checksum): `CorruptionError` naming it; `no-create` (a missing or empty folder, an
-  unknown tenant, without `create=True`): `NotFound` (`ReadOnly` for a
-  reader's `create=True`). Every open is tried writable, with
+  `disk-full` (on a copy, RLIMIT_FSIZE at the largest file's size): an
+  append past it is refused with `StorageFull(written=False)` and is
+  nowhere, reads and `verify()` go on, and the same handle writes again
+  once the limit is lifted; `layout-damage` (`verity.json` deleted, a byte
+  flipped, or another shard count with a valid checksum): `CorruptionError`
+  naming it; `no-create` (a missing or empty folder, an unknown tenant,
+  without `create=True`): `NotFound` (`ReadOnly` for a reader's
+  `create=True`). Every open is tried writable, with
   `create=True` and read-only, each must raise exactly its error, and no
   file may change (lock files aside). *Detected*: all of that held. Then
   the damaged files are put back from the undamaged folder: the copy must
@@ -116,6 +120,7 @@ import json
 import logging
 import os
 import random
+import resource
 import select
 import shutil
 import signal
@@ -154,6 +159,7 @@ from verity.errors import (
     NotFound,
     ReadOnly,
     SqlError,
+    StorageFull,
     VerityError,
 )
 from verity.proofs import verify_consistency, verify_signed_checkpoint
@@ -2231,6 +2237,66 @@ def verify_rollback(folder: Path, tenant: int, kept: SignedCheckpoint) -> Outcom
     return None
 
 
+# ------------------------------------------------------------------ a full disk
+
+DISK_FULL_LIMIT_BYTES_MAX: Final = 8 << 20  # the refused append is a little larger
+
+
+def _disk_full(site: FaultSite) -> Fault | None:
+    """On a copy of the folder, no file may grow past the largest one (RLIMIT_FSIZE):
+    an append is refused with `StorageFull(written=False)`, nothing of it is anywhere,
+    reads and `verify()` go on, and the same handle writes again once the limit is lifted."""
+    tenant = site.rng.choice(sorted(site.tenants))
+    largest = max(path.stat().st_size for path in site.folder.rglob("*") if path.is_file())
+    if largest > DISK_FULL_LIMIT_BYTES_MAX:
+        return None
+    attempts = [
+        Attempt(
+            f"tenant {tenant} append past the limit, then after it",
+            partial(full_disk_round, site.folder, tenant, largest),
+            None,
+        )
+    ]
+    return Fault(f"files limited to {largest} bytes (RLIMIT_FSIZE)", [], tenant, attempts)
+
+
+def full_disk_round(folder: Path, tenant: int, limit_bytes: int) -> Outcome:
+    """What `_disk_full` promises, on a scratch copy (the trial's folder stays as it was)."""
+    with tempfile.TemporaryDirectory(prefix="verity-disk-full-") as scratch:
+        copy = Path(scratch) / "db"
+        shutil.copytree(folder, copy, ignore=shutil.ignore_patterns(LOCK_FILE))
+        with open_database(copy, SyncPolicy.every_batch(), create=False) as db:
+            t = db.tenant(TenantId(tenant))
+            stream = t.create_stream("disk-full", DataClass.PHI)
+            size = t.log_size()
+            soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+            # Past the limit the kernel sends SIGXFSZ (fatal by default); ignored,
+            # write() fails with EFBIG, as a full disk fails with ENOSPC.
+            handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, hard))
+            try:
+                t.append(stream, [bytes(limit_bytes + 1)])
+                return "an append past the file size limit was acknowledged"
+            except StorageFull as failure:
+                if failure.written is not False:
+                    return f"refused with written={failure.written}: {failure}"
+            finally:
+                resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+                signal.signal(signal.SIGXFSZ, handler)
+            if t.log_size() != size or t.read_events(stream) != []:
+                return f"the refused append left {t.log_size() - size} records"
+            if not db.verify().ok:
+                return "verify() failed after the refused append"
+            t.append(stream, [b"after the disk full"])
+        with open_database(copy, SyncPolicy.every_batch(), create=False, read_only=True) as db:
+            events = db.tenant(TenantId(tenant)).read_events(stream)
+            if events != [b"after the disk full"]:
+                return f"after reopening, the stream holds {len(events)} events"
+            if not db.verify().ok:
+                return "verify() failed after reopening"
+    return None
+
+
 # ------------------------------------------------------------------ keys
 
 
@@ -2549,6 +2615,7 @@ FAULTS: Final[dict[str, dict[str, FaultMaker]]] = {
         SIGNING_KEY_FILE: _delete_signing_key,
     },
     "keyless-rewrite": {"public-event": _rewrite_public_event},
+    "disk-full": {"append": _disk_full},
     "rollback": {"to-earlier-checkpoint": _roll_back},
     "layout-damage": {
         "deleted": _delete_layout,

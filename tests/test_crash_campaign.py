@@ -382,3 +382,19 @@ def test_promises_not_checked_let_a_rollback_through_and_fail_the_trial(
     monkeypatch.setattr(verity._tenant, "checkpoint_problem", lambda *args: None)
     outcome = run_fault(source, tmp_path / "work", "rollback", "to-earlier-checkpoint")
     assert outcome.injected and not outcome.detected and outcome.failed
+
+
+def test_a_full_disk_answered_with_a_bare_os_error_fails_the_trial(
+    source: Source, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = verity._tenant.TenantHandle._append_record
+
+    def untyped(self: verity._tenant.TenantHandle, *args: Any, **kwargs: Any) -> int:
+        try:
+            return original(self, *args, **kwargs)
+        except verity.errors.StorageError as failure:
+            raise failure.os_error from None
+
+    monkeypatch.setattr(verity._tenant.TenantHandle, "_append_record", untyped)
+    outcome = run_fault(source, tmp_path / "work", "disk-full", "append")
+    assert outcome.injected and not outcome.detected and outcome.failed
