@@ -5,7 +5,9 @@ temporary copy of the package, never in the working tree. It is run against
 two killers:
 
 1. the certifier's run alone, `python -m verity_conformance run`
-   (`--conformance-args` passes more arguments, e.g. `--budget 30`);
+   (`--conformance-args` passes more arguments, e.g. `--budget 30 --seed 1`;
+   when the runner offers them and they are not given, `--shrink-seconds 0`
+   is added, and `--budget 15` in `--quick`);
 2. the whole suite, `python -m pytest -q -x -p no:cacheprovider`
    (`--suite-args` adds to or narrows it), by default only for the mutants
    that survive the conformance run (`--no-suite-only-survivors` runs it on
@@ -1129,15 +1131,27 @@ def git_state() -> dict[str, Any]:
     }
 
 
-def conformance_has_budget() -> bool:
+def conformance_options() -> str:
+    """The installed conformance runner's `run --help` (which options it offers)."""
     completed = subprocess.run(
-        [sys.executable, "-m", "verity_conformance", "run", "--help"],
+        [sys.executable, "-P", "-m", "verity_conformance", "run", "--help"],
         capture_output=True,
         text=True,
         check=False,
-        cwd=tempfile.gettempdir(),
     )
-    return "--budget" in completed.stdout
+    return completed.stdout
+
+
+def conformance_defaults(extra: list[str], quick: bool, offered: str) -> list[str]:
+    """What the harness adds to the run's arguments when the runner offers it and they don't
+    say: no time spent shrinking a failure (a mutant is killed by the failure, not its
+    reproduction), and in `--quick` a 15 s budget."""
+    added: list[str] = []
+    if "--shrink-seconds" in offered and not any(a.startswith("--shrink-seconds") for a in extra):
+        added += ["--shrink-seconds", "0"]
+    if quick and "--budget" in offered and not any(a.startswith("--budget") for a in extra):
+        added += ["--budget", "15"]
+    return [*extra, *added]
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -1191,9 +1205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     annotations = load_annotations(args.survivors)
-    conformance_extra = shlex.split(args.conformance_args)
-    if args.quick and not conformance_extra and conformance_has_budget():
-        conformance_extra = ["--budget", "15"]
+    conformance_extra = conformance_defaults(
+        shlex.split(args.conformance_args), args.quick, conformance_options()
+    )
     started = time.monotonic()
     scratch = Path(tempfile.mkdtemp(prefix="verity-mutation-"))
     try:

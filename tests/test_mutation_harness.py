@@ -360,3 +360,17 @@ def test_list_runs_nothing_and_prints_the_seed() -> None:
     lines = completed.stdout.splitlines()
     assert "seed 3" in lines[0] and "6 mutants chosen" in lines[0]
     assert len(lines) == 7
+
+
+def test_the_harness_adds_no_shrinking_and_a_quick_budget_only_when_offered() -> None:
+    offered = "--budget SECONDS ... --shrink-seconds SHRINK_SECONDS"
+    assert mutation.conformance_defaults([], False, offered) == ["--shrink-seconds", "0"]
+    assert mutation.conformance_defaults([], True, offered) == [
+        "--shrink-seconds",
+        "0",
+        "--budget",
+        "15",
+    ]
+    given = ["--budget", "40", "--shrink-seconds", "5"]
+    assert mutation.conformance_defaults(given, True, offered) == given
+    assert mutation.conformance_defaults([], True, "--vectors DIR") == []
