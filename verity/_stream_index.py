@@ -92,7 +92,9 @@ GROW_BYTES_STEP_MAX: Final = 64 << 20
 # Mapped pages read since they were last dropped: past this the mapping drops them
 # (they stay in the page cache), so pages a reader walked do not stay resident.
 _MAPPED_BYTES_KEPT_MAX: Final = 4 << 20
-_PAGE_BYTES: Final = mmap.PAGESIZE
+# What one probe of a bisect may map: a read fault maps the pages around it too
+# (Linux maps up to 64 KiB of them, when they are in the page cache).
+_PROBE_BYTES: Final = 64 << 10
 _COPY_CHUNK_BYTES: Final = 1 << 20
 
 assert _HEADER.size + _CRC.size <= HEADER_BYTES
@@ -181,6 +183,7 @@ class StreamIndex:
             if problem:
                 logger.warning("stream index %s %s; rebuilding it from the log", self.path, problem)
             self.reset()
+        self._drop_pages()  # the checks probed every extent
         return self._covered
 
     def _open_file(self) -> int:
@@ -188,23 +191,9 @@ class StreamIndex:
             return open_private(self.path, os.O_RDWR | os.O_CREAT)
         # A reader works on a private copy outside the database folder (mkstemp: mode
         # 0600), unlinked at once: the file system frees it when the reader closes it.
-        # Where the temporary folder has no room (a full disk), the copy lives in
-        # memory (memfd): a reader must still read.
+        fd, temporary = tempfile.mkstemp(prefix="verity-streams-", suffix=".vsix")
         try:
-            fd, temporary = tempfile.mkstemp(prefix="verity-streams-", suffix=".vsix")
             os.unlink(temporary)
-        except OSError as no_room:
-            logger.warning("stream index of a reader kept in memory: %s", no_room)
-            return self._copied_into(os.memfd_create("verity-streams"))
-        try:
-            return self._copied_into(fd)
-        except OSError as no_room:
-            logger.warning("stream index of a reader kept in memory: %s", no_room)
-            return self._copied_into(os.memfd_create("verity-streams"))
-
-    def _copied_into(self, fd: int) -> int:
-        """`fd`, now holding a copy of the index file (if any); closed if the copy fails."""
-        try:
             try:
                 source = open(self.path, "rb")  # noqa: SIM115 (closed just below)
             except FileNotFoundError:
@@ -214,7 +203,6 @@ class StreamIndex:
         except BaseException:
             os.close(fd)
             raise
-        assert fd >= 0
         return fd
 
     def _check(self, log_size: int, chain_hash: Callable[[int], bytes]) -> str | None:
@@ -410,7 +398,7 @@ class StreamIndex:
         filled = min(extent_entries(ordinal), known.count - entries_before(ordinal))
         slot = bisect_right(range(filled), from_offset, key=lambda i: self._entry(position, i)[0])
         slot = max(slot - 1, 0)
-        self._touched_bytes += _PAGE_BYTES * (len(extents).bit_length() + filled.bit_length())
+        self._touched_bytes += _PROBE_BYTES * (len(extents).bit_length() + filled.bit_length())
         left = known.count - entries_before(ordinal) - slot
         view = self._map
         assert view is not None
@@ -427,6 +415,7 @@ class StreamIndex:
             left -= taken
             ordinal += 1
             slot = 0
+            self._drop_pages_if_many()  # a long read walks many extents
 
     def _entry(self, extent_position: int, slot: int) -> tuple[int, int]:
         assert self._map is not None
@@ -461,11 +450,13 @@ class StreamIndex:
         they stay mapped; dropping them unmaps them (they stay in the page cache,
         and come back on the next touch without reading the disk).
         """
-        if self._touched_bytes < _MAPPED_BYTES_KEPT_MAX or self._map is None:
-            return
+        if self._touched_bytes >= _MAPPED_BYTES_KEPT_MAX:
+            self._drop_pages()
+
+    def _drop_pages(self) -> None:
         self._touched_bytes = 0
         advice = getattr(mmap, "MADV_DONTNEED", None)
-        if advice is not None:
+        if advice is not None and self._map is not None:
             self._map.madvise(advice)
 
     # ------------------------------------------------------------ lifecycle
