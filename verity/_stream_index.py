@@ -191,9 +191,23 @@ class StreamIndex:
             return open_private(self.path, os.O_RDWR | os.O_CREAT)
         # A reader works on a private copy outside the database folder (mkstemp: mode
         # 0600), unlinked at once: the file system frees it when the reader closes it.
-        fd, temporary = tempfile.mkstemp(prefix="verity-streams-", suffix=".vsix")
+        # Where the temporary folder has no room (a full disk), the copy lives in
+        # memory (memfd): a reader must still read.
         try:
+            fd, temporary = tempfile.mkstemp(prefix="verity-streams-", suffix=".vsix")
             os.unlink(temporary)
+        except OSError as no_room:
+            logger.warning("stream index of a reader kept in memory: %s", no_room)
+            return self._copied_into(os.memfd_create("verity-streams"))
+        try:
+            return self._copied_into(fd)
+        except OSError as no_room:
+            logger.warning("stream index of a reader kept in memory: %s", no_room)
+            return self._copied_into(os.memfd_create("verity-streams"))
+
+    def _copied_into(self, fd: int) -> int:
+        """`fd`, now holding a copy of the index file (if any); closed if the copy fails."""
+        try:
             try:
                 source = open(self.path, "rb")  # noqa: SIM115 (closed just below)
             except FileNotFoundError:
@@ -203,6 +217,7 @@ class StreamIndex:
         except BaseException:
             os.close(fd)
             raise
+        assert fd >= 0
         return fd
 
     def _check(self, log_size: int, chain_hash: Callable[[int], bytes]) -> str | None:
