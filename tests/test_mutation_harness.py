@@ -232,6 +232,13 @@ def test_the_sample_is_seeded_and_stratified_per_package() -> None:
     assert len(mutation.select(mutants, None, seed=1)) == len(mutants)
 
 
+@pytest.fixture(autouse=True)
+def no_inherited_pythonpath(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under the harness itself this suite runs with a mutant copy on PYTHONPATH: the runs
+    made here must not inherit it, so that "installed" means site-packages."""
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+
+
 def stand_in_root(tmp_path: Path, with_verity: bool) -> Path:
     root = tmp_path / ("copy" if with_verity else "empty")
     root.mkdir()
