@@ -277,6 +277,7 @@ class StreamIndex:
                 known.count += used
                 last_used = extent_end
             position = extent_end
+            self._drop_pages_if_many()  # the scan probes every extent of a large file
         self._end = last_used
         for known in self._streams.values():
             ordinal, slot = locate(known.count - 1)
@@ -297,12 +298,18 @@ class StreamIndex:
         session wrote at or past it, then empty ones.
         """
         covered = self._covered
+        capacity = extent_entries(ordinal)
 
         def unused(slot: int) -> bool:
             log_offset = self._entry(position, slot)[1]
             return not 0 < log_offset < covered
 
-        return bisect_left(range(extent_entries(ordinal)), True, key=unused)
+        # Every extent of a stream but its last is full: one probe tells.
+        self._touched_bytes += 2 * _PROBE_BYTES
+        if not unused(capacity - 1):
+            return capacity
+        self._touched_bytes += _PROBE_BYTES * capacity.bit_length()
+        return bisect_left(range(capacity), True, key=unused)
 
     def _clear_unused(self, known: _Stream) -> None:
         """Zero the entries past the stream's last one, which a crashed session may have left."""
