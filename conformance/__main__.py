@@ -1,10 +1,14 @@
-"""`python -m verity_conformance generate [--out DIR]` | `run [--vectors DIR] [--adapter M:F]`.
+"""`python -m verity_conformance generate [--out DIR]` | `run [options]`.
 
 `generate` writes the vectors of every machine (`log-*.json`, `kernel-*.json`,
-`tables-*.json`);
-`run` checks each file with the runner of its `machine` and prints one combined
-`N passed, N failed` line. `--adapter` chooses the log implementation,
-`--kernel-adapter` the kernel implementation.
+`tables-*.json`).
+
+`run` checks the installed implementation: first every vector file (each with
+the runner of its `machine`; `--adapter` chooses the log implementation,
+`--kernel-adapter` the kernel), then the lockstep state machines for the rest
+of `--budget` seconds, in seeded rounds. It prints the seed, a line per vector
+failure and per machine round, the files a failure was written to, and last a
+summary; the exit status is 1 when anything failed (docs/conformance.md).
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import random
 import sys
+import time
 from pathlib import Path
 
 from verity_conformance import kernel_vectors, tables_vectors
-from verity_conformance._runner import VectorResult
+from verity_conformance._runner import VectorResult, quiet_implementation_logs
 from verity_conformance.vectors import (
     VECTORS_DIR,
     DriverFactory,
@@ -24,6 +30,13 @@ from verity_conformance.vectors import (
     generate,
     run_vector,
 )
+
+MACHINE_NAMES = ("kernel", "log", "tables", "sdk")
+# Measured: the vectors take about 1 s and the rounds overrun their shares by a few
+# seconds, so the default run ends well within CI's 2 minutes on 2 cores.
+BUDGET_SECONDS_DEFAULT = 100.0
+SHRINK_SECONDS_DEFAULT = 30.0
+FAILURES_DIR_DEFAULT = Path("verity-conformance-failures")
 
 
 def load_factory(spec: str | None) -> DriverFactory:
@@ -57,20 +70,138 @@ def machine_of(path: Path) -> str:
     return str(machine)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m verity_conformance")
-    commands = parser.add_subparsers(dest="command", required=True)
+def machine_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(MACHINE_NAMES))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"machines are a comma-separated list of {', '.join(MACHINE_NAMES)}; got {text!r}"
+        )
+    return list(dict.fromkeys(names))
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m verity_conformance")
+    commands = top.add_subparsers(dest="command", required=True)
     gen = commands.add_parser("generate", help="write vectors computed by the spec")
     gen.add_argument("--out", type=Path, default=VECTORS_DIR)
-    check = commands.add_parser("run", help="check an implementation against the vectors")
-    check.add_argument("--vectors", type=Path, default=VECTORS_DIR)
+    check = commands.add_parser(
+        "run", help="check the installed implementation: the vectors, then the machines"
+    )
+    check.add_argument("--vectors", type=Path, default=VECTORS_DIR, help="a folder of *.json")
     check.add_argument("--adapter", default=None, help="MODULE:FACTORY (default: verity.storage)")
     check.add_argument(
         "--kernel-adapter", default=None, help="MODULE:FACTORY (default: verity.kernel)"
     )
+    check.add_argument(
+        "--budget",
+        type=float,
+        default=BUDGET_SECONDS_DEFAULT,
+        metavar="SECONDS",
+        help=f"time for the whole run, vectors first (default {BUDGET_SECONDS_DEFAULT:g})",
+    )
+    check.add_argument(
+        "--seed", type=int, default=None, help="base seed of the rounds (default: fresh, printed)"
+    )
+    check.add_argument(
+        "--machines",
+        type=machine_list,
+        default=list(MACHINE_NAMES),
+        help=f"comma-separated, of {','.join(MACHINE_NAMES)} (default: all)",
+    )
+    only = check.add_mutually_exclusive_group()
+    only.add_argument("--vectors-only", action="store_true", help="run no machine")
+    only.add_argument("--machines-only", action="store_true", help="check no vector")
+    check.add_argument(
+        "--out-failures",
+        type=Path,
+        default=FAILURES_DIR_DEFAULT,
+        metavar="DIR",
+        help=f"where reproductions go, made on a failure (default ./{FAILURES_DIR_DEFAULT})",
+    )
+    check.add_argument(
+        "--shrink-seconds",
+        type=float,
+        default=SHRINK_SECONDS_DEFAULT,
+        help=f"time to shrink a failure (default {SHRINK_SECONDS_DEFAULT:g})",
+    )
     check.add_argument("-v", "--verbose", action="store_true")
-    args = parser.parse_args(argv)
+    return top
 
+
+def check_vectors(args: argparse.Namespace) -> list[VectorResult]:
+    paths = sorted(args.vectors.glob("*.json"))
+    if not paths:
+        raise SystemExit(f"no vectors (*.json) in {args.vectors}")
+    factory = load_factory(args.adapter)
+    kernel_factory = load_kernel_factory(args.kernel_adapter)
+    results: list[VectorResult] = []
+    with quiet_implementation_logs(args.verbose):
+        for path in paths:
+            machine = machine_of(path)
+            if machine == "kernel":
+                results.append(kernel_vectors.run_vector(path, kernel_factory))
+            elif machine == "tables":
+                results.append(
+                    tables_vectors.run_vector(path, tables_vectors.default_tables_factory)
+                )
+            else:
+                results.append(run_vector(path, factory))
+    for result in results:
+        if result.failure is not None:
+            print(f"FAIL {result.path.name}: {result.failure}", flush=True)
+        elif args.verbose:
+            print(f"ok   {result.path.name} ({result.steps} steps)", flush=True)
+    return results
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
+    if not args.vectors_only:
+        print(f"seed {seed} (repeat this run with --seed {seed})", flush=True)
+    summary: list[str] = []
+    failed = False
+    if not args.machines_only:
+        results = check_vectors(args)
+        passed = [r for r in results if r.failure is None]
+        steps = sum(r.steps for r in passed)
+        failed = len(passed) < len(results)
+        line = f"vectors: {len(passed)} passed, {len(results) - len(passed)} failed"
+        print(f"{line} ({steps} steps, {time.monotonic() - started:.1f} s)", flush=True)
+        summary.append(line)
+    if not args.vectors_only:
+        try:
+            from verity_conformance import _machines
+        except ImportError as missing:  # hypothesis is a test dependency, not a runtime one
+            raise SystemExit(
+                f"the machines need Hypothesis ({missing}): pip install hypothesis, "
+                "or check the vectors alone with --vectors-only"
+            ) from missing
+        remaining = max(0.0, args.budget - (time.monotonic() - started))
+        rounds = _machines.run_machines(
+            args.machines,
+            remaining,
+            seed,
+            args.out_failures,
+            lambda text: print(text, flush=True),
+            shrink_seconds=args.shrink_seconds,
+            verbose=args.verbose,
+        )
+        failed = failed or any(r.failure is not None for r in rounds)
+        summary.append(_machines.describe(rounds))
+        if any(r.failure is not None for r in rounds):
+            print(
+                f"replay the reproduction vectors: python -m verity_conformance run "
+                f"--vectors-only --vectors {args.out_failures}",
+                flush=True,
+            )
+    print(f"{'; '.join(summary)} ({time.monotonic() - started:.0f} s)", flush=True)
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     if args.command == "generate":
         paths = (
             generate(args.out)
@@ -79,32 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"wrote {len(paths)} vector files to {args.out}")
         return 0
-    paths = sorted(args.vectors.glob("*.json"))
-    if not paths:
-        raise SystemExit(f"no vectors (*.json) in {args.vectors}")
-    factory = load_factory(args.adapter)
-    kernel_factory = load_kernel_factory(args.kernel_adapter)
-    results: list[VectorResult] = []
-    for path in paths:
-        machine = machine_of(path)
-        if machine == "kernel":
-            results.append(kernel_vectors.run_vector(path, kernel_factory))
-        elif machine == "tables":
-            results.append(tables_vectors.run_vector(path, tables_vectors.default_tables_factory))
-        else:
-            results.append(run_vector(path, factory))
-    passed = [r for r in results if r.failure is None]
-    failed = [r for r in results if r.failure is not None]
-    for result in results:
-        if result.failure is not None:
-            print(f"FAIL {result.path.name}: {result.failure}")
-        elif args.verbose:
-            print(f"ok   {result.path.name} ({result.steps} steps)")
-    steps = sum(r.steps for r in passed)
-    print(f"checked {steps} steps in {len(passed)} passing vector files", file=sys.stderr)
-    print(f"{len(passed)} passed, {len(failed)} failed")
-    return 1 if failed else 0
+    return run(args)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

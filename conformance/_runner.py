@@ -12,18 +12,22 @@ perform a step or to close is a failed vector too, never a crash of the runner.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 __all__ = [
     "FORMAT",
+    "Recording",
     "VectorResult",
     "drive",
     "load",
+    "quiet_implementation_logs",
     "run_all",
     "run_vector",
     "step_fields",
@@ -44,6 +48,36 @@ class VectorResult:
     path: Path
     steps: int
     failure: str | None
+
+
+@dataclass
+class Recording:
+    """What a lockstep machine did on the spec side, as vector steps without `expect`.
+
+    A machine adds each operation it performs in the step format of its vector
+    runner; when a run of the machine fails, its recording becomes a
+    reproduction vector (`verity_conformance._machines`), the expectations
+    computed by the spec as `generate` computes them. `add_later` defers
+    building a step until a reproduction needs it, for steps whose JSON is
+    costly (a 16 MiB batch the kernel must reject).
+    """
+
+    machine: str
+    config: dict[str, Any] = field(default_factory=dict)
+    _steps: list[Step | Callable[[], Step]] = field(default_factory=list)
+
+    def add(self, step: Step) -> Step:
+        self._steps.append(step)
+        return step
+
+    def add_later(self, make: Callable[[], Step]) -> None:
+        self._steps.append(make)
+
+    def steps(self) -> list[Step]:
+        return [step if isinstance(step, dict) else step() for step in self._steps]
+
+    def __len__(self) -> int:
+        return len(self._steps)
 
 
 # ------------------------------------------------------------------ writing
@@ -168,3 +202,20 @@ def run_all(
 
 def _described(failure: Exception) -> str:
     return f"{type(failure).__name__}: {failure}"
+
+
+@contextlib.contextmanager
+def quiet_implementation_logs(verbose: bool) -> Iterator[None]:
+    """Hold back the implementation's warnings unless `verbose`.
+
+    Vectors and machines tear writes and damage files on purpose; the
+    implementation logs a warning for each, which would bury the run's lines.
+    """
+    verity_logger = logging.getLogger("verity")
+    saved = verity_logger.level
+    if not verbose:
+        verity_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        verity_logger.setLevel(saved)

@@ -81,6 +81,15 @@ def signer_from_config(config: dict[str, Any]) -> bytes | None:
     return None if seed is None else bytes.fromhex(seed)
 
 
+# The reference implementation's layout hints a vector's config may carry (reproductions
+# written by the machines do): the spec ignores them, and so may another implementation.
+SYNC_POLICIES = {
+    "every_record": SyncPolicy.every_record(),
+    "every_batch": SyncPolicy.every_batch(),
+    "group_commit": SyncPolicy.group_commit(max_delay_ms=0, max_batch=16),
+}
+
+
 def policy_from_config(config: dict[str, Any]) -> tuple[int, bool, bool]:
     raw = config.get("checkpoint_policy", {})
     return (
@@ -270,16 +279,21 @@ class StorageLogDriver:
         directory: Path,
         config: dict[str, Any],
         *,
-        segment_bytes_max: int = VECTOR_SEGMENT_BYTES_MAX,
+        segment_bytes_max: int | None = None,
         sync_policy: SyncPolicy | None = None,
     ) -> None:
+        """Segment size and sync policy: the arguments, else the config's
+        `segment_bytes_max` and `sync_policy` (a name in SYNC_POLICIES), else
+        one segment for everything and a sync per batch."""
         every_n, on_shutdown, explicit_only = policy_from_config(config)
         self.checkpoint_policy = CheckpointPolicy(
             every_n_records=every_n, on_shutdown=on_shutdown, explicit_only=explicit_only
         )
-        self.sync_policy = sync_policy or SyncPolicy.every_batch()
+        self.sync_policy = sync_policy or SYNC_POLICIES[config.get("sync_policy", "every_batch")]
         self.directory = directory
-        self.segment_bytes_max = segment_bytes_max
+        self.segment_bytes_max = segment_bytes_max or int(
+            config.get("segment_bytes_max", VECTOR_SEGMENT_BYTES_MAX)
+        )
         seed = signer_from_config(config)
         self.signer = None if seed is None else SigningKey.from_seed(seed)
         self.now = 0

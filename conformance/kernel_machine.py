@@ -24,6 +24,11 @@ or through `decide` then `commit`) with the same random commands:
 After every step the effects must be equal (outcome and payload bytes), and so
 must the streams (id, name, data class, next offset), the log time, and
 `committed()` of every idempotency id used so far.
+
+What the machine does to the kernels is kept in `self.recording` as steps of
+the `kernel` vector format, so a failing run becomes a reproduction vector:
+commands (with `via_decide` when the fast kernel went through `decide` and
+`commit`), `state`, `committed`, `replay`, `snapshot` and `restore`.
 """
 
 from __future__ import annotations
@@ -35,12 +40,14 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 import verity_spec.kernel as spec
 from verity.types import DataClass
+from verity_conformance._runner import Recording
 from verity_conformance.kernel_vectors import (
     APPEND_BATCH,
     CREATE_STREAM,
     FastKernelDriver,
     Observation,
     SpecKernelDriver,
+    command_step,
 )
 
 NOW_START = 1_767_225_600_000_000_000
@@ -105,6 +112,7 @@ class KernelLockstep(RuleBasedStateMachine):
         self.impl: FastKernelDriver
         self.keys_used: list[bytes] = []
         self.fresh_key_number = 0
+        self.recording = Recording("kernel")
 
     @initialize(
         tenant=st.sampled_from(TENANTS),
@@ -113,6 +121,7 @@ class KernelLockstep(RuleBasedStateMachine):
     )
     def open_both(self, tenant: int, retention_ns: int, data_class: int) -> None:
         config = {"tenant": tenant, "retention_ns": retention_ns}
+        self.recording.config = config
         self.spec = SpecKernelDriver(config)
         self.impl = FastKernelDriver(config)
         # One stream from the start, so that appends have somewhere to go.
@@ -206,6 +215,8 @@ class KernelLockstep(RuleBasedStateMachine):
     # ------------------------------------------------------------ commands
 
     def run_both(self, kind: str, fields: dict[str, Any], via_decide: bool) -> None:
+        # Built only for a reproduction: a batch over the byte bound is 16 MiB of JSON.
+        self.recording.add_later(lambda: recorded_command(kind, fields, via_decide))
         expected = self.spec.apply(kind, fields)
         actual = self.impl.apply(kind, fields, via_decide=via_decide)
         agree(f"{kind}({fields!r:.300})", expected, actual)
@@ -272,6 +283,8 @@ class KernelLockstep(RuleBasedStateMachine):
         """Rebuild from the recorded payloads, as on open; nothing observable changes."""
         records = list(self.spec.records)
         if which in ("fast", "both"):
+            # As a step the spec replays too: its state is the one the fast kernel must keep.
+            self.recording.add({"op": "replay"})
             agree("replay (fast)", self.impl.state(), self.impl.replay(None))
         if which in ("spec", "both"):
             agree("replay (spec)", self.spec.state(), self.spec.replay(None))
@@ -300,17 +313,36 @@ class KernelLockstep(RuleBasedStateMachine):
             records.insert(index, payload)
         # Replaying into scratch drivers leaves the machine's kernels as they are.
         config = {"tenant": self.spec.tenant, "retention_ns": self.spec.retention_ns}
+        expected = SpecKernelDriver(config).replay(records)
+        self.record_scratch(
+            {"op": "replay", "payloads": [p.hex() for p in records]},
+            expected,
+            {"op": "replay", "payloads": [p.hex() for p in self.spec.records]},
+        )
         agree(
             f"replay of damaged records ({damage} at {index})",
-            SpecKernelDriver(config).replay(records),
+            expected,
             FastKernelDriver(config).replay(records),
         )
+
+    def record_scratch(
+        self, step: dict[str, Any], expected: Observation, undo: dict[str, Any]
+    ) -> None:
+        """Record `step`, which the machine ran on scratch kernels, and `undo` when it succeeded.
+
+        In a vector the step runs on the kernel itself, which it replaces when it
+        succeeds; `undo` puts back the state the machine's kernels kept.
+        """
+        self.recording.add(step)
+        if "error" not in expected:
+            self.recording.add(undo)
 
     # ------------------------------------------------------------ snapshots
 
     @rule()
     def snapshot_and_restore(self) -> None:
         """Both encode the state to the same bytes and go on from what those decode to."""
+        self.recording.add({"op": "snapshot"})
         agree("snapshot", self.spec.snapshot(), self.impl.snapshot())
 
     @rule(data=st.data())
@@ -327,9 +359,16 @@ class KernelLockstep(RuleBasedStateMachine):
         else:
             snapshot += data.draw(st.binary(min_size=1, max_size=3), label="tail")
         config = {"tenant": self.spec.tenant, "retention_ns": self.spec.retention_ns}
+        expected = SpecKernelDriver(config).restore(snapshot)
+        good = spec.encode_state(self.spec.kernel_state)
+        self.record_scratch(
+            {"op": "restore", "data": snapshot.hex()},
+            expected,
+            {"op": "restore", "data": good.hex()},
+        )
         agree(
             f"restore of a damaged snapshot ({damage})",
-            SpecKernelDriver(config).restore(snapshot),
+            expected,
             FastKernelDriver(config).restore(snapshot),
         )
 
@@ -339,7 +378,16 @@ class KernelLockstep(RuleBasedStateMachine):
     def same_state(self) -> None:
         if not hasattr(self, "impl"):
             return
+        self.recording.add({"op": "state"})
         agree("state", self.spec.state(), self.impl.state())
         for key in self.keys_used:
+            self.recording.add({"op": "committed", "idempotency_id": key.hex()})
             agree(f"committed({key.hex()})", self.spec.committed(key), self.impl.committed(key))
         assert self.impl.records == self.spec.records
+
+
+def recorded_command(kind: str, fields: dict[str, Any], via_decide: bool) -> dict[str, Any]:
+    step = command_step(kind, **fields)
+    if via_decide:
+        step["via_decide"] = True
+    return step

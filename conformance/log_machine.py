@@ -10,6 +10,10 @@ flipped byte in a record of an older, sealed segment. After every step the
 observations must be equal, and so must size, head hash, generation and the
 list of recoveries.
 
+Every operation is a step of the `log` vector format, performed on both
+sides by the vector runner's own `perform`, and kept in `self.recording`:
+when a run fails, that recording is the reproduction vector.
+
 A small segment size makes the implementation roll segments often, so
 crashes, sealed segments and index loading are all exercised.
 """
@@ -31,8 +35,9 @@ from hypothesis.stateful import (
 )
 
 import verity_spec.log as spec_log
-from verity.types import SyncPolicy
-from verity_conformance.drivers import Observation, SpecLogDriver, StorageLogDriver
+from verity_conformance._runner import Recording, step_fields
+from verity_conformance.drivers import SpecLogDriver, StorageLogDriver
+from verity_conformance.vectors import Step, perform
 
 NOW_START = 1_767_225_600_000_000_000
 SEGMENT_BYTES_MAX = 4096
@@ -51,10 +56,6 @@ payload_lists = st.lists(
 )
 
 
-def agree(what: str, expected: Observation, actual: Observation) -> None:
-    assert actual == expected, f"{what}: spec gave {expected!r}, implementation gave {actual!r}"
-
-
 class LogLockstep(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
@@ -64,6 +65,7 @@ class LogLockstep(RuleBasedStateMachine):
         # so the next open rebuilds the checkpoint list by reading every record: a byte
         # flipped afterwards would stop that open, which the spec does not model.
         self.rewritten = False
+        self.recording = Recording("log")
         self.spec: SpecLogDriver
         self.impl: StorageLogDriver
 
@@ -86,14 +88,21 @@ class LogLockstep(RuleBasedStateMachine):
         }
         if signed:
             config["signing_seed"] = bytes(range(32)).hex()
-        sync_policy = {
-            "every_record": SyncPolicy.every_record(),
-            "every_batch": SyncPolicy.every_batch(),
-            "group_commit": SyncPolicy.group_commit(max_delay_ms=0, max_batch=16),
-        }[sync]
+        # The layout travels in the config, so a reproduction replays on the same segments.
+        config["segment_bytes_max"] = SEGMENT_BYTES_MAX
+        config["sync_policy"] = sync
+        self.recording.config = config
         self.spec = SpecLogDriver(config)
-        self.impl = StorageLogDriver(
-            self.work / "log", config, segment_bytes_max=SEGMENT_BYTES_MAX, sync_policy=sync_policy
+        self.impl = StorageLogDriver(self.work / "log", config)
+
+    def both(self, step: Step) -> None:
+        """Perform `step` on the spec and the implementation: the observations must agree."""
+        self.recording.add(step)
+        expected = perform(self.spec, step)
+        actual = perform(self.impl, step)
+        # The message is built only on failure: a step may hold 24 KiB of payloads.
+        assert actual == expected, (
+            f"{step_fields(step)}: spec gave {expected!r}, implementation gave {actual!r}"
         )
 
     def tick(self, step: int) -> int:
@@ -107,78 +116,52 @@ class LogLockstep(RuleBasedStateMachine):
     @rule(payloads=payload_lists, step=clock_steps)
     def append_batch(self, payloads: list[bytes], step: int) -> None:
         now = self.tick(step)
-        agree(
-            "append_batch",
-            self.spec.append_batch(payloads, now),
-            self.impl.append_batch(payloads, now),
-        )
+        self.both({"op": "append_batch", "payloads": [p.hex() for p in payloads], "now": now})
 
     @rule(step=clock_steps)
     def append_checkpoint(self, step: int) -> None:
-        now = self.tick(step)
-        agree(
-            "append_checkpoint", self.spec.append_checkpoint(now), self.impl.append_checkpoint(now)
-        )
+        self.both({"op": "append_checkpoint", "now": self.tick(step)})
 
     @rule(data=st.data())
     def read(self, data: st.DataObject) -> None:
         offset = data.draw(st.integers(min_value=0, max_value=self.size + 1), label="offset")
-        agree(f"read({offset})", self.spec.read(offset), self.impl.read(offset))
+        self.both({"op": "read", "offset": offset})
 
     @rule(data=st.data())
     def read_verified(self, data: st.DataObject) -> None:
         offset = data.draw(st.integers(min_value=0, max_value=self.size + 1), label="offset")
-        agree(
-            f"read_verified({offset})",
-            self.spec.read_verified(offset),
-            self.impl.read_verified(offset),
-        )
+        self.both({"op": "read_verified", "offset": offset})
 
     @rule(data=st.data())
     def records(self, data: st.DataObject) -> None:
         start = data.draw(st.integers(min_value=0, max_value=self.size), label="start")
         end = data.draw(st.integers(min_value=start, max_value=self.size + 1), label="end")
-        agree(
-            f"records({start}, {end})", self.spec.records(start, end), self.impl.records(start, end)
-        )
+        self.both({"op": "records", "start": start, "end": end})
 
     @rule()
     def verify(self) -> None:
-        agree("verify", self.spec.verify(), self.impl.verify())
+        self.both({"op": "verify"})
 
     @rule(data=st.data())
     def merkle_root(self, data: st.DataObject) -> None:
         tree_size = data.draw(st.integers(min_value=0, max_value=self.size + 1), label="tree_size")
-        agree(
-            f"merkle_root({tree_size})",
-            self.spec.merkle_root(tree_size),
-            self.impl.merkle_root(tree_size),
-        )
+        self.both({"op": "merkle_root", "tree_size": tree_size})
 
     @rule(data=st.data())
     def inclusion_proof(self, data: st.DataObject) -> None:
         tree_size = data.draw(st.integers(min_value=0, max_value=self.size + 1), label="tree_size")
         leaf_index = data.draw(st.integers(min_value=0, max_value=tree_size), label="leaf_index")
-        agree(
-            f"inclusion_proof({leaf_index}, {tree_size})",
-            self.spec.inclusion_proof(leaf_index, tree_size),
-            self.impl.inclusion_proof(leaf_index, tree_size),
-        )
+        self.both({"op": "inclusion_proof", "leaf_index": leaf_index, "tree_size": tree_size})
 
     @rule(data=st.data())
     def consistency_proof(self, data: st.DataObject) -> None:
         new_size = data.draw(st.integers(min_value=0, max_value=self.size + 1), label="new_size")
         old_size = data.draw(st.integers(min_value=0, max_value=new_size + 1), label="old_size")
-        agree(
-            f"consistency_proof({old_size}, {new_size})",
-            self.spec.consistency_proof(old_size, new_size),
-            self.impl.consistency_proof(old_size, new_size),
-        )
+        self.both({"op": "consistency_proof", "old_size": old_size, "new_size": new_size})
 
     @rule(step=clock_steps)
     def reopen(self, step: int) -> None:
-        now = self.tick(step)
-        agree("reopen", self.spec.reopen(now), self.impl.reopen(now))
+        self.both({"op": "reopen", "now": self.tick(step)})
 
     @rule(data=st.data(), payloads=payload_lists, step=clock_steps, reopen_step=clock_steps)
     def crash_in_append(
@@ -197,17 +180,21 @@ class LogLockstep(RuleBasedStateMachine):
         keep = data.draw(st.integers(min_value=first, max_value=size_written), label="keep")
         torn = keep < size_written and data.draw(st.booleans(), label="torn")
         reopen_now = self.tick(reopen_step)
-        agree(
-            f"crash_in_append(keep={keep}, torn={torn})",
-            self.spec.crash_in_append(payloads, now, keep, torn, reopen_now),
-            self.impl.crash_in_append(payloads, now, keep, torn, reopen_now),
+        self.both(
+            {
+                "op": "crash_in_append",
+                "payloads": [p.hex() for p in payloads],
+                "now": now,
+                "keep": keep,
+                "torn": torn,
+                "reopen_now": reopen_now,
+            }
         )
 
     @precondition(lambda self: self.spec.signer is not None)
     @rule(seed=st.binary(min_size=32, max_size=32), step=clock_steps)
     def rotate_key(self, seed: bytes, step: int) -> None:
-        now = self.tick(step)
-        agree("rotate_key", self.spec.rotate_key(seed, now), self.impl.rotate_key(seed, now))
+        self.both({"op": "rotate_key", "new_seed": seed.hex(), "now": self.tick(step)})
 
     @precondition(lambda self: len(self.spec.log.records) > 1 and not self.spec.log.damaged)
     @rule(data=st.data(), payload=st.binary(max_size=200))
@@ -217,12 +204,8 @@ class LogLockstep(RuleBasedStateMachine):
         if not offsets:
             return
         offset = data.draw(st.sampled_from(offsets), label="offset")
-        agree(
-            f"rewrite({offset})",
-            self.spec.rewrite(offset, payload),
-            self.impl.rewrite(offset, payload),
-        )
-        agree("verify after rewrite", self.spec.verify(), self.impl.verify())
+        self.both({"op": "rewrite", "offset": offset, "payload": payload.hex()})
+        self.both({"op": "verify"})
         self.rewritten = True
 
     def damaged_between(self, start: int, end: int) -> bool:
@@ -243,12 +226,7 @@ class LogLockstep(RuleBasedStateMachine):
         holder_first = max(first for first in self.impl.segment_firsts() if first <= keep)
         if self.damaged_between(holder_first, keep):
             return
-        now = self.tick(step)
-        agree(
-            f"lose_history(keep={keep}, torn={torn})",
-            self.spec.crash(keep, torn, now),
-            self.impl.crash(keep, torn, now),
-        )
+        self.both({"op": "crash", "keep": keep, "torn": torn, "now": self.tick(step)})
 
     @precondition(lambda self: len(self.spec.log.records) > 0)
     @rule(data=st.data())
@@ -262,11 +240,7 @@ class LogLockstep(RuleBasedStateMachine):
         first = data.draw(st.integers(min_value=start, max_value=end - 1), label="first")
         if self.damaged_between(start, first):
             return
-        agree(
-            f"lose_records({first}, {end})",
-            self.spec.lose_records(first, end),
-            self.impl.lose_records(first, end),
-        )
+        self.both({"op": "lose_records", "first": first, "end": end})
 
     @precondition(lambda self: len(self.spec.log.records) > 1 and not self.rewritten)
     @rule(data=st.data())
@@ -279,16 +253,12 @@ class LogLockstep(RuleBasedStateMachine):
         offset = data.draw(st.integers(min_value=0, max_value=sealed - 1), label="offset")
         frame_bytes = 8 + 53 + len(self.spec.log.records[offset].payload)
         byte = data.draw(st.integers(min_value=0, max_value=frame_bytes - 1), label="byte")
-        agree(
-            f"corrupt({offset}, {byte})",
-            self.spec.corrupt(offset, byte),
-            self.impl.corrupt(offset, byte),
-        )
+        self.both({"op": "corrupt", "offset": offset, "byte": byte})
 
     @invariant()
     def same_state(self) -> None:
         if hasattr(self, "impl"):
-            agree("state", self.spec.state(), self.impl.state())
+            self.both({"op": "state"})
 
     def teardown(self) -> None:
         if hasattr(self, "impl"):

@@ -13,6 +13,10 @@ and index entry widths) are cheap to build, so every run has some. The
 implementation is closed and reopened, and rebuilt from its recorded events
 alone; after every step both answer the same (a "limit" failure names the
 same bound).
+
+Every operation is a step of the `tables` vector format, performed on both
+sides by the vector runner's own `perform` and kept in `self.recording`, so
+a failing run becomes a reproduction vector.
 """
 
 from __future__ import annotations
@@ -25,7 +29,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
 import verity_spec.tables as spec_tables
-from verity_conformance.tables_drivers import EngineTablesDriver, Observation, SpecTablesDriver
+from verity_conformance._runner import Recording, step_fields
+from verity_conformance.tables_drivers import (
+    EngineTablesDriver,
+    Observation,
+    SpecTablesDriver,
+    params_to_json,
+)
+from verity_conformance.tables_vectors import Step, perform
 
 TABLES = {
     "patients": "CREATE TABLE patients (id BIGINT PRIMARY KEY, name TEXT NOT NULL, "
@@ -178,12 +189,29 @@ class TablesLockstep(RuleBasedStateMachine):
         self.impl = EngineTablesDriver(self.work)
         self.position = 0
         self.positions: list[int] = []
+        self.recording = Recording("tables")
+
+    def both(self, step: Step) -> Observation:
+        """Perform `step` on the spec and the implementation: the observations must agree."""
+        self.recording.add(step)
+        expected = perform(self.spec, step)
+        actual = perform(self.impl, step)
+        # The message is built only on failure: a step may hold a 1 MiB statement.
+        assert actual == expected, (
+            f"{step_fields(step)}: spec gave {expected!r}, implementation gave {actual!r}"
+        )
+        return expected
 
     def run(self, text: str, params: list[object]) -> None:
         self.position += 1
-        expected = self.spec.execute(text, tuple(params), self.position)
-        actual = self.impl.execute(text, tuple(params), self.position)
-        agree(f"{text!r} {params!r}", expected, actual)
+        expected = self.both(
+            {
+                "op": "execute",
+                "sql": text,
+                "params": params_to_json(tuple(params)),
+                "position": self.position,
+            }
+        )
         if "written" in expected:
             self.positions.append(self.position)
         # Other records of the tenant log (stream appends, checkpoints) take positions too.
@@ -270,9 +298,14 @@ class TablesLockstep(RuleBasedStateMachine):
         sql = Sql(data, data.draw(st.sampled_from(["literal", "qmark"])))
         text = self.select_text(data, table, sql)
         position = data.draw(st.integers(0, self.position), label="position")
-        expected = self.spec.query_at(text, tuple(sql.params), position)
-        actual = self.impl.query_at(text, tuple(sql.params), position)
-        agree(f"query_at({text!r}, {sql.params!r}, {position})", expected, actual)
+        self.both(
+            {
+                "op": "query_at",
+                "sql": text,
+                "params": params_to_json(tuple(sql.params)),
+                "position": position,
+            }
+        )
 
     @rule(text=st.sampled_from(BAD_STATEMENTS))
     def bad_statement(self, text: str) -> None:
@@ -286,16 +319,12 @@ class TablesLockstep(RuleBasedStateMachine):
 
     @rule()
     def reopen(self) -> None:
-        self.impl.reopen()
+        self.both({"op": "reopen"})
 
     @rule()
     def rebuild_from_events(self) -> None:
-        self.impl.rebuild()
+        self.both({"op": "rebuild"})
 
     def teardown(self) -> None:
         self.impl.close()
         shutil.rmtree(self.work, ignore_errors=True)
-
-
-def agree(what: str, expected: Observation, actual: Observation) -> None:
-    assert actual == expected, f"{what}: spec gave {expected!r}, implementation gave {actual!r}"

@@ -75,6 +75,8 @@ def perform(driver: LogDriver, step: Step) -> Observation:
         return driver.rewrite(step["offset"], bytes.fromhex(step["payload"]))
     if op == "corrupt":
         return driver.corrupt(step["offset"], step["byte"])
+    if op == "lose_records":
+        return driver.lose_records(step["first"], step["end"])
     raise ValueError(f"unknown op {op!r} in step {step!r}")
 
 
