@@ -17,11 +17,17 @@ sealed, on clean close and after open repaired the list, each time after the
 entries they cover, and fsynced at seal and close. The `offset` fields never
 decrease along the file.
 
-Open stays flat in the log size: it reads the file into memory, walks back
-from the end only past entries no usable mark confirms (the tail a crash may
-have left), and trusts the prefix; each entry's CRC is checked when the entry
-is decoded (`nearest`, `last`, `all`). The list is the trusted anchor of
+Open stays flat in the log size: it reads the file, walks back from the end
+only past entries no usable mark confirms (the tail a crash may have left),
+and trusts the prefix; each entry's CRC is checked when the entry is decoded
+(`nearest`, `last`, `all`). The list is the trusted anchor of
 `read_verified`, so a damaged entry is reported, never silently replaced.
+
+A writer keeps in memory only the entries not yet in the file, and reads the
+others from it (it holds the folder's lock: nobody else changes the file),
+so its memory does not grow with the log (85 bytes per checkpoint, one per
+1,000 records by default). A reader keeps every entry it loaded in memory: a
+writer beside it may cut the file's tail.
 """
 
 from __future__ import annotations
@@ -30,12 +36,13 @@ import os
 import struct
 import zlib
 from bisect import bisect_right
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
 from verity.errors import CorruptionError
 from verity.storage._files import open_private
-from verity.storage._frame import ZERO_HASH, write_all
+from verity.storage._frame import ZERO_HASH, pread_exact, write_all
 from verity.types import Checkpoint, Hash, Offset, Timestamp
 
 __all__ = ["CHECKPOINTS_FILE", "CheckpointIndex"]
@@ -48,6 +55,7 @@ _ENTRY_BYTES: Final = 85
 _KIND_CHECKPOINT: Final = 1
 _KIND_COVERED: Final = 2
 _KIND_KEY: Final = 3
+_SCAN_BYTES: Final = (64 << 10) // 85 * 85  # whole entries read at once when walking back
 
 assert _ENTRY.size + _CRC.size == _ENTRY_BYTES
 
@@ -58,7 +66,7 @@ def _entry(kind: int, offset: int, chain_hash: bytes, merkle_root: bytes, create
 
 
 class CheckpointIndex:
-    """The checkpoint list: the file's entries mirrored in memory, appended in log order."""
+    """The checkpoint list, appended in log order; a writer reads its written entries back."""
 
     def __init__(self, directory: Path, *, read_only: bool = False) -> None:
         self.path = directory / CHECKPOINTS_FILE
@@ -71,7 +79,10 @@ class CheckpointIndex:
                 self._fd = -1
         else:
             self._fd = open_private(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
+        # Entries from byte `_on_disk_bytes` on; the ones before it are read from the
+        # file (a writer's written entries; always 0 for a reader).
         self._entries = bytearray()
+        self._on_disk_bytes = 0
         self._written_bytes = 0
         self._file_bytes = 0
 
@@ -117,8 +128,13 @@ class CheckpointIndex:
                 covered = offset
                 kept_entries = index + 1
                 break
-        self._entries = bytearray(data[: kept_entries * _ENTRY_BYTES])
-        self._written_bytes = len(self._entries)
+        self._written_bytes = kept_entries * _ENTRY_BYTES
+        if self._read_only:
+            self._entries = bytearray(data[: self._written_bytes])
+            self._on_disk_bytes = 0
+        else:
+            self._entries = bytearray()
+            self._on_disk_bytes = self._written_bytes
         return covered
 
     def commit_repair(self, size: int) -> None:
@@ -130,7 +146,7 @@ class CheckpointIndex:
         if self._read_only:
             return
         if (
-            self._written_bytes == self._file_bytes == len(self._entries)
+            self._written_bytes == self._file_bytes == self.entry_bytes()
             and self._last_mark() == size
         ):
             return
@@ -138,9 +154,9 @@ class CheckpointIndex:
         self.flush()
 
     def _last_mark(self) -> int | None:
-        if not self._entries:
+        if not self._count():
             return None
-        kind, offset = _KEY.unpack_from(self._entries, len(self._entries) - _ENTRY_BYTES)
+        kind, offset = _KEY.unpack_from(self._raw(self._count() - 1))
         return offset if kind == _KIND_COVERED else None
 
     def append(self, checkpoint: Checkpoint) -> None:
@@ -158,12 +174,10 @@ class CheckpointIndex:
 
     def last_key(self) -> tuple[int, bytes] | None:
         """`(offset, public key)` of the last KEY record listed, or None (CRC-checked)."""
-        entries = self._entries
-        for index in range(self._count() - 1, -1, -1):
+        for index, entry in self._backwards():
             start = index * _ENTRY_BYTES
-            if entries[start] != _KIND_KEY:
+            if entry[0] != _KIND_KEY:
                 continue
-            entry = bytes(entries[start : start + _ENTRY_BYTES])
             (crc,) = _CRC.unpack_from(entry, _ENTRY.size)
             if zlib.crc32(entry[: _ENTRY.size]) != crc:
                 raise CorruptionError(
@@ -177,13 +191,11 @@ class CheckpointIndex:
 
     def keys_after(self, offset: int) -> int:
         """How many KEY records are listed after log offset `offset` (they are not DATA)."""
-        entries = self._entries
         count = 0
-        for index in range(self._count() - 1, -1, -1):
-            start = index * _ENTRY_BYTES
-            if self._key(index) <= offset:
+        for _, entry in self._backwards():
+            if _KEY.unpack_from(entry)[1] <= offset:
                 break
-            count += entries[start] == _KIND_KEY
+            count += entry[0] == _KIND_KEY
         return count
 
     def append_covered(self, size: int) -> None:
@@ -199,7 +211,7 @@ class CheckpointIndex:
 
     def entry_bytes(self) -> int:
         """Bytes of entries held (written or not): a point `rollback` can return to."""
-        return len(self._entries)
+        return self._on_disk_bytes + len(self._entries)
 
     def rollback(self, entry_bytes: int) -> None:
         """Drop the entries added after `entry_bytes`, except those already written.
@@ -208,7 +220,7 @@ class CheckpointIndex:
         entries already in the file list only records that stayed (the log
         writes this list only after the records it lists were fsynced).
         """
-        del self._entries[max(entry_bytes, self._written_bytes) :]
+        del self._entries[max(entry_bytes, self._written_bytes) - self._on_disk_bytes :]
 
     def flush(self) -> None:
         """Write the entries not yet in the file (no fsync); raises OSError if it cannot.
@@ -223,14 +235,18 @@ class CheckpointIndex:
             # A write failed part way (or open found bytes past the kept entries).
             os.ftruncate(self._fd, self._written_bytes)
             self._file_bytes = self._written_bytes
-        if self._written_bytes < len(self._entries):
+        if self._written_bytes < self.entry_bytes():
+            unwritten = self._written_bytes - self._on_disk_bytes
             try:
-                write_all(self._fd, memoryview(self._entries)[self._written_bytes :])
+                write_all(self._fd, memoryview(self._entries)[unwritten:])
             except BaseException:
                 self._file_bytes = -1  # unknown: cut back to what was written first
                 raise
-            self._written_bytes = len(self._entries)
+            self._written_bytes = self.entry_bytes()
             self._file_bytes = self._written_bytes
+        # Written entries are read back from the file: memory stays flat in the log.
+        del self._entries[: self._written_bytes - self._on_disk_bytes]
+        self._on_disk_bytes = self._written_bytes
 
     def fsync(self) -> None:
         if not self._read_only:
@@ -245,21 +261,50 @@ class CheckpointIndex:
     # ------------------------------------------------------------------ read
 
     def _count(self) -> int:
-        return len(self._entries) // _ENTRY_BYTES
+        return self.entry_bytes() // _ENTRY_BYTES
+
+    def _raw(self, index: int) -> bytes:
+        """The 85 bytes of entry `index`, from memory or from the file."""
+        start = index * _ENTRY_BYTES
+        if start >= self._on_disk_bytes:
+            at = start - self._on_disk_bytes
+            return bytes(self._entries[at : at + _ENTRY_BYTES])
+        return self._read(start, _ENTRY_BYTES)
+
+    def _read(self, start: int, length: int) -> bytes:
+        data = pread_exact(self._fd, length, start)
+        if len(data) != length:
+            raise CorruptionError(
+                f"checkpoint list ends at byte {start + len(data)}; it held {self._on_disk_bytes}",
+                file=str(self.path),
+                byte_offset=start + len(data),
+            )
+        return data
+
+    def _backwards(self) -> Iterator[tuple[int, bytes]]:
+        """`(index, entry bytes)` from the last entry to the first, reading the file in chunks."""
+        for index in range(self._count() - 1, self._on_disk_bytes // _ENTRY_BYTES - 1, -1):
+            yield index, self._raw(index)
+        end = self._on_disk_bytes
+        while end > 0:
+            start = max(end - _SCAN_BYTES, 0)
+            chunk = self._read(start, end - start)
+            for position in range(len(chunk) - _ENTRY_BYTES, -1, -_ENTRY_BYTES):
+                yield (start + position) // _ENTRY_BYTES, chunk[position : position + _ENTRY_BYTES]
+            end = start
 
     def _key(self, index: int) -> int:
-        _, offset = _KEY.unpack_from(self._entries, index * _ENTRY_BYTES)
+        _, offset = _KEY.unpack_from(self._raw(index))
         return int(offset)
 
     def _checkpoint_at_or_before(self, index: int) -> Checkpoint | None:
-        entries = self._entries
-        while index >= 0 and entries[index * _ENTRY_BYTES] != _KIND_CHECKPOINT:
+        while index >= 0 and self._raw(index)[0] != _KIND_CHECKPOINT:
             index -= 1
         return self._decode(index) if index >= 0 else None
 
-    def _decode(self, index: int) -> Checkpoint:
+    def _decode(self, index: int, entry: bytes | None = None) -> Checkpoint:
         start = index * _ENTRY_BYTES
-        entry = bytes(self._entries[start : start + _ENTRY_BYTES])
+        entry = self._raw(index) if entry is None else entry
         (crc,) = _CRC.unpack_from(entry, _ENTRY.size)
         kind, offset, chain_hash, merkle_root, created_at = _ENTRY.unpack_from(entry)
         if zlib.crc32(entry[: _ENTRY.size]) != crc or kind != _KIND_CHECKPOINT:
@@ -282,9 +327,10 @@ class CheckpointIndex:
         return self._checkpoint_at_or_before(position - 1)
 
     def all(self) -> list[Checkpoint]:
-        entries = self._entries
-        return [
-            self._decode(index)
-            for index in range(self._count())
-            if entries[index * _ENTRY_BYTES] == _KIND_CHECKPOINT
+        found = [
+            self._decode(index, entry)
+            for index, entry in self._backwards()
+            if entry[0] == _KIND_CHECKPOINT
         ]
+        found.reverse()
+        return found
