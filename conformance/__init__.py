@@ -2,8 +2,9 @@
 
 - `verity_conformance.drivers`: one driver per machine for the spec and for
   `verity`, returning JSON observations (docs/conformance.md);
-- `verity_conformance.log_machine`: the lockstep Hypothesis state machine of
-  the hash-chained log;
+- `verity_conformance.kernel_machine`, `log_machine`, `tables_machine`,
+  `sdk_machine`: the lockstep Hypothesis state machines, which `run` plays in
+  seeded rounds (`verity_conformance._machines`);
 - `verity_conformance.vectors`: vectors generated from the spec, and the runner;
 - `python -m verity_conformance generate | run`: the command line.
 """
