@@ -5,13 +5,14 @@ temporary copy of the package, never in the working tree. It is run against
 two killers:
 
 1. the certifier's run alone, `python -m verity_conformance run`
-   (`--conformance-args` passes more arguments, e.g. `--budget 30 --seed 1`;
+   (`--conformance-args="--budget 30 --seed 1"` passes more arguments;
    when the runner offers them and they are not given, `--shrink-seconds 0`
    is added, and `--budget 15` in `--quick`);
-2. the whole suite, `python -m pytest -q -x -p no:cacheprovider`
-   (`--suite-args` adds to or narrows it), by default only for the mutants
-   that survive the conformance run (`--no-suite-only-survivors` runs it on
-   every mutant; `--suite-max N` bounds how many survivors it runs on).
+2. the whole suite, `python -m pytest -q -x -p no:cacheprovider tests/`
+   (`--suite-args` adds to it, or narrows it by naming test files), by
+   default only for the mutants that survive the conformance run
+   (`--no-suite-only-survivors` runs it on every mutant; `--suite-max N`
+   bounds how many survivors it runs on).
 
 A mutant is *killed* when the run exits non-zero; a run that overruns its
 time box is killed too and counted apart as a *timeout*. The report gives,
@@ -25,23 +26,24 @@ and a reason read from `benchmarks/mutation_survivors.json` (`equivalent`, or
 
 Isolation. The runs import the mutant copy instead of the installed
 `verity`: its folder is put first on `PYTHONPATH`, and the killers run as
-`python -P` so that the current directory stays off `sys.path` (pytest runs
-in the repository, whose own `verity/` would otherwise shadow the copy);
-`verity_spec` and `verity_conformance` stay the installed ones. The copy
-carries a
-`sitecustomize.py` probe: every Python process of a run records, at exit,
+`python -P` (the current directory stays off `sys.path`) in the copy's
+folder, pytest with `--rootdir` and `-c` naming the repository, whose own
+`verity/` must not shadow the copy; `verity_spec` and `verity_conformance`
+stay the installed ones. The copy carries a `sitecustomize.py` probe:
+every Python process of a run records, at exit,
 the file of each `verity` module it imported. A run whose main process
 imported `verity` from anywhere but the copy, or that passed without a
 record showing the copy was imported, is a harness error (exit status 2),
 never a survivor. Child processes that import another `verity` are
 reported as leaks, not errors: the mutant is not exercised there. Two tests
 start such children today: `tests/test_query_bounds.py` runs `python -c`
-in the repository (its `verity/` comes first; the probe reports it), and
-`tests/test_sql_fuzz.py` sets `PYTHONPATH` to the repository (the probe is
-then off that path and cannot report it). `PYTHONSAFEPATH` is not set for
-the children: scripts the tests run (`tests/test_storage_enospc.py`) import
-modules beside them. Before any mutant, both killers run on the
-unmutated copy and must pass, which also proves the isolation.
+with the repository as its folder (its `verity/` comes first; the probe
+reports it), and `tests/test_sql_fuzz.py` sets `PYTHONPATH` to the
+repository (the probe is then off that path and cannot report it).
+`PYTHONSAFEPATH` is not set for the children: scripts the tests run
+(`tests/test_storage_enospc.py`) import modules beside them. Before any
+mutant, both killers run on the unmutated copy and must pass, which also
+proves the isolation.
 
 Operators (an AST mutator of our own; the change is made on the source text
 at the operator's exact position, so every other line and the line numbers
@@ -67,7 +69,7 @@ Why our own mutator (measured on this tree, 2 shared cores):
   of type annotations mutated as a bitwise or (316 sites times 11). It runs
   any command, but mutates the module in place (one working copy per
   worker) and has no stratified sample.
-- This mutator enumerates every site of `verity/` in about a second, skips
+- This mutator enumerates every site of `verity/` in a few seconds, skips
   what cannot be a behaviour (annotations, messages, logging), and samples
   per package with a printed seed.
 
@@ -921,7 +923,20 @@ def conformance_command(extra: Sequence[str]) -> list[str]:
 
 
 def suite_command(extra: Sequence[str]) -> list[str]:
-    return [sys.executable, "-P", "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *extra]
+    """pytest on the repository's tests, runnable from any folder: it runs in the mutant's
+    copy, so that a child a test starts with `python -c` (whose current folder comes first
+    on its path) imports the mutant too. Paths in `extra` are taken relative to the
+    repository; when `extra` names none, the whole of tests/ runs."""
+    command = [sys.executable, "-P", "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"]
+    command += ["--rootdir", str(REPO), "-c", str(REPO / "pyproject.toml")]
+    named_paths = False
+    for argument in extra:
+        head, sep, tail = argument.partition("::")
+        if not argument.startswith("-") and head and (REPO / head).exists():
+            argument = str(REPO / head) + sep + tail
+            named_paths = True
+        command.append(argument)
+    return command if named_paths else [*command, str(REPO / "tests")]
 
 
 def baseline(workspace: Workspace, settings: Settings, with_suite: bool) -> dict[str, Any]:
@@ -943,7 +958,7 @@ def baseline(workspace: Workspace, settings: Settings, with_suite: bool) -> dict
     results: dict[str, Any] = {"import_check": printed}
     killers = [("conformance", settings.conformance, root, settings.conformance_timeout)]
     if with_suite:
-        killers.append(("suite", settings.suite, REPO, settings.suite_timeout))
+        killers.append(("suite", settings.suite, root, settings.suite_timeout))
     for name, command, cwd, timeout in killers:
         print(f"baseline: {shlex.join(command)}", flush=True)
         result = run_killer(f"baseline-{name}", command, root, cwd, timeout)
@@ -982,7 +997,7 @@ def run_mutants(
                     killer, settings.conformance, root, root, settings.conformance_timeout
                 )
             else:
-                result = run_killer(killer, settings.suite, root, REPO, settings.suite_timeout)
+                result = run_killer(killer, settings.suite, root, root, settings.suite_timeout)
         finally:
             if not settings.keep:
                 shutil.rmtree(root, ignore_errors=True)

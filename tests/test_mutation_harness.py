@@ -381,3 +381,12 @@ def test_the_harness_adds_no_shrinking_and_a_quick_budget_only_when_offered() ->
     given = ["--budget", "40", "--shrink-seconds", "5"]
     assert mutation.conformance_defaults(given, True, offered) == given
     assert mutation.conformance_defaults([], True, "--vectors DIR") == []
+
+
+def test_the_suite_runs_from_the_copy_with_repository_paths() -> None:
+    whole = mutation.suite_command([])
+    assert whole[-1] == str(ROOT / "tests")
+    assert whole[whole.index("--rootdir") + 1] == str(ROOT)
+    assert whole[whole.index("-c") + 1] == str(ROOT / "pyproject.toml")
+    narrowed = mutation.suite_command(["-k", "crc", "tests/test_types.py::test_x"])
+    assert narrowed[-3:] == ["-k", "crc", f"{ROOT / 'tests/test_types.py'}::test_x"]
