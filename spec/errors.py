@@ -11,11 +11,14 @@ from __future__ import annotations
 
 __all__ = [
     "CorruptionError",
+    "DamagedFileError",
+    "ExposedKeyFileError",
     "HistoryLostError",
     "InvalidArgumentError",
     "KeyMismatchError",
     "NotFoundError",
     "SpecError",
+    "WrongKeyError",
 ]
 
 
@@ -70,4 +73,35 @@ class KeyMismatchError(SpecError):
         self.given = given
         super().__init__(
             f"the log pins public key {pinned.hex()}; the signing key given is {given.hex()}"
+        )
+
+
+class WrongKeyError(SpecError):
+    """A wrapped key does not unwrap: RFC 3394's integrity check fails under the key given.
+
+    Either the wrapping key is not the one that wrapped it, or the wrapped
+    bytes were damaged; nothing unwrapped is ever used then (verity_spec.envelope).
+    """
+
+    def __init__(self, what: str, reason: str) -> None:
+        self.what = what
+        super().__init__(f"cannot unwrap {what}: {reason}")
+
+
+class DamagedFileError(SpecError):
+    """A key ring, key file or sealed store page is not in its format (verity_spec.envelope)."""
+
+    def __init__(self, file: str, reason: str) -> None:
+        self.file = file
+        super().__init__(f"{file} is damaged: {reason}")
+
+
+class ExposedKeyFileError(SpecError):
+    """A key file that group or others may access: it is refused, never read."""
+
+    def __init__(self, file: str, mode: int) -> None:
+        self.file = file
+        self.mode = mode
+        super().__init__(
+            f"key file {file} has mode {mode:#o}; group and others must have no access (0o600)"
         )
