@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from verity_conformance import kernel_vectors, tables_vectors
+from verity_conformance import envelope_vectors, kernel_vectors, tables_vectors
 from verity_conformance._runner import VectorResult, quiet_implementation_logs
 from verity_conformance.vectors import (
     VECTORS_DIR,
@@ -145,6 +145,8 @@ def check_vectors(args: argparse.Namespace) -> list[VectorResult]:
                 results.append(
                     tables_vectors.run_vector(path, tables_vectors.default_tables_factory)
                 )
+            elif machine == "envelope":
+                results.append(envelope_vectors.run_vector(path))
             else:
                 results.append(run_vector(path, factory))
     for result in results:
@@ -207,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             generate(args.out)
             + kernel_vectors.generate(args.out)
             + tables_vectors.generate(args.out)
+            + envelope_vectors.generate(args.out)
         )
         print(f"wrote {len(paths)} vector files to {args.out}")
         return 0
