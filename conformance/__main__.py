@@ -20,6 +20,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 from verity_conformance import envelope_vectors, kernel_vectors, tables_vectors
 from verity_conformance._runner import VectorResult, quiet_implementation_logs
@@ -157,31 +158,41 @@ def check_vectors(args: argparse.Namespace) -> list[VectorResult]:
     return results
 
 
+def machines_module() -> ModuleType:
+    """`verity_conformance._machines`, or an exit saying the machines need Hypothesis."""
+    try:
+        from verity_conformance import _machines
+    except ImportError as missing:  # hypothesis is a test dependency, not a runtime one
+        raise SystemExit(
+            f"the machines need Hypothesis ({missing}): pip install hypothesis, "
+            "or check the vectors alone with --vectors-only"
+        ) from missing
+    return _machines
+
+
 def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
+    # Before any work: a run that cannot play the machines says so at once.
+    machines = None if args.vectors_only else machines_module()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
-    if not args.vectors_only:
+    if machines is not None:
         print(f"seed {seed} (repeat this run with --seed {seed})", flush=True)
     summary: list[str] = []
     failed = False
     if not args.machines_only:
         results = check_vectors(args)
         passed = [r for r in results if r.failure is None]
-        steps = sum(r.steps for r in passed)
         failed = len(passed) < len(results)
         line = f"vectors: {len(passed)} passed, {len(results) - len(passed)} failed"
-        print(f"{line} ({steps} steps, {time.monotonic() - started:.1f} s)", flush=True)
+        steps = f"{sum(r.steps for r in passed)} steps"
+        if machines is None:
+            line = f"{line} ({steps})"
+        else:
+            print(f"{line} ({steps}, {time.monotonic() - started:.1f} s)", flush=True)
         summary.append(line)
-    if not args.vectors_only:
-        try:
-            from verity_conformance import _machines
-        except ImportError as missing:  # hypothesis is a test dependency, not a runtime one
-            raise SystemExit(
-                f"the machines need Hypothesis ({missing}): pip install hypothesis, "
-                "or check the vectors alone with --vectors-only"
-            ) from missing
+    if machines is not None:
         remaining = max(0.0, args.budget - (time.monotonic() - started))
-        rounds = _machines.run_machines(
+        rounds = machines.run_machines(
             args.machines,
             remaining,
             seed,
@@ -190,9 +201,9 @@ def run(args: argparse.Namespace) -> int:
             shrink_seconds=args.shrink_seconds,
             verbose=args.verbose,
         )
-        failed = failed or any(r.failure is not None for r in rounds)
-        summary.append(_machines.describe(rounds))
+        summary.append(machines.describe(rounds))
         if any(r.failure is not None for r in rounds):
+            failed = True
             print(
                 f"replay the reproduction vectors: python -m verity_conformance run "
                 f"--vectors-only --vectors {args.out_failures}",

@@ -374,3 +374,15 @@ def test_a_reader_without_keys_reads_public_data_and_verifies(tmp_path: Path, na
         with verity.open(folder) as db:
             report = db.verify()
         assert report.ok and str(folder / name) in str(report.tenants[0].key_problem)
+
+
+def test_a_key_ring_of_the_wrong_shape_is_corruption_naming_it(tmp_path: Path) -> None:
+    folder = tmp_path / "db"
+    filled(folder)
+    path = folder / "shard-00006/tenant-1/keyring.json"
+    fields = json.loads(path.read_text())
+    fields["deks"] = []  # a list where an object belongs
+    path.write_text(json.dumps(fields))
+    with verity.open(folder) as db, pytest.raises(CorruptionError) as caught:
+        db.tenant(T1)
+    assert caught.value.file == str(path)

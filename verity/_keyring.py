@@ -1,4 +1,4 @@
-"""A tenant's key ring, `keyring.json` (docs/formats.md §5.2): its wrapped KEK and every DEK.
+"""A tenant's key ring, `keyring.json` (docs/formats.md §5.9): its wrapped KEK and every DEK.
 
 The KEK is wrapped (RFC 3394) by the master key; each DEK and the projection
 store's page key are wrapped by the KEK. The file is replaced atomically and
@@ -59,7 +59,7 @@ class Keyring:
                 self._wrapped_deks[int(dek_id)] = bytes.fromhex(wrapped)
             if "page_key" in fields:
                 self._wrapped_page_key = bytes.fromhex(fields["page_key"])
-        except (ValueError, KeyError, TypeError) as failure:
+        except (ValueError, KeyError, TypeError, AttributeError) as failure:
             raise CorruptionError(f"key ring unreadable: {failure}", file=str(path)) from None
         self._keys = TenantKeys.load(provider, tenant, wrapped_kek)
         self._wrapped_kek = wrapped_kek

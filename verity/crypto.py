@@ -13,22 +13,25 @@ Hashes
 Key hierarchy (envelope encryption)
     master key (`MasterKeyProvider`: a file today, an HSM later)
       wraps one KEK per tenant (`TenantKeys`, 32 random bytes),
-        which wraps one DEK per segment (`SegmentKey`, AES-256-GCM).
+        which wraps one DEK per writing session (`SegmentKey`, AES-256-GCM;
+        the name is historical: a DEK seals records, not segments).
     Keys are wrapped with AES Key Wrap (RFC 3394), so a wrapped key is stored
-    beside the data it protects and is useless without the key above it.
+    beside the data it protects and is useless without the key above it. The
+    byte-exact construction is `verity_spec.envelope` (docs/formats.md §5.2,
+    §5.9), pinned by the `envelope-*` conformance vectors.
 
 Why no (key, nonce) pair ever repeats
     AES-GCM loses confidentiality and authenticity if one key encrypts two
-    messages under one nonce. A `SegmentKey` derives its 12-byte nonce from the
-    record's position inside its segment: 4 zero bytes ‖ position (u64,
-    big-endian). A pair cannot repeat because
+    messages under one nonce. A `SegmentKey` derives its 12-byte nonce from a
+    position the caller gives, the record's tenant log offset: 4 zero bytes ‖
+    offset (u64, big-endian). A pair cannot repeat because
     - every DEK is 32 fresh random bytes, made by `TenantKeys.new_segment_dek`
-      for exactly one segment, and for exactly one generation of it: a segment
-      rewritten by recovery (a new `Generation`) gets a new DEK and never
-      reuses the old one;
-    - positions inside a segment are unique and a position is never written
-      twice (the log is append-only; a torn tail is cut and its segment
-      re-keyed, never overwritten in place).
+      for exactly one writing session of a tenant (`verity._keyring`), and
+      retired early when a sealed write that failed may have reached the disk
+      (its offset is then written again with other bytes, under a new DEK);
+    - within a session, log offsets only grow: a record's offset is sealed
+      once, and a torn tail cut by recovery is only ever rewritten by a later
+      session, under that session's DEK.
     The caller owns the second rule: never call `encrypt` twice with one
     position on one `SegmentKey`.
 
