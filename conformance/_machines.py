@@ -5,7 +5,8 @@ implementation for its share of a time budget, in rounds: round `r` runs a
 fixed number of Hypothesis examples with seed `base_seed + r`, so a round is
 repeated exactly by `--seed <its seed>` (the round size is part of the
 machine, not of the budget: Hypothesis generates differently for another
-`max_examples`). Rounds go on while the share is not used up.
+`max_examples`). Another round starts while one more of the machine's
+average round length fits its share.
 
 When a round fails, Hypothesis shrinks the failure (at most `shrink_seconds`)
 and replays it once more; that last run's machine holds the recording of
