@@ -1142,6 +1142,7 @@ def git_state() -> dict[str, Any]:
 
     return {
         "head": git("rev-parse", "HEAD"),
+        "last_verity_commit": git("log", "-1", "--format=%H", "--", "verity"),
         "verity_changes": git("status", "--porcelain", "verity"),
     }
 
@@ -1227,6 +1228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="verity-mutation-"))
     try:
         workspace = Workspace(scratch, args.source, args.rev, compile_base=not args.list)
+        source_state = git_state() if args.rev is None else {"rev": args.rev}  # the copy's
         everything, files = mutants_of_tree(workspace.base)
         per_package = {name: sum(m.package == name for m in everything) for name in PACKAGES}
         if args.operators:
@@ -1240,8 +1242,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             chosen = [by_id[i] for i in args.mutant]
         else:
             chosen = select(everything, None if args.full else args.sample, seed, args.package)
+        where = source_state.get("rev") or (
+            f"HEAD {str(source_state['head'])[:12]}"
+            + (" with changes" if source_state.get("verity_changes") else "")
+        )
         print(
-            f"mutation: seed {seed}; {len(everything)} sites in {files} files of verity/"
+            f"mutation: seed {seed}; verity/ at {where}; {len(everything)} sites in {files} files"
             f" ({', '.join(f'{k} {v}' for k, v in per_package.items())});"
             f" {len(chosen)} mutants chosen; jobs {args.jobs}",
             flush=True,
@@ -1326,8 +1332,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_report(results, table, annotations)
         overall = table.get("all", {})
         rate = _rate(overall.get("killed_conformance", 0), overall.get("ran", 0))
+        not_run = overall.get("not_run", 0)
+        late = f" ({not_run} not run: deadline)" if not_run else ""
         print(
-            f"\nconformance kill rate: {rate}; seed {seed}; {time.monotonic() - started:.0f} s",
+            f"\nconformance kill rate: {rate}{late}; seed {seed};"
+            f" {time.monotonic() - started:.0f} s",
             flush=True,
         )
         document = {
@@ -1336,7 +1345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "machine": _machine_info(),
             "command": ["benchmarks/mutation.py", *(sys.argv[1:] if argv is None else argv)],
             "seed": seed,
-            "git": git_state() if args.rev is None else {"rev": args.rev},
+            "git": source_state,
             "sites": len(everything),
             "sites_per_package": per_package,
             "conformance_command": settings.conformance,
