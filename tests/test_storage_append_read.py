@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import struct
@@ -278,3 +279,33 @@ def test_sync_policies_all_produce_the_same_log(tmp_path: Path) -> None:
             log.append(b"one more")
             heads.append(log.head_hash)
     assert heads[0] == heads[1] == heads[2]
+
+
+def test_sealed_indexes_in_memory_are_bounded_in_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import verity.storage._log as log_module
+
+    # Room for about two small segments' positions: reads across many segments
+    # must stay right while the cache keeps evicting (and closing their files).
+    monkeypatch.setattr(log_module, "INDEX_CACHE_BYTES_MAX", 2 * 8 * 40)
+    no_checkpoints = CheckpointPolicy(explicit_only=True, on_shutdown=False)
+    with open_log(
+        tmp_path / "log", segment_bytes_max=4096, checkpoint_policy=no_checkpoints
+    ) as log:
+        log.append_batch([bytes([i % 256]) * 60 for i in range(2_000)])
+    with open_log(tmp_path / "log") as log:
+        assert len(log.segments()) > 20
+        for offset in range(0, log.size, 7):
+            assert log.read(offset).payload == bytes([offset % 256]) * 60
+        # Sealed segments held open are the cached ones (plus the active one).
+        assert len(open_segment_files()) <= 3
+
+
+def open_segment_files() -> list[str]:
+    """The segment files this process holds open."""
+    targets = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            targets.append(os.readlink(f"/proc/self/fd/{fd}"))
+    return [target for target in targets if target.endswith(".vlog")]

@@ -132,6 +132,8 @@ SEGMENT_BYTES_MAX_DEFAULT: Final = 16 * 1024 * 1024
 DEFAULT_SYNC_POLICY: Final = SyncPolicy.every_batch()
 DEFAULT_CHECKPOINT_POLICY: Final = CheckpointPolicy()
 _READ_CHUNK_BYTES: Final = 4 * 1024 * 1024
+# Positions of sealed segments kept in memory at most (8 bytes each): 1M records' worth.
+INDEX_CACHE_BYTES_MAX: Final = 8 * 1024 * 1024
 _RECORDS_PER_SCAN: Final = 4096  # records read per lock hold by `records()`
 # Derived files (Merkle nodes, checkpoint list) are written once this many leaf bytes are buffered.
 _DERIVED_FLUSH_BYTES: Final = 64 * 1024
@@ -351,6 +353,7 @@ class Log:
         self._clock = clock
         self._cache_segments_max = index_cache_segments
         self._cache: OrderedDict[int, _Sealed] = OrderedDict()
+        self._cache_position_bytes = 0
         self._closed = False
         self._firsts: list[int] = []
         self._active_first = 0
@@ -862,10 +865,21 @@ class Log:
         return entry
 
     def _cache_put(self, first: int, entry: _Sealed) -> None:
+        """Cache `entry`; evict the least recently used past the count or the byte bound.
+
+        The byte bound keeps memory flat in log size: without it, 64 segments of
+        small records held 8 bytes per record of a 10M-record log (docs/benchmarks.md).
+        """
         self._cache[first] = entry
-        while len(self._cache) > self._cache_segments_max:
+        self._cache_position_bytes += 8 * len(entry.positions)
+        while len(self._cache) > 1 and (
+            len(self._cache) > self._cache_segments_max
+            or self._cache_position_bytes > INDEX_CACHE_BYTES_MAX
+        ):
             _, evicted = self._cache.popitem(last=False)
+            self._cache_position_bytes -= 8 * len(evicted.positions)
             os.close(evicted.fd)
+        assert self._cache_position_bytes >= 0
 
     def _rebuild_sealed_index(
         self, fd: int, path: Path, first: int, expected_count: int
@@ -1818,6 +1832,7 @@ class Log:
         for entry in self._cache.values():
             os.close(entry.fd)
         self._cache.clear()
+        self._cache_position_bytes = 0
         for retired in self._retired_fds:
             os.close(retired)
         self._retired_fds.clear()
