@@ -15,11 +15,13 @@ import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _crash import saved_mark, unacknowledge
 
 import verity
+import verity._tenant
 from verity.errors import CorruptionError, InUse, InvalidArgument, KeyError_, NotFound, ReadOnly
 from verity.types import DataClass, StreamId, TenantId
 
@@ -386,3 +388,26 @@ def test_a_key_ring_of_the_wrong_shape_is_corruption_naming_it(tmp_path: Path) -
     with verity.open(folder) as db, pytest.raises(CorruptionError) as caught:
         db.tenant(T1)
     assert caught.value.file == str(path)
+
+
+def test_a_reader_that_opened_before_a_writer_closed_is_not_told_history_was_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "db"
+    public, _ = filled(folder)
+    original = verity._tenant.open_log  # type: ignore[attr-defined]
+
+    def open_then_let_a_writer_run(path: Path, **options: Any) -> Any:
+        log = original(path, **options)
+        if options.get("read_only"):
+            # Between the reader's look at the log and at the snapshot, a writer
+            # appends and closes: its snapshot reflects more than the reader's log.
+            monkeypatch.setattr(verity._tenant, "open_log", original)
+            with verity.open(folder) as writer:
+                writer.tenant(T1).append(verity.StreamId(public), [b"p2"])
+        return log
+
+    monkeypatch.setattr(verity._tenant, "open_log", open_then_let_a_writer_run)
+    with verity.open(folder, read_only=True) as reader:
+        assert reader.tenant(T1).read_events(verity.StreamId(public)) == [b"p0", b"p1"]
+        assert reader.verify().ok

@@ -600,6 +600,17 @@ class TenantHandle:
         )
         write_atomic(self._folder / SNAPSHOT_FILE, data)
 
+    def _reader_behind_writer(self, size: int) -> bool:
+        """A reader's log stops where it was durable at its open; a writer may be further now.
+
+        The durability mark on disk says how far the log is durable now: at least
+        `size` records means nothing is lost, this reader just began earlier.
+        """
+        if not self._read_only:
+            return False
+        mark = read_mark(self._folder / "log")
+        return mark is not None and mark.size >= size
+
     def _is_of_this_log(self, snapshot: Snapshot) -> bool:
         """The snapshot names this log's record 0 (it was written of this log, not copied in)."""
         if snapshot.genesis is None or snapshot.kernel.tenant != self._tenant:
@@ -626,6 +637,8 @@ class TenantHandle:
         try:
             snapshot = decode_snapshot(data, path)
             size, head = snapshot.size, snapshot.head
+            if size > self._log.size and self._reader_behind_writer(size):
+                return 0  # written by a live writer after this reader opened its log
             if size > self._log.size and self._is_of_this_log(snapshot):
                 # It was written at a clean close, after every record it reflects was
                 # durable: a log shorter than that lost acknowledged history.
