@@ -329,14 +329,30 @@ class StreamIndex:
         self._covered = 0
         self._end = HEADER_BYTES
         self.stale = False
+        try:
+            self._write_empty()
+        except OSError as no_room:
+            # A writer on a full disk still opens: this session indexes in memory, and
+            # the file (derived) is rebuilt by a later open.
+            logger.warning(
+                "stream index %s cannot be rewritten (%s); this session keeps it in memory",
+                self.path,
+                no_room,
+            )
+            os.close(self._fd)
+            self._fd = os.memfd_create("verity-streams")
+            self._write_empty()
+        self._file_bytes = HEADER_BYTES
+        self._remap()
+
+    def _write_empty(self) -> None:
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, _header(0, bytes(32)), 0)
-        self._file_bytes = HEADER_BYTES
         if not self._read_only:
             # Durable before any new entry is written: an older header left on disk
             # would vouch for a rebuild a crash cut short.
             os.fsync(self._fd)
-        self._remap()
+        assert os.fstat(self._fd).st_size == HEADER_BYTES
 
     # ------------------------------------------------------------ writing
 
