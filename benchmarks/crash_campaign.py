@@ -1559,6 +1559,22 @@ def _truncate_snapshot(tenant: Path, rng: random.Random) -> tuple[str, list[Path
     return _truncate_one(path, rng), [path]
 
 
+def _delete_stream_index(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
+    path = tenant / "streams.vsix"
+    path.unlink()
+    return "deleted streams.vsix", [path]
+
+
+def _flip_stream_index(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
+    path = tenant / "streams.vsix"
+    return _flip_one(path, rng), [path]
+
+
+def _truncate_stream_index(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
+    path = tenant / "streams.vsix"
+    return _truncate_one(path, rng), [path]
+
+
 def _delete_store(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
     shutil.rmtree(tenant / "store")
     return "deleted store/", [tenant / "store"]
@@ -1576,13 +1592,17 @@ def _truncate_store(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
 
 def _delete_every_derived(tenant: Path, rng: random.Random) -> tuple[str, list[Path]]:
     paths = [*_indexes(tenant), tenant / "log" / "merkle", tenant / "log" / "checkpoints.vcpt"]
-    paths += [tenant / "store", tenant / "kernel.vsnap"]
+    paths += [tenant / "store", tenant / "kernel.vsnap", tenant / "streams.vsix"]
     for path in paths:
         if path.is_dir():
             shutil.rmtree(path)
         else:
             path.unlink()
-    return "deleted every offset index, merkle/, checkpoints.vcpt, store/ and kernel.vsnap", paths
+    return (
+        "deleted every offset index, merkle/, checkpoints.vcpt, store/, kernel.vsnap "
+        "and streams.vsix",
+        paths,
+    )
 
 
 DAMAGES: Final[dict[str, Damage]] = {
@@ -1600,6 +1620,9 @@ DAMAGES: Final[dict[str, Damage]] = {
     "snapshot-delete": _delete_snapshot,
     "snapshot-flip": _flip_snapshot,
     "snapshot-truncate": _truncate_snapshot,
+    "streams-delete": _delete_stream_index,
+    "streams-flip": _flip_stream_index,
+    "streams-truncate": _truncate_stream_index,
     "store-delete": _delete_store,
     "store-flip": _flip_store,
     "store-truncate": _truncate_store,
