@@ -288,11 +288,63 @@ class SdkLockstep(RuleBasedStateMachine):
         self.db = self._open()
         self.check_replay()
 
+    @rule(
+        data_class=st.sampled_from([c for c in DataClass if c != DataClass.PUBLIC]),
+        sessions=st.integers(3, 4),
+        crash_between=st.booleans(),
+        step=st.integers(0, 50_000),
+    )
+    def sessions_with_encrypted_data(
+        self, data_class: DataClass, sessions: int, crash_between: bool, step: int
+    ) -> None:
+        """Three or more sessions in a row, each sealing events of an encrypted class
+        under its own data key in every tenant, closed (or crashed) and reopened between
+        them; after each reopen every event of every session reads back."""
+        for session in range(sessions):
+            self.tick(step)
+            for tenant in TENANTS:
+                model = self.models[int(tenant)]
+                name = f"sealed{int(data_class)}"
+                if not any(s.name == name for s in model.kernel.streams):
+                    command: spec_kernel.Command = spec_kernel.CreateStream(
+                        int(tenant), name, int(data_class), self.now
+                    )
+                    self.agree(
+                        f"create_stream({tenant}, {name!r})",
+                        self.model_apply(int(tenant), command),
+                        {"ok": None},
+                    )
+                    self.db.tenant(tenant, create=True).create_stream(name, data_class)
+                [stream] = [s.stream for s in model.kernel.streams if s.name == name]
+                events = [f"session {session} event {i}".encode() * (i + 1) for i in range(3)]
+                command = spec_kernel.AppendBatch(
+                    int(tenant), stream, tuple(events), None, None, self.now
+                )
+                expected = self.model_apply(int(tenant), command)
+                offset = self.db.tenant(tenant, create=True).append(StreamId(stream), events)
+                self.agree(
+                    f"append({tenant}, {stream}) in session {session}",
+                    expected,
+                    {"ok": int(offset)},
+                )
+            if crash_between:
+                self.crash(step)
+            else:
+                self.reopen(step)
+
     def check_replay(self) -> None:
         for tenant, model in self.models.items():
             replayed = spec_kernel.replay(tenant, tuple(model.payloads), RETENTION_NS)
             # The spec's own replay agrees with its live state on everything observable.
             self.agree("spec replay streams", model.kernel.streams, replayed.streams)
+            # Everything every earlier session wrote reads back, under each session's key.
+            handle = self.db.tenant(TenantId(tenant), create=True)
+            for stream in model.kernel.streams:
+                self.agree(
+                    f"all events of stream {stream.stream} after reopen",
+                    model.events(stream.stream),
+                    handle.read_events(StreamId(stream.stream), Offset(0), 1 << 30),
+                )
 
     # ------------------------------------------------------------ invariants
 
