@@ -43,11 +43,20 @@ TABLES = {
     "score DOUBLE, active BOOLEAN)",
     "visits": "CREATE TABLE visits (patient BIGINT, ward TEXT, note BYTES, seen TIMESTAMP, "
     "PRIMARY KEY (patient, ward))",
+    # Long keys and values over a leaf's half: page splits, trees of several levels and
+    # overflow chains in the store.
+    "docs": "CREATE TABLE docs (k TEXT PRIMARY KEY, n BIGINT NOT NULL, body BYTES)",
 }
 COLUMNS = {
     "patients": {"id": "int", "name": "text", "score": "float", "active": "bool"},
     "visits": {"patient": "int", "ward": "text", "note": "bytes", "seen": "int"},
+    "docs": {"k": "text", "n": "int", "body": "bytes"},
 }
+KEYS = {"patients": ["id"], "visits": ["patient", "ward"], "docs": ["k"]}
+# A TEXT key of n characters (no NUL) is n + 3 bytes wide.
+DOC_KEY_CHARS_MAX = spec_tables.KEY_BYTES_MAX - 3
+DOC_KEY_PADS = [0, 40, 400, DOC_KEY_CHARS_MAX - 6]
+DOC_BODY_BYTES = [0, 24, 700, 2_500, 9_000]
 BAD_STATEMENTS = [
     "SELECT * FROM patients JOIN visits ON patients.id = visits.patient",
     "SELECT * FROM (SELECT * FROM patients)",
@@ -252,7 +261,7 @@ class TablesLockstep(RuleBasedStateMachine):
     @rule(data=st.data(), table=st.sampled_from(sorted(TABLES)))
     def update(self, data: st.DataObject, table: str) -> None:
         sql = Sql(data, data.draw(st.sampled_from(["literal", "qmark", "dollar"])))
-        keys = {"patients": ["id"], "visits": ["patient", "ward"]}[table]
+        keys = KEYS[table]
         settable = [c for c in sorted(COLUMNS[table]) if c not in keys]
         column = data.draw(st.sampled_from(settable))
         value = sql.value(data.draw(values_for(COLUMNS[table][column])))
@@ -317,9 +326,70 @@ class TablesLockstep(RuleBasedStateMachine):
         text, params = data.draw(st.sampled_from(NEAR_A_BOUND))(over)
         self.run(text, params)
 
+    @rule(
+        data=st.data(),
+        count=st.integers(2, 320),
+        pad=st.sampled_from(DOC_KEY_PADS),
+        body=st.sampled_from(DOC_BODY_BYTES),
+        start=st.integers(0, 2_000),
+        over=st.sampled_from([0, 0, 0, 1, 2, 7]),
+    )
+    def bulk_insert(
+        self, data: st.DataObject, count: int, pad: int, body: int, start: int, over: int
+    ) -> None:
+        """One INSERT of up to hundreds of `docs` rows with long keys and large values
+        (splits, deep trees, overflow pages); `over` > 0 makes one key just too long."""
+        if data.draw(st.booleans(), label="create docs first"):
+            self.run(TABLES["docs"], [])
+        params: list[object] = []
+        for i in range(count):
+            number = start + i * 3
+            key = f"{number:06d}" + "k" * pad
+            if over and i == count // 2:
+                key = f"{number:06d}".ljust(DOC_KEY_CHARS_MAX + over, "K")
+            value = bytes((number + j) % 251 for j in range(min(body, 64))) * (1 + body // 64)
+            params += [key, number, value[:body] if i % 5 else None]
+        rows = ", ".join(["(?, ?, ?)"] * count)
+        self.run(f"INSERT INTO docs (k, n, body) VALUES {rows}", params)
+
+    @rule(
+        low=st.integers(0, 3_000),
+        span=st.integers(1, 1_000),
+        how=st.sampled_from(["delete", "update"]),
+    )
+    def bulk_change(self, low: int, span: int, how: str) -> None:
+        """DELETE or UPDATE a range of `docs` rows: tombstones, rewritten leaves, and
+        pages freed by one commit that the next ones reuse."""
+        if how == "delete":
+            self.run("DELETE FROM docs WHERE n >= ? AND n < ?", [low, low + span])
+        else:
+            self.run(
+                "UPDATE docs SET body = ? WHERE n >= ? AND n < ?", [b"u" * 300, low, low + span]
+            )
+
+    @precondition(lambda self: bool(self.positions))
+    @rule(
+        data=st.data(),
+        table=st.sampled_from(sorted(TABLES)),
+        projection=st.sampled_from(["COUNT(*)", "*"]),
+    )
+    def time_travel_everywhere(self, data: st.DataObject, table: str, projection: str) -> None:
+        """`query_at` just before, at and just after every version, forward then backward."""
+        boundaries = sorted({q for p in self.positions for q in (p - 1, p, p + 1) if q >= 0})
+        order = "" if projection == "COUNT(*)" else " ORDER BY " + ", ".join(KEYS[table])
+        text = f"SELECT {projection} FROM {table}{order}"
+        for position in [*boundaries, *reversed(boundaries)]:
+            self.both({"op": "query_at", "sql": text, "params": [], "position": position})
+
+    @rule()
+    def verify_store(self) -> None:
+        """The implementation's store passes its own full check (every page from disk)."""
+        self.impl.store.verify()
+
     @rule()
     def reopen(self) -> None:
         self.both({"op": "reopen"})
+        self.impl.store.verify()
 
     @rule()
     def rebuild_from_events(self) -> None:
