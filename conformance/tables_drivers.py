@@ -15,14 +15,19 @@ Values are encoded for JSON as `{"int": n}`, `{"float": repr}`, `{"text": s}`,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import struct
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 import verity_spec.tables as spec_tables
 from verity.crypto import PageKey
-from verity.errors import SqlError, SqlLimitExceeded
+from verity.errors import CorruptionError, SqlError, SqlLimitExceeded
 from verity.query import Engine
 from verity.store import Store, open_store
 
@@ -31,6 +36,25 @@ Observation = dict[str, Any]
 # The implementation's store is sealed, as the SDK's is (docs/formats.md §6); the
 # key is fixed so that runs repeat.
 _PAGE_KEY = bytes(range(32))
+
+# The page file's layout, from docs/formats.md §6 (not from the implementation's code):
+# the damage the machine forges is built from the documented format.
+_PAGE_FILE = "pages.vstore"
+_PAGE_BYTES = 4096
+_SEALED_PAGE_BYTES = 12 + _PAGE_BYTES + 16  # nonce, ciphertext, tag
+_SUPERBLOCK_COPIES = 4
+# crc, kind, version, pad, magic, sequence, page_count, catalog_root, freelist_head,
+# free_count, has_applied, hash_len, pad, applied_position, applied_hash (64), page_bytes.
+_SUPERBLOCK = struct.Struct(">IBBH8sQIIIIBBHQ64sI")
+_CHAIN_HEADER = struct.Struct(">IBBHI")  # crc, kind, pad, count, next page
+_KIND_FREELIST = 5
+FORGERIES = ("version", "free_entry_past_end", "free_chain_past_end")
+
+
+def _crc_sealed(body: bytes, page_number: int) -> bytes:
+    """A plain page: `body` (bytes 4..) padded, after its CRC-32 XOR the page number."""
+    padded = body.ljust(_PAGE_BYTES - 4, b"\0")
+    return struct.pack(">I", (zlib.crc32(padded) ^ page_number) & 0xFFFFFFFF) + padded
 
 
 def encode_value(value: object) -> object:
@@ -180,6 +204,84 @@ class EngineTablesDriver:
 
     def close(self) -> None:
         self.store.close()
+
+    @contextlib.contextmanager
+    def short_writes(self) -> Iterator[None]:
+        """Every write of the page file comes back short (about half done) the first time:
+        the store must finish each at the right place (its `pwritev` seam)."""
+        import verity.store._pagefile as pagefile
+
+        real = pagefile.pwritev
+
+        def short(fd: int, buffers: Any, offset: int) -> int:
+            data = b"".join(bytes(buffer) for buffer in buffers)
+            if len(data) < 2:
+                return real(fd, buffers, offset)
+            return os.pwrite(fd, data[: len(data) // 2 + 1], offset)
+
+        setattr(pagefile, "pwritev", short)  # noqa: B010 (the seam's name, replaced)
+        try:
+            yield
+        finally:
+            setattr(pagefile, "pwritev", real)  # noqa: B010
+
+    def forge(self, forgery: str) -> str:
+        """Close the store and forge a superblock copy newer than every other one:
+
+        - "version": of format version 2 and with no trees. It must be passed over
+          (the store opens at its true state); the forged file is kept.
+        - "free_entry_past_end": listing one free page past the pages in use;
+        - "free_chain_past_end": whose free-list chain starts past the pages in use.
+          Open must refuse both (CorruptionError); the file is then put back.
+
+        Returns "opened" or "refused"; the store is open again afterwards.
+        """
+        self.store.close()
+        path = self.store_path / _PAGE_FILE
+        original = path.read_bytes()
+        key = PageKey(_PAGE_KEY)
+        newest = max(
+            (
+                _SUPERBLOCK.unpack_from(
+                    key.open(copy, original[start : start + _SEALED_PAGE_BYTES])
+                )
+                for copy in range(_SUPERBLOCK_COPIES)
+                for start in [copy * _SEALED_PAGE_BYTES]
+            ),
+            key=lambda fields: int(fields[5]),
+        )
+        fields = list(newest)
+        fields[5] += 1_000  # sequence: newer than every copy
+        pages = len(original) // _SEALED_PAGE_BYTES
+        extra: list[tuple[int, bytes]] = []
+        if forgery == "version":
+            fields[2] = 2
+            fields[7:10] = [0, 0, 0]  # no catalog, no free list
+        else:
+            chain = pages  # a page past the pages in use, added to the file
+            listed = [pages + 1] if forgery == "free_entry_past_end" else []
+            head = _CHAIN_HEADER.pack(0, _KIND_FREELIST, 0, len(listed), 0)[4:]
+            body = head + b"".join(struct.pack(">I", page) for page in listed)
+            extra.append((chain, _crc_sealed(body, chain)))
+            fields[6] = pages + 1 if forgery == "free_entry_past_end" else pages
+            fields[8:10] = [chain, len(listed)]
+        forged = [(0, _crc_sealed(_SUPERBLOCK.pack(*fields)[4:], 0)), *extra]
+        with path.open("r+b") as file:
+            for number, plain in forged:
+                file.seek(number * _SEALED_PAGE_BYTES)
+                file.write(key.seal(number, plain))
+        try:
+            self.store = open_store(self.store_path, page_cache_pages=64, page_key=key)
+            outcome = "opened"
+        except CorruptionError:
+            outcome = "refused"
+        if forgery != "version":
+            if outcome == "opened":
+                self.store.close()
+            path.write_bytes(original)
+            self.store = open_store(self.store_path, page_cache_pages=64, page_key=key)
+        self.engine = Engine(self.store)
+        return outcome
 
 
 def params_to_json(params: tuple[object, ...]) -> list[object]:
