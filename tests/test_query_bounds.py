@@ -236,7 +236,9 @@ print("seconds", time.monotonic() - started)
 
 def test_a_huge_parameter_number_is_refused_at_once_in_1_GiB() -> None:
     result = subprocess.run(
-        [sys.executable, "-c", _OOM_SCRIPT],
+        # -P: the child imports the `verity` this process imports (installed, or a
+        # mutant copy on PYTHONPATH), not the checkout's folder by accident of cwd.
+        [sys.executable, "-P", "-c", _OOM_SCRIPT],
         cwd=REPO,
         capture_output=True,
         text=True,

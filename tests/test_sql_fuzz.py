@@ -661,7 +661,12 @@ def in_subprocess(plan: list[tuple[str, int]], timeout_s: float) -> tuple[bool, 
     result = subprocess.run(
         command,
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},  # this tree's `verity`
+        # This tree's `verity`, after whatever PYTHONPATH already names first (the
+        # mutation harness puts a mutant copy there).
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(REPO)])),
+        },
         capture_output=True,
         text=True,
         timeout=timeout_s,
