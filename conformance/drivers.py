@@ -9,6 +9,7 @@ The lockstep machines and the vector runner compare the two, field for field.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import os
@@ -25,9 +26,14 @@ import verity_spec.records as spec_records
 from verity import errors as verity_errors
 from verity.crypto import SigningKey
 from verity.storage import Log, SegmentInfo, open_log
+from verity.storage._io import IO, install, restore
 from verity.types import CheckpointPolicy, SyncPolicy
 
 Observation = dict[str, Any]
+
+# The errno names a `fail_append` step may carry; these ones mean the disk is full.
+FAIL_ERRNOS = {"EIO": errno.EIO, "ENOSPC": errno.ENOSPC, "EDQUOT": errno.EDQUOT}
+FULL_ERRNO_NAMES = frozenset({"ENOSPC", "EDQUOT"})
 
 # Scenarios in the vectors are small: the reference layout keeps them in one segment.
 VECTOR_SEGMENT_BYTES_MAX = 64 * 1024 * 1024
@@ -72,6 +78,10 @@ class LogDriver(Protocol):
     def corrupt(self, offset: int, byte: int) -> Observation: ...
     def rotate_key(self, new_seed: bytes, now: int) -> Observation: ...
     def rewrite(self, offset: int, payload: bytes) -> Observation: ...
+    def short_io(self, on: bool) -> Observation: ...
+    def fail_append(self, payloads: list[bytes], now: int, errno_name: str) -> Observation: ...
+    def flip_derived(self, kind: str, byte: int, now: int) -> Observation: ...
+    def delete_derived(self, kind: str, now: int) -> Observation: ...
     def close(self) -> None: ...
 
 
@@ -263,6 +273,29 @@ class SpecLogDriver:
         self.log = spec_log.corrupt(self.log, offset)
         return ok()
 
+    def short_io(self, on: bool) -> Observation:
+        del on  # reads and writes that return fewer bytes than asked change nothing
+        return ok()
+
+    def fail_append(self, payloads: list[bytes], now: int, errno_name: str) -> Observation:
+        # The disk refuses the batch's first write: nothing of it reached the disk.
+        spec_log.check_payloads(payloads)
+        del now
+        self.log = spec_log.fail_write(self.log, reached_disk=False)
+        full = errno_name in FULL_ERRNO_NAMES
+        return {"error": "storage_full" if full else "storage_error", "written": False}
+
+    def flip_derived(self, kind: str, byte: int, now: int) -> Observation:
+        # A derived file (Merkle nodes, an offset index) is checked and rebuilt from
+        # the records: a flipped bit in one changes no answer. `byte` picks the bit.
+        del kind, byte
+        return self.reopen(now)
+
+    def delete_derived(self, kind: str, now: int) -> Observation:
+        # A derived file deleted between runs is rebuilt from the records on open.
+        del kind
+        return self.reopen(now)
+
     def close(self) -> None:
         pass
 
@@ -297,6 +330,7 @@ class StorageLogDriver:
         seed = signer_from_config(config)
         self.signer = None if seed is None else SigningKey.from_seed(seed)
         self.now = 0
+        self.installed: IO | None = None  # what `short_io` replaced in the IO seam
         self.log = self._open()
         self.frame_lengths: list[int] = []
         self._refresh_frame_lengths()
@@ -593,8 +627,177 @@ class StorageLogDriver:
             os.fsync(handle.fileno())
         return ok()
 
+    def short_io(self, on: bool) -> Observation:
+        """From now on every read and write returns fewer bytes than asked (or stop that)."""
+        if self.installed is not None:
+            restore(self.installed)
+            self.installed = None
+        if on:
+            self.installed = install(FaultyIO(short_reads=True, short_writes=True).io())
+        return ok()
+
+    def fail_append(self, payloads: list[bytes], now: int, errno_name: str) -> Observation:
+        """The disk refuses this batch's first write with `errno_name`."""
+        self.now = now
+        faults = FaultyIO(fail_errno=FAIL_ERRNOS[errno_name], fail_kind=".vlog")
+        previous = install(faults.io())
+        try:
+            observation = self._guard(lambda: self._append_refused(payloads))
+        finally:
+            restore(previous)
+        self._refresh_frame_lengths()
+        return observation
+
+    def _append_refused(self, payloads: list[bytes]) -> Observation:
+        try:
+            self.log.append_batch(payloads)
+        except verity_errors.StorageError as failure:
+            full = isinstance(failure, verity_errors.StorageFull)
+            return {
+                "error": "storage_full" if full else "storage_error",
+                "written": failure.written,
+            }
+        return error("no_error")
+
+    def flip_derived(self, kind: str, byte: int, now: int) -> Observation:
+        """Close, flip bit `byte % 8` of byte `byte` of a derived file of `kind`, open.
+
+        `kind` is "merkle" (the leaf-level node file) or "index" (the oldest
+        segment's offset index). A file of that kind that does not exist (yet)
+        is left alone.
+        """
+        self.now = now
+        self.log.close()
+        if kind == "merkle":
+            paths = [self.directory / "merkle" / "level-00.bin"]
+        elif kind == "index":
+            paths = sorted(self.directory.glob("*.vidx"))[:1]
+        else:
+            raise ValueError(f"unknown derived file kind {kind!r}")
+        for path in paths:
+            if path.exists() and path.stat().st_size > 0:
+                flip_bit(path, byte % path.stat().st_size, byte % 8)
+        self.log = self._open()
+        self._refresh_frame_lengths()
+        return self.state()
+
+    def delete_derived(self, kind: str, now: int) -> Observation:
+        """Close, delete the derived file(s) of `kind`, open (which rebuilds them).
+
+        `kind` is "checkpoints" (the checkpoint list), "index" (every offset
+        index) or "merkle" (the Merkle node files).
+        """
+        self.now = now
+        self.log.close()
+        if kind == "checkpoints":
+            (self.directory / "checkpoints.vcpt").unlink()
+        elif kind == "index":
+            for index in self.directory.glob("*.vidx"):
+                index.unlink()
+        elif kind == "merkle":
+            shutil.rmtree(self.directory / "merkle")
+        else:
+            raise ValueError(f"unknown derived file kind {kind!r}")
+        self.log = self._open()
+        self._refresh_frame_lengths()
+        return self.state()
+
     def close(self) -> None:
+        if self.installed is not None:
+            restore(self.installed)
+            self.installed = None
         self.log.abandon()
+
+
+def flip_bit(path: Path, position: int, bit: int) -> None:
+    """Flip bit `bit` of byte `position` of the file at `path`, on disk."""
+    with open(path, "r+b") as handle:
+        handle.seek(position)
+        original = handle.read(1)
+        handle.seek(position)
+        handle.write(bytes([original[0] ^ (1 << bit)]))
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+class FaultyIO:
+    """A test double for storage's IO seam (`verity.storage._io`): faults as inputs.
+
+    - `short_reads`: a read of more than one byte returns its first half (the
+      right bytes, never wrong ones); the caller must ask again for the rest.
+    - `short_writes`: a write of more than one byte writes its first half and
+      says so; the caller must write the rest.
+    - `fail_errno`: every write, pwrite, fsync and ftruncate of a file whose
+      path ends with `fail_kind` (the `fail_after`-th such call and later)
+      raises `OSError(fail_errno)` before touching the file.
+    - `flip_kind`: a read of a file whose path ends with it returns its bytes
+      with the lowest bit of the first one flipped.
+    `io()` gives the `IO` to `install`; `calls` counts the calls made.
+    """
+
+    def __init__(
+        self,
+        *,
+        short_reads: bool = False,
+        short_writes: bool = False,
+        fail_errno: int | None = None,
+        fail_kind: str = "",
+        fail_after: int = 1,
+        flip_kind: str | None = None,
+    ) -> None:
+        self.short_reads = short_reads
+        self.short_writes = short_writes
+        self.fail_errno = fail_errno
+        self.fail_kind = fail_kind
+        self.fail_after = fail_after
+        self.flip_kind = flip_kind
+        self.calls: dict[str, int] = {}
+        self.failed = 0
+
+    @staticmethod
+    def _path(fd: int) -> str:
+        try:
+            return os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return ""
+
+    def _maybe_fail(self, kind: str, fd: int) -> None:
+        self.calls[kind] = self.calls.get(kind, 0) + 1
+        if self.fail_errno is None or not self._path(fd).endswith(self.fail_kind):
+            return
+        self.failed += 1
+        if self.failed >= self.fail_after:
+            raise OSError(self.fail_errno, os.strerror(self.fail_errno))
+
+    def pread(self, fd: int, length: int, position: int) -> bytes:
+        self.calls["pread"] = self.calls.get("pread", 0) + 1
+        asked = length // 2 if self.short_reads and length > 1 else length
+        data = os.pread(fd, asked, position)
+        if data and self.flip_kind is not None and self._path(fd).endswith(self.flip_kind):
+            data = bytes([data[0] ^ 1]) + data[1:]
+        return data
+
+    def write(self, fd: int, data: bytes | bytearray | memoryview) -> int:
+        self._maybe_fail("write", fd)
+        view = memoryview(data)
+        return os.write(fd, view[: len(view) // 2] if self.short_writes and len(view) > 1 else view)
+
+    def pwrite(self, fd: int, data: bytes | bytearray | memoryview, position: int) -> int:
+        self._maybe_fail("pwrite", fd)
+        view = memoryview(data)
+        part = view[: len(view) // 2] if self.short_writes and len(view) > 1 else view
+        return os.pwrite(fd, part, position)
+
+    def fsync(self, fd: int) -> None:
+        self._maybe_fail("fsync", fd)
+        os.fsync(fd)
+
+    def ftruncate(self, fd: int, length: int) -> None:
+        self.calls["ftruncate"] = self.calls.get("ftruncate", 0) + 1
+        os.ftruncate(fd, length)
+
+    def io(self) -> IO:
+        return IO(self.pread, self.write, self.pwrite, self.fsync, self.ftruncate, os.replace)
 
 
 def _folder_bytes(directory: Path) -> dict[str, bytes]:

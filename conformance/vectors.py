@@ -77,6 +77,16 @@ def perform(driver: LogDriver, step: Step) -> Observation:
         return driver.corrupt(step["offset"], step["byte"])
     if op == "lose_records":
         return driver.lose_records(step["first"], step["end"])
+    if op == "short_io":
+        return driver.short_io(step["on"])
+    if op == "fail_append":
+        return driver.fail_append(
+            [bytes.fromhex(p) for p in step["payloads"]], step["now"], step["errno"]
+        )
+    if op == "flip_derived":
+        return driver.flip_derived(step["kind"], step["byte"], step["now"])
+    if op == "delete_derived":
+        return driver.delete_derived(step["kind"], step["now"])
     raise ValueError(f"unknown op {op!r} in step {step!r}")
 
 
@@ -378,6 +388,105 @@ def scenario_corruption() -> Scenario:
     )
 
 
+def scenario_faults() -> Scenario:
+    """Faults as inputs (issue 11 §3) on a log of hundreds of records in small segments."""
+    rng = random.Random(11)
+    clock = _Clock()
+
+    def batch(count: int) -> Step:
+        payloads = [_payload(rng, 48) for _ in range(count)]
+        return {"op": "append_batch", "payloads": payloads, "now": clock.tick()}
+
+    steps: list[Step] = [
+        # A checkpoint at offset 0, then one at 6 and one at 207.
+        {"op": "append_checkpoint", "now": clock.tick()},
+        batch(5),
+        {"op": "append_checkpoint", "now": clock.tick()},
+        # Every read and write from here returns half of what it asked for.
+        {"op": "short_io", "on": True},
+        # Over 128 records in one batch, rolling segments inside it.
+        batch(200),
+        {"op": "append_checkpoint", "now": clock.tick()},
+        batch(150),
+        {"op": "reopen", "now": clock.tick()},
+        {"op": "verify"},
+        {"op": "records", "start": 0, "end": 358},
+    ]
+    steps += [{"op": "read", "offset": offset} for offset in range(0, 358, 7)]
+    steps += [
+        {"op": "short_io", "on": False},
+        # The disk refuses an append: the log is as it was and takes the next one.
+        {"op": "fail_append", "payloads": [_payload(rng, 48)], "now": clock.tick(), "errno": "EIO"},
+        {"op": "state"},
+        {
+            "op": "fail_append",
+            "payloads": [_payload(rng, 48) for _ in range(3)],
+            "now": clock.tick(),
+            "errno": "ENOSPC",
+        },
+        {"op": "state"},
+        batch(3),
+        {"op": "read", "offset": 359},
+        # A flipped bit in a complete Merkle block is detected and the block rebuilt.
+        {"op": "flip_derived", "kind": "merkle", "byte": 1000, "now": clock.tick()},
+        {"op": "merkle_root", "tree_size": 361},
+        {"op": "merkle_root", "tree_size": 130},
+        {"op": "inclusion_proof", "leaf_index": 31, "tree_size": 361},
+        {"op": "consistency_proof", "old_size": 100, "new_size": 361},
+        # A flipped bit in an offset index: the index is rebuilt from its segment.
+        {"op": "flip_derived", "kind": "index", "byte": 21, "now": clock.tick()},
+        {"op": "read", "offset": 3},
+        {"op": "read", "offset": 30},
+        {"op": "read_verified", "offset": 360},
+        {"op": "state"},
+        {"op": "read_verified", "offset": 0},
+        {"op": "read_verified", "offset": 1},
+    ]
+    config = {**_policy(1000, on_shutdown=False, explicit_only=True), "segment_bytes_max": 4096}
+    return Scenario(
+        "faults",
+        "short reads and writes are invisible, a refused append leaves the log as it was, "
+        "a flipped bit in a Merkle block or an index changes no answer, and a verified read "
+        "anchors on the first checkpoint",
+        config,
+        steps,
+    )
+
+
+def scenario_checkpoint_anchor() -> Scenario:
+    """The first checkpoint anchors verified reads: damage before it is not on their path."""
+    rng = random.Random(12)
+    clock = _Clock()
+
+    def batch(count: int) -> Step:
+        payloads = [_payload(rng, 48) for _ in range(count)]
+        return {"op": "append_batch", "payloads": payloads, "now": clock.tick()}
+
+    steps: list[Step] = [
+        batch(5),
+        {"op": "append_checkpoint", "now": clock.tick()},
+        batch(140),
+        # Rebuilt from the log, the checkpoint list begins with that checkpoint.
+        {"op": "delete_derived", "kind": "checkpoints", "now": clock.tick()},
+        {"op": "delete_derived", "kind": "index", "now": clock.tick()},
+        {"op": "delete_derived", "kind": "merkle", "now": clock.tick()},
+        {"op": "corrupt", "offset": 2, "byte": 8 + 53},
+    ]
+    reads = [5, 6, 40, 145, 4, 2, 1]
+    steps += [{"op": "read_verified", "offset": offset} for offset in reads]
+    steps.append({"op": "reopen", "now": clock.tick()})
+    steps += [{"op": "read_verified", "offset": offset} for offset in reads]
+    steps += [{"op": "verify"}, {"op": "state"}]
+    config = {**_policy(1000, on_shutdown=False, explicit_only=True), "segment_bytes_max": 4096}
+    return Scenario(
+        "checkpoint-anchor",
+        "a verified read past the first checkpoint (entry 0 of the checkpoint list) anchors "
+        "on it, so a damaged record before it is reported only by reads that cross it",
+        config,
+        steps,
+    )
+
+
 def scenario_random(seed: int) -> Scenario:
     """A random walk over every operation; the spec decides what each should give."""
     rng = random.Random(1000 + seed)
@@ -467,6 +576,8 @@ def scenarios() -> list[Scenario]:
         scenario_corruption(),
         scenario_signatures(),
         scenario_unsigned_tail(),
+        scenario_faults(),
+        scenario_checkpoint_anchor(),
     ]
     return fixed + [scenario_random(seed) for seed in range(12)]
 

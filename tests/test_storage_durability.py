@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from verity.storage import Log, open_log
+from verity.storage._io import OS
 from verity.types import CheckpointPolicy, SyncPolicy
 
 NO_AUTO = CheckpointPolicy(explicit_only=True, on_shutdown=False)
@@ -43,7 +44,7 @@ class FsyncSpy:
 @pytest.fixture
 def spy(monkeypatch: pytest.MonkeyPatch) -> FsyncSpy:
     spy = FsyncSpy(os.fsync)
-    monkeypatch.setattr(os, "fsync", spy)
+    monkeypatch.setattr(OS, "fsync", spy)
     return spy
 
 

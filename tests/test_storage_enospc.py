@@ -32,6 +32,7 @@ from verity.crypto import FileMasterKeyProvider, SigningKey
 from verity.errors import ClosedError, StorageError, StorageFull
 from verity.proofs import verify_signed_checkpoint
 from verity.storage import _log, open_log
+from verity.storage._io import OS
 from verity.types import CheckpointPolicy, RecordKind, SyncPolicy, TenantId
 
 DISK_BYTES = 4 * 1024 * 1024
@@ -377,7 +378,7 @@ def failing_fsync(monkeypatch: pytest.MonkeyPatch, path_suffix: str) -> list[int
             raise OSError(errno.EIO, "injected fsync failure")
         real(fd)
 
-    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(OS, "fsync", fsync)
     return calls
 
 
@@ -456,8 +457,8 @@ def test_a_cut_that_fails_leaves_the_outcome_unknown(
         raise OSError(errno.EIO, "injected ftruncate failure")
 
     with monkeypatch.context() as patch:
-        patch.setattr(os, "write", write)
-        patch.setattr(os, "ftruncate", ftruncate)
+        patch.setattr(OS, "write", write)
+        patch.setattr(OS, "ftruncate", ftruncate)
         with pytest.raises(StorageError) as unknown:
             log.append(b"torn")
     # Not StorageFull: space coming back does not cure it, the log takes no more writes.

@@ -43,6 +43,7 @@ from typing import Final
 from verity.errors import CorruptionError
 from verity.storage._files import open_private
 from verity.storage._frame import ZERO_HASH, pread_exact, write_all
+from verity.storage._io import OS
 from verity.types import Checkpoint, Hash, Offset, Timestamp
 
 __all__ = ["CHECKPOINTS_FILE", "CheckpointIndex"]
@@ -96,7 +97,7 @@ class CheckpointIndex:
         """
         if self._fd < 0:
             return 0
-        data = os.pread(self._fd, os.fstat(self._fd).st_size, 0)
+        data = pread_exact(self._fd, os.fstat(self._fd).st_size, 0)
         for index in range(len(data) // _ENTRY_BYTES - 1, -1, -1):
             entry = data[index * _ENTRY_BYTES : (index + 1) * _ENTRY_BYTES]
             kind, offset = _KEY.unpack_from(entry)
@@ -114,7 +115,7 @@ class CheckpointIndex:
         """
         assert 0 <= covered_needed <= size
         self._file_bytes = os.fstat(self._fd).st_size if self._fd >= 0 else 0
-        data = os.pread(self._fd, self._file_bytes, 0) if self._fd >= 0 else b""
+        data = pread_exact(self._fd, self._file_bytes, 0) if self._fd >= 0 else b""
         whole_entries = len(data) // _ENTRY_BYTES
         covered = 0
         kept_entries = 0
@@ -233,7 +234,7 @@ class CheckpointIndex:
             return
         if self._file_bytes != self._written_bytes:
             # A write failed part way (or open found bytes past the kept entries).
-            os.ftruncate(self._fd, self._written_bytes)
+            OS.ftruncate(self._fd, self._written_bytes)
             self._file_bytes = self._written_bytes
         if self._written_bytes < self.entry_bytes():
             unwritten = self._written_bytes - self._on_disk_bytes
@@ -250,7 +251,7 @@ class CheckpointIndex:
 
     def fsync(self) -> None:
         if not self._read_only:
-            os.fsync(self._fd)
+            OS.fsync(self._fd)
 
     def close(self) -> None:
         """Close the file; unflushed entries are dropped (callers flush first when clean)."""

@@ -29,6 +29,7 @@ from typing import Final
 
 from verity.storage._files import open_private
 from verity.storage._frame import pwrite_all
+from verity.storage._io import OS
 
 __all__ = ["MARK_FILE", "DurableMark", "MarkFile", "read_mark"]
 
@@ -125,7 +126,7 @@ class MarkFile:
         """Write the mark if it is behind, then fsync it; raises OSError if either fails."""
         if self.behind:
             self._write_wanted()
-        os.fsync(self._fd)
+        OS.fsync(self._fd)
 
     def close(self) -> None:
         if self._fd >= 0:

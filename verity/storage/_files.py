@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Final, final
 
 from verity.errors import InUse, StorageError, StorageFull
+from verity.storage._io import OS
 
 __all__ = [
     "DIR_MODE",
@@ -101,7 +102,7 @@ def open_private(path: Path | str, flags: int) -> int:
 def _holder_pid(fd: int) -> int | None:
     """The process id the lock's holder wrote into the file, if it reads as one."""
     try:
-        text = os.pread(fd, 32, 0).decode("ascii").strip()
+        text = OS.pread(fd, 32, 0).decode("ascii").strip()
     except (OSError, UnicodeDecodeError):
         return None
     return int(text) if text.isdigit() else None
@@ -137,8 +138,8 @@ class FolderLock:
             raise InUse(str(folder), pid) from None
         try:
             stamp = f"{os.getpid()}\n".encode("ascii")
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, stamp, 0)
+            OS.ftruncate(fd, 0)
+            OS.pwrite(fd, stamp, 0)
         except OSError:
             # The pid is only a courtesy to a refused opener; a full disk must not stop an open.
             pass

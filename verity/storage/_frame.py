@@ -8,13 +8,13 @@ that what a writer packs and what a reader accepts are defined in one place.
 from __future__ import annotations
 
 import hashlib
-import os
 import struct
 import zlib
 from dataclasses import dataclass
 from typing import Final, final
 
 from verity.errors import CorruptionError
+from verity.storage._io import OS
 from verity.types import Hash, Offset, RecordHeader, RecordKind, Timestamp
 
 __all__ = [
@@ -165,14 +165,14 @@ def header_problem(
 
 def pread_exact(fd: int, length: int, position: int) -> bytes:
     """Read up to `length` bytes at `position`; fewer only at end of file."""
-    data = os.pread(fd, length, position)
+    data = OS.pread(fd, length, position)
     if len(data) == length or not data:
         return data
     # A short read usually means end of file; keep reading until the OS says so.
     parts = [data]
     got = len(data)
     while got < length:
-        more = os.pread(fd, length - got, position + got)
+        more = OS.pread(fd, length - got, position + got)
         if not more:
             break
         parts.append(more)
@@ -189,18 +189,18 @@ def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     """
     view = memoryview(data)
     total = len(view)
-    written = os.write(fd, view)
+    written = OS.write(fd, view)
     while written < total:
-        written += os.write(fd, view[written:])
+        written += OS.write(fd, view[written:])
 
 
 def pwrite_all(fd: int, data: bytes | bytearray | memoryview, position: int) -> None:
     """os.pwrite at `position` until every byte is written (see `write_all`)."""
     view = memoryview(data)
     total = len(view)
-    written = os.pwrite(fd, view, position)
+    written = OS.pwrite(fd, view, position)
     while written < total:
-        written += os.pwrite(fd, view[written:], position + written)
+        written += OS.pwrite(fd, view[written:], position + written)
 
 
 def decode_checkpoint_payload(payload: bytes) -> tuple[int, bytes, bytes] | None:

@@ -22,6 +22,7 @@ from typing import Final
 
 from verity.storage._files import open_private
 from verity.storage._frame import write_all
+from verity.storage._io import OS
 
 __all__ = ["IndexContents", "decode_index", "encode_index", "positions_array", "write_atomic"]
 
@@ -105,17 +106,17 @@ def write_atomic(path: Path, data: bytes) -> None:
     fd = open_private(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
         write_all(fd, data)
-        os.fsync(fd)
+        OS.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(temporary, path)
+    OS.replace(temporary, path)
     fsync_directory(path.parent)
 
 
 def fsync_directory(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
-        os.fsync(fd)
+        OS.fsync(fd)
     finally:
         os.close(fd)
 

@@ -88,6 +88,7 @@ from verity.storage._index import (
     positions_array,
     write_atomic,
 )
+from verity.storage._io import OS
 from verity.storage._merkle import DamagedNodes, MerkleStore
 from verity.storage._recovery import (
     RECOVERY_FILE,
@@ -486,7 +487,7 @@ class Log:
         if not clean and not self._read_only:
             # Whatever open keeps is durable before anything (a coverage mark, the
             # durability mark) claims it is.
-            os.fsync(self._active_fd)
+            OS.fsync(self._active_fd)
         trusted_through = self._size if clean else active_first
         self._load_checkpoints(trusted_through, scanned)
         self._load_head(index if isinstance(index, IndexContents) and clean else None)
@@ -688,8 +689,8 @@ class Log:
                 written=False,
             ) from failure
         try:
-            os.ftruncate(self._active_fd, cut_at)
-            os.fsync(self._active_fd)
+            OS.ftruncate(self._active_fd, cut_at)
+            OS.fsync(self._active_fd)
         except OSError as failure:
             raise storage_error(
                 f"open log {self._directory}: cutting the torn tail of {Path(path).name} at byte "
@@ -1239,8 +1240,8 @@ class Log:
                 errno.EIO,
                 f"the segment holds {found} bytes, fewer than the {active_bytes} written to it",
             )
-        os.ftruncate(fd, active_bytes)
-        os.fsync(fd)
+        OS.ftruncate(fd, active_bytes)
+        OS.fsync(fd)
         return True
 
     def _fsync_failed(self, failure: OSError) -> _FsyncFailed:
@@ -1496,7 +1497,7 @@ class Log:
 
     def _fsync_active(self) -> None:
         try:
-            os.fsync(self._active_fd)
+            OS.fsync(self._active_fd)
         except OSError as failure:
             raise self._fsync_failed(failure) from failure
         self._synced_size = self._size
@@ -1672,7 +1673,7 @@ class Log:
             lock.release()
             failure: OSError | None = None
             try:
-                os.fsync(fd)
+                OS.fsync(fd)
             except OSError as caught:
                 failure = caught
             finally:

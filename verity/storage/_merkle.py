@@ -41,6 +41,7 @@ from typing import Final
 from verity.errors import CorruptionError
 from verity.storage._files import make_private_dir, open_private
 from verity.storage._frame import EMPTY_TREE_ROOT, pread_exact, pwrite_all, write_all
+from verity.storage._io import OS
 
 __all__ = [
     "DamagedNodes",
@@ -416,7 +417,7 @@ class MerkleStore:
         # A write cut short leaves a tails.bin whose CRC fails: it then vouches for nothing.
         try:
             pwrite_all(self._tails_fd, body, 0)
-            os.ftruncate(self._tails_fd, len(body))
+            OS.ftruncate(self._tails_fd, len(body))
         except OSError as failure:
             if failure.filename is None:
                 failure.filename = str(self.directory / TAILS_FILE)
@@ -477,7 +478,7 @@ class MerkleStore:
                 return -1
         fd = open_private(self.directory / name, os.O_RDWR | os.O_CREAT | os.O_APPEND)
         if os.fstat(fd).st_size != length:
-            os.ftruncate(fd, length)
+            OS.ftruncate(fd, length)
         return fd
 
     def _rebuild(self, size: int, records: RecordSource) -> None:
@@ -593,8 +594,8 @@ class MerkleStore:
         first = self._blocks[level]
         assert len(tail) % NODE_BYTES == 0 and written <= len(tail)
         if level in self._unsure:
-            os.ftruncate(self._fds[level], first * BLOCK_BYTES + written)
-            os.ftruncate(self._sum_fds[level], first * SUM_BYTES)
+            OS.ftruncate(self._fds[level], first * BLOCK_BYTES + written)
+            OS.ftruncate(self._sum_fds[level], first * SUM_BYTES)
             self._unsure.discard(level)
         complete = len(tail) // BLOCK_BYTES
         sums = b"".join(
@@ -642,11 +643,11 @@ class MerkleStore:
         if self.read_only:
             return
         for fd in self._fds:
-            os.fsync(fd)
+            OS.fsync(fd)
         for fd in self._sum_fds:
-            os.fsync(fd)
+            OS.fsync(fd)
         if self._tails_fd >= 0:
-            os.fsync(self._tails_fd)
+            OS.fsync(self._tails_fd)
 
     def close(self) -> None:
         """Close the files; unwritten nodes are dropped (callers flush first when clean)."""

@@ -27,6 +27,7 @@ from verity.errors import CorruptionError, InvalidArgument
 from verity.storage._files import open_private
 from verity.storage._frame import write_all
 from verity.storage._index import fsync_directory
+from verity.storage._io import OS
 from verity.types import Generation, Offset, RecoveryReason, RecoveryRecord, Timestamp
 
 __all__ = ["RECOVERY_FILE", "append_recovery", "encode_recovery", "load_recoveries"]
@@ -134,10 +135,10 @@ def append_recovery(directory: Path, record: RecoveryRecord) -> None:
         before_bytes = os.fstat(fd).st_size
         try:
             write_all(fd, encode_recovery(record))
-            os.fsync(fd)
+            OS.fsync(fd)
         except OSError:
-            os.ftruncate(fd, before_bytes)
-            os.fsync(fd)
+            OS.ftruncate(fd, before_bytes)
+            OS.fsync(fd)
             raise
     finally:
         os.close(fd)
