@@ -352,6 +352,10 @@ class TablesLockstep(RuleBasedStateMachine):
             params += [key, number, value[:body] if i % 5 else None]
         rows = ", ".join(["(?, ?, ?)"] * count)
         self.run(f"INSERT INTO docs (k, n, body) VALUES {rows}", params)
+        # A store holding trees, reopened under a forged superblock copy.
+        forgery = data.draw(st.sampled_from([None, *FORGERIES]), label="forgery")
+        if forgery is not None:
+            self.forged_superblock(forgery)
 
     @rule(
         low=st.integers(0, 3_000),
@@ -414,10 +418,13 @@ class TablesLockstep(RuleBasedStateMachine):
         """The implementation's store passes its own full check (every page from disk)."""
         self.impl.store.verify()
 
-    @rule()
-    def reopen(self) -> None:
+    @rule(forgery=st.sampled_from([None, *FORGERIES]))
+    def reopen(self, forgery: str | None = None) -> None:
+        """Close and reopen (and verify) the store; most often a forged superblock first."""
         self.both({"op": "reopen"})
         self.impl.store.verify()
+        if forgery is not None:
+            self.forged_superblock(forgery)
 
     @rule()
     def rebuild_from_events(self) -> None:
