@@ -11,6 +11,7 @@ verification while the disk is full.
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -286,3 +287,43 @@ def test_past_a_file_size_limit(name: str, tmp_path: Path) -> None:
 
 if __name__ == "__main__":
     child_main(SCENARIOS)
+
+
+def test_an_append_whose_fsync_failed_is_outcome_unknown_with_its_id(tmp_path: Path) -> None:
+    import verity.storage._io as storage_io
+    from verity.errors import OutcomeUnknown
+
+    failing = {"fsync": False}
+
+    def fsync(fd: int) -> None:
+        if failing["fsync"]:
+            raise OSError(errno.EIO, "injected: the disk lost the write")
+        os.fsync(fd)
+
+    previous = storage_io.install(storage_io.IO(fsync=fsync))
+    try:
+        db = open_db(tmp_path)
+        try:
+            t = db.tenant(T1, create=True)
+            stream = t.create_stream("s", DataClass.PUBLIC)
+            size = t.log_size()
+            key = IdempotencyId.generate()
+            failing["fsync"] = True
+            with pytest.raises(OutcomeUnknown) as caught:
+                t.append(stream, [b"maybe"], idempotency_id=key)
+            failing["fsync"] = False
+            assert caught.value.idempotency_id == bytes(key)
+            assert caught.value.log_offset == size and caught.value.written is None
+            # The log takes no write until reopened; reads go on.
+            with pytest.raises(StorageError):
+                t.append(stream, [b"refused"])
+            assert t.read_events(stream) in ([], [b"maybe"])
+        finally:
+            db.close()
+    finally:
+        storage_io.restore(previous)
+    with verity.open(tmp_path / "db") as db:
+        t = db.tenant(T1)
+        # After reopening, the id says whether it committed, and the stream agrees.
+        offset = t.committed(key)
+        assert t.read_events(stream) == ([] if offset is None else [b"maybe"])
