@@ -933,6 +933,21 @@ class TenantHandle:
         self._kernel.commit(decision)
         self._index(decision, log_offset)
 
+    def _outcome_of(
+        self, failure: StorageError, what: str, idempotency_id: bytes | None, log_offset: int
+    ) -> StorageError:
+        """The error to raise for a failed log write: `failure` itself when the log knows
+        the outcome, else `OutcomeUnknown` naming where the write would be."""
+        if failure.written is not None or isinstance(failure, OutcomeUnknown):
+            return failure
+        return OutcomeUnknown(
+            f"{what} of tenant {int(self._tenant)} at log offset {log_offset}",
+            failure.os_error,
+            path=failure.path,
+            idempotency_id=idempotency_id,
+            log_offset=log_offset,
+        )
+
     def _append_record(
         self, build: Callable[[int], bytes], what: str, idempotency_id: bytes | None
     ) -> int:
@@ -954,15 +969,10 @@ class TenantHandle:
         except StorageError as failure:
             if self._log.failed_write_generation != generation and self._keyring is not None:
                 self._keyring.retire_session_key()
-            if failure.written is None and not isinstance(failure, OutcomeUnknown):
-                raise OutcomeUnknown(
-                    f"{what} of tenant {int(self._tenant)} at log offset {log_offset}",
-                    failure.os_error,
-                    path=failure.path,
-                    idempotency_id=idempotency_id,
-                    log_offset=log_offset,
-                ) from failure
-            raise
+            outcome = self._outcome_of(failure, what, idempotency_id, log_offset)
+            if outcome is failure:
+                raise
+            raise outcome from failure
         assert int(written) == log_offset
         assert self._log.size > log_offset
         return log_offset
@@ -1213,15 +1223,10 @@ class TenantHandle:
             try:
                 written = self._log.append_checkpoint()
             except StorageError as failure:
-                if failure.written is None and not isinstance(failure, OutcomeUnknown):
-                    raise OutcomeUnknown(
-                        f"checkpoint of tenant {int(self._tenant)}",
-                        failure.os_error,
-                        path=failure.path,
-                        idempotency_id=None,
-                        log_offset=offset_wanted,
-                    ) from failure
-                raise
+                outcome = self._outcome_of(failure, "checkpoint", None, offset_wanted)
+                if outcome is failure:
+                    raise
+                raise outcome from failure
             offset = int(written.offset)
             if self._log.pinned_key is not None:
                 signed = self._log.signed_checkpoint(offset)
