@@ -276,3 +276,37 @@ def test_a_damaged_recovery_file_is_corruption(tmp_path: Path) -> None:
     with pytest.raises(CorruptionError) as caught:
         open_at(directory)
     assert caught.value.file == str(recovery)
+
+
+def test_open_after_a_crash_reads_no_sealed_record_when_the_list_was_rebuilt(
+    tmp_path: Path,
+) -> None:
+    # A rebuilt checkpoint list holds one coverage mark, at the size it was rebuilt
+    # at. After a crash in the active segment that mark lies past the records open
+    # trusts unscanned; it still vouches for the sealed segments below them, so open
+    # reads none of their records, and a damaged one is verify's to report.
+    directory = tmp_path / "log"
+    with open_at(directory, now=T0) as log:
+        log.append_batch([b"sealed %d " % i * 9 for i in range(60)])
+        assert len(log.segments()) >= 3
+        first_sealed = log.segments()[0]
+    (directory / "checkpoints.vcpt").unlink()
+    log = open_at(directory, now=T0 + 10)
+    log.append(b"after the rebuild")
+    before = saved_mark(directory)
+    log.append(b"never returns")
+    size = log.size
+    log.abandon()
+    unacknowledge(directory, before)
+    _, end = frames(first_sealed.path)[1]
+    with open(first_sealed.path, "r+b") as handle:
+        handle.seek(end - 1)
+        last = handle.read(1)
+        handle.seek(end - 1)
+        handle.write(bytes([last[0] ^ 1]))
+    with open_at(directory) as log:
+        assert log.size == size
+        with pytest.raises(CorruptionError) as caught:
+            log.verify()
+        assert caught.value.record_offset == 1
+        assert log.read(size - 1).payload == b"never returns"

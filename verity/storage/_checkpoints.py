@@ -109,9 +109,10 @@ class CheckpointIndex:
     def load(self, size: int, covered_needed: int) -> int:
         """Keep the entries a usable mark confirms; return that mark (records covered).
 
-        A usable mark is CRC-valid and at most `covered_needed` (and so at most
-        `size`): checkpoints at or past it are re-derived from the log by the
-        caller and added with `append` before `commit_repair`.
+        The last CRC-valid mark is used, capped at `covered_needed` (and so at
+        most `size`): entries about records at or past the cap are dropped, and
+        checkpoints there are re-derived from the log by the caller and added
+        with `append` before `commit_repair`.
         """
         assert 0 <= covered_needed <= size
         self._file_bytes = os.fstat(self._fd).st_size if self._fd >= 0 else 0
@@ -122,13 +123,21 @@ class CheckpointIndex:
         for index in range(whole_entries - 1, -1, -1):
             entry = data[index * _ENTRY_BYTES : (index + 1) * _ENTRY_BYTES]
             kind, offset = _KEY.unpack_from(entry)
-            if kind != _KIND_COVERED or offset > covered_needed:
+            if kind != _KIND_COVERED:
                 continue
             (crc,) = _CRC.unpack_from(entry, _ENTRY.size)
-            if zlib.crc32(entry[: _ENTRY.size]) == crc:
+            if zlib.crc32(entry[: _ENTRY.size]) != crc:
+                continue
+            if offset <= covered_needed:
                 covered = offset
                 kept_entries = index + 1
-                break
+            else:
+                # A mark past the records open trusts (an unscanned active segment)
+                # still vouches for the entries below `covered_needed`: those records
+                # are unchanged. Offsets never decrease, so they are a prefix.
+                covered = covered_needed
+                kept_entries = self._prefix_below(data, index, covered_needed)
+            break
         self._written_bytes = kept_entries * _ENTRY_BYTES
         if self._read_only:
             self._entries = bytearray(data[: self._written_bytes])
@@ -137,6 +146,18 @@ class CheckpointIndex:
             self._entries = bytearray()
             self._on_disk_bytes = self._written_bytes
         return covered
+
+    @staticmethod
+    def _prefix_below(data: bytes, mark_index: int, end: int) -> int:
+        """How many entries before `mark_index` are about records below `end` (a prefix)."""
+        kept = mark_index
+        while kept > 0:
+            kind, offset = _KEY.unpack_from(data, (kept - 1) * _ENTRY_BYTES)
+            if offset < end or (kind == _KIND_COVERED and offset == end):
+                break
+            kept -= 1
+        assert kept == 0 or _KEY.unpack_from(data, (kept - 1) * _ENTRY_BYTES)[1] <= end
+        return kept
 
     def commit_repair(self, size: int) -> None:
         """Make the file equal the repaired list, ending with a mark covering `size` records.
