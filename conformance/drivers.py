@@ -75,6 +75,7 @@ class LogDriver(Protocol):
         self, payloads: list[bytes], now: int, keep: int, torn: bool, reopen_now: int
     ) -> Observation: ...
     def lose_records(self, first: int, end: int) -> Observation: ...
+    def forge_head(self) -> Observation: ...
     def corrupt(self, offset: int, byte: int) -> Observation: ...
     def rotate_key(self, new_seed: bytes, now: int) -> Observation: ...
     def rewrite(self, offset: int, payload: bytes) -> Observation: ...
@@ -267,6 +268,9 @@ class SpecLogDriver:
 
     def lose_records(self, first: int, end: int) -> Observation:
         return self._reopen_after(lambda: spec_log.lose_records(self.log, first, end))
+
+    def forge_head(self) -> Observation:
+        return self._reopen_after(lambda: spec_log.forge_head(self.log))
 
     def corrupt(self, offset: int, byte: int) -> Observation:
         del byte  # the model records that the stored record is damaged, not how
@@ -573,13 +577,17 @@ class StorageLogDriver:
             self.now = now
             try:
                 self.log = self._open()
-            except verity_errors.HistoryLost as failure:
+            except verity_errors.CorruptionError as failure:
                 after = _folder_bytes(self.directory)
-                assert after == before, "a refused open changed files"
+                names = before.keys() | after.keys()
+                changed = sorted(n for n in names if before.get(n) != after.get(n))
+                assert not changed, f"a refused open changed files: {changed}"
                 shutil.rmtree(self.directory)
                 shutil.copytree(backup / "log", self.directory)
                 self.log = self._open()
-                return history_lost(failure.first_lost, failure.end_lost)
+                if isinstance(failure, verity_errors.HistoryLost):
+                    return history_lost(failure.first_lost, failure.end_lost)
+                return error("corruption", failure.record_offset)
         finally:
             shutil.rmtree(backup, ignore_errors=True)
         self._refresh_frame_lengths()
@@ -614,6 +622,23 @@ class StorageLogDriver:
         return self._open_found(
             self.now, lambda segments: self._cut(segments, first, False, keep_later_segments=True)
         )
+
+    def forge_head(self) -> Observation:
+        """The last record's payload is edited and its frame CRC recomputed, nothing else."""
+        offset = self.log.size - 1
+        path, start, end = self.frame_location(offset)
+
+        def forge(segments: list[SegmentInfo]) -> None:
+            del segments
+            with open(path, "r+b") as handle:
+                handle.seek(start)
+                frame = bytearray(handle.read(end - start))
+                frame[-1] ^= 1
+                frame[4:8] = zlib.crc32(bytes(frame[8:])).to_bytes(4, "big")
+                handle.seek(start)
+                handle.write(bytes(frame))
+
+        return self._open_found(self.now, forge)
 
     def corrupt(self, offset: int, byte: int) -> Observation:
         path, start, end = self.frame_location(offset)

@@ -271,6 +271,21 @@ class LogLockstep(RuleBasedStateMachine):
             return
         self.both({"op": "lose_records", "first": first, "end": end})
 
+    @precondition(
+        lambda self: (
+            len(self.spec.log.records) > 0
+            and self.spec.log.durable == len(self.spec.log.records)
+            and self.spec.log.records[-1].payload != b""
+            and not self.spec.log.damaged
+            and not self.rewritten
+        )
+    )
+    @rule()
+    def forge_head(self) -> None:
+        # The last record edited with a valid frame CRC: open meets the durable mark
+        # (or a sealed segment's index) naming another chain hash, and refuses.
+        self.both({"op": "forge_head"})
+
     @precondition(lambda self: len(self.spec.log.records) > 1 and not self.rewritten)
     @rule(data=st.data())
     def corrupt(self, data: st.DataObject) -> None:

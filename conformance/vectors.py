@@ -77,6 +77,8 @@ def perform(driver: LogDriver, step: Step) -> Observation:
         return driver.corrupt(step["offset"], step["byte"])
     if op == "lose_records":
         return driver.lose_records(step["first"], step["end"])
+    if op == "forge_head":
+        return driver.forge_head()
     if op == "short_io":
         return driver.short_io(step["on"])
     if op == "fail_append":
@@ -293,6 +295,48 @@ def scenario_history_loss() -> Scenario:
         "durable records cut from the log are lost history, not a torn tail: "
         "open refuses naming the lost range, truncates nothing, appends nothing",
         _policy(1000),
+        steps,
+    )
+
+
+def scenario_forged_head() -> Scenario:
+    """The last record rewritten with a valid frame CRC, on each of open's three paths."""
+    clock = _Clock()
+    # 100-byte payloads make 161-byte frames: six to a 1,024-byte segment.
+    payload = bytes(range(100)).hex()
+    steps: list[Step] = [
+        {"op": "append_batch", "payloads": [payload] * 4, "now": clock.tick()},
+        # After a crash: the active segment is scanned; the durable mark names the head.
+        {"op": "forge_head"},
+        {"op": "state"},
+        {"op": "reopen", "now": clock.tick()},
+        # After a clean close: the active segment's index names the head.
+        {"op": "forge_head"},
+        {"op": "append_batch", "payloads": [payload] * 10, "now": clock.tick()},
+        # Records 14..17 fill the active segment (sealed on the way), 18.. start the
+        # next, which the crash leaves empty: the sealed segment's index names the head.
+        {
+            "op": "crash_in_append",
+            "payloads": [payload] * 8,
+            "now": clock.tick(),
+            "keep": 18,
+            "torn": False,
+            "reopen_now": clock.tick(),
+        },
+        {"op": "forge_head"},
+        {"op": "state"},
+        {"op": "verify"},
+        {"op": "append_batch", "payloads": [payload], "now": clock.tick()},
+        {"op": "forge_head"},
+        {"op": "verify"},
+    ]
+    steps += list(_all_reads(19))
+    return Scenario(
+        "forged-head",
+        "the last record's bytes replaced by other well-framed bytes (CRC recomputed): "
+        "open refuses naming that record, after a crash, after a clean close, and when "
+        "it ends a sealed segment; the files are untouched and the log goes on",
+        {**_policy(1000, on_shutdown=False, explicit_only=True), "segment_bytes_max": 1024},
         steps,
     )
 
@@ -573,6 +617,7 @@ def scenarios() -> list[Scenario]:
         scenario_bad_arguments(),
         scenario_torn_tail(),
         scenario_history_loss(),
+        scenario_forged_head(),
         scenario_corruption(),
         scenario_signatures(),
         scenario_unsigned_tail(),

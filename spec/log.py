@@ -590,6 +590,24 @@ def lose_records(log: Log, first: int, end: int) -> Log:
 
 
 @icontract.require(lambda log: is_log(log))
+@icontract.require(lambda log: 0 < size(log) == log.durable)
+def forge_head(log: Log) -> Log:
+    """The last record's stored bytes were replaced by other well-framed bytes.
+
+    The next record would chain onto the last record's chain hash, and the
+    durability evidence (the durable mark; a sealed segment's offset index)
+    names that hash. Opening finds the stored record disagreeing with it: the
+    acknowledged history was rewritten, and opening refuses rather than chain
+    new records onto bytes nobody wrote. Nothing is changed on disk.
+
+    :raises CorruptionError: always, naming the last record.
+    """
+    raise CorruptionError(
+        size(log) - 1, "its chain hash is not the one the durability evidence names"
+    )
+
+
+@icontract.require(lambda log: is_log(log))
 @icontract.require(lambda log, offset: 0 <= offset < size(log))
 @icontract.ensure(lambda log, result: result.records == log.records)
 @icontract.ensure(lambda offset, result: offset in result.damaged)

@@ -494,6 +494,12 @@ class Log:
         if mark is not None and 0 < mark.size <= self._size:
             self._check_mark_head(mark)
         if not self._read_only:
+            # Only now that the head is the one the evidence names: a refused open
+            # leaves every file as it found it.
+            try:
+                self._checkpoints.commit_repair(self._size)
+            except OSError as failure:
+                self._note_derived_failure(failure)
             self._mark = MarkFile(directory)
             self._mark.write(self._size, self._head)
         # The checkpoint list is the trusted anchor (read_verified checks records against
@@ -800,10 +806,6 @@ class Log:
                 key = decode_key_payload(record[HEADER_BYTES:])
                 if key is not None:
                     self._checkpoints.append_key(offset, key[0], _unpack_header(record)[2])
-        try:
-            self._checkpoints.commit_repair(size)
-        except OSError as failure:
-            self._note_derived_failure(failure)
         last = self._checkpoints.last()
         after = int(last.offset) if last is not None else -1
         # Only DATA records make a checkpoint due; KEY records after the last one do not.
