@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-from verity_conformance import envelope_vectors, kernel_vectors, tables_vectors
+from verity_conformance import envelope_vectors, kernel_vectors, proof_vectors, tables_vectors
 from verity_conformance._runner import VectorResult, quiet_implementation_logs
 from verity_conformance.vectors import (
     VECTORS_DIR,
@@ -148,6 +148,8 @@ def check_vectors(args: argparse.Namespace) -> list[VectorResult]:
                 )
             elif machine == "envelope":
                 results.append(envelope_vectors.run_vector(path))
+            elif machine == "proofs":
+                results.append(proof_vectors.run_vector(path))
             else:
                 results.append(run_vector(path, factory))
     for result in results:
@@ -221,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             + kernel_vectors.generate(args.out)
             + tables_vectors.generate(args.out)
             + envelope_vectors.generate(args.out)
+            + proof_vectors.generate(args.out)
         )
         print(f"wrote {len(paths)} vector files to {args.out}")
         return 0

@@ -19,6 +19,9 @@ from collections.abc import Sequence
 import icontract
 
 __all__ = [
+    "inclusion_root",
+    "is_valid_consistency",
+    "is_valid_inclusion",
     "largest_power_of_two_below",
     "leaf_hash",
     "mth",
@@ -92,3 +95,75 @@ def subproof(m: int, leaves: Sequence[bytes], complete_subtree: bool) -> list[by
     if m <= k:
         return [*subproof(m, leaves[:k], complete_subtree), mth(leaves[k:])]
     return [*subproof(m - k, leaves[k:], False), mth(leaves[:k])]
+
+
+# ---------------------------------------------------------------------------
+# Verifying proofs: what an auditor who holds only roots may conclude.
+#
+# Each verifier walks the same recursion as PATH and SUBPROOF above, taking
+# the proof's nodes from its end (the node nearest the root comes last) and
+# building the roots they imply. A proof of the wrong length implies nothing.
+
+
+@icontract.require(lambda m, n: 0 <= m < n)
+@icontract.require(lambda nodes: all(len(node) == 32 for node in nodes))
+def inclusion_root(m: int, n: int, leaf_hash_m: bytes, nodes: Sequence[bytes]) -> bytes | None:
+    """The root of D[n] that PATH(m, D[n]) = `nodes` implies, leaf m hashing to `leaf_hash_m`.
+
+    None when `nodes` has not the length PATH(m, D[n]) has.
+    """
+    if n == 1:
+        return leaf_hash_m if not nodes else None
+    if not nodes:
+        return None
+    k = largest_power_of_two_below(n)
+    *below, top = nodes
+    if m < k:
+        left = inclusion_root(m, k, leaf_hash_m, below)
+        return None if left is None else node_hash(left, top)
+    right = inclusion_root(m - k, n - k, leaf_hash_m, below)
+    return None if right is None else node_hash(top, right)
+
+
+@icontract.require(lambda m, n: 0 <= m < n)
+@icontract.require(lambda root, nodes: len(root) == 32 and all(len(x) == 32 for x in nodes))
+def is_valid_inclusion(leaf: bytes, m: int, n: int, nodes: Sequence[bytes], root: bytes) -> bool:
+    """Whether `nodes` proves that `leaf` is leaf m of the tree of size n with `root`."""
+    return inclusion_root(m, n, leaf_hash(leaf), nodes) == root
+
+
+@icontract.require(lambda m, n: 0 < m <= n)
+@icontract.require(lambda nodes: all(len(node) == 32 for node in nodes))
+def subproof_roots(
+    m: int, n: int, nodes: Sequence[bytes], complete_subtree: bool, old_root: bytes
+) -> tuple[bytes, bytes] | None:
+    """(MTH(D[0:m]), MTH(D[n])) that SUBPROOF(m, D[n], b) = `nodes` implies.
+
+    When b holds and m = n, D[n] is the old tree itself, whose root the
+    verifier already knows (`old_root`): SUBPROOF sends nothing for it.
+    None when `nodes` has not the length SUBPROOF(m, D[n], b) has.
+    """
+    if m == n:
+        if complete_subtree:
+            return (old_root, old_root) if not nodes else None
+        return (nodes[0], nodes[0]) if len(nodes) == 1 else None
+    if not nodes:
+        return None
+    k = largest_power_of_two_below(n)
+    *below, top = nodes
+    if m <= k:
+        left = subproof_roots(m, k, below, complete_subtree, old_root)
+        return None if left is None else (left[0], node_hash(left[1], top))
+    right = subproof_roots(m - k, n - k, below, False, old_root)
+    return None if right is None else (node_hash(top, right[0]), node_hash(top, right[1]))
+
+
+@icontract.require(lambda m, n: 0 < m <= n)
+@icontract.require(lambda old_root, new_root: len(old_root) == 32 and len(new_root) == 32)
+@icontract.require(lambda nodes: all(len(node) == 32 for node in nodes))
+def is_valid_consistency(
+    m: int, n: int, nodes: Sequence[bytes], old_root: bytes, new_root: bytes
+) -> bool:
+    """Whether `nodes` proves the tree of size m with `old_root` a prefix of the one of size n."""
+    roots = subproof_roots(m, n, nodes, True, old_root)
+    return roots == (old_root, new_root)

@@ -59,3 +59,24 @@ def test_a_proof_for_a_leaf_outside_the_tree_violates_the_precondition() -> None
         merkle.path(3, LEAVES[:3])
     with pytest.raises(icontract.ViolationError):
         merkle.proof(0, LEAVES[:3])
+
+
+@pytest.mark.parametrize("tree_size", range(1, 18))
+def test_the_spec_verifiers_accept_every_genuine_proof_and_no_flipped_one(tree_size: int) -> None:
+    leaves = LEAVES[:tree_size]
+    root = merkle.mth(leaves)
+    for index in range(tree_size):
+        path = merkle.path(index, leaves)
+        assert merkle.is_valid_inclusion(leaves[index], index, tree_size, path, root)
+        assert not merkle.is_valid_inclusion(leaves[index] + b"!", index, tree_size, path, root)
+        assert not merkle.is_valid_inclusion(leaves[index], index, tree_size, [*path, root], root)
+        for at in range(len(path)):
+            flipped = [*path[:at], bytes(32), *path[at + 1 :]]
+            assert not merkle.is_valid_inclusion(leaves[index], index, tree_size, flipped, root)
+    for old_size in range(1, tree_size + 1):
+        proof = merkle.proof(old_size, leaves)
+        old_root = merkle.mth(leaves[:old_size])
+        assert merkle.is_valid_consistency(old_size, tree_size, proof, old_root, root)
+        assert not merkle.is_valid_consistency(old_size, tree_size, proof, root[::-1], root)
+        if proof:
+            assert not merkle.is_valid_consistency(old_size, tree_size, proof[:-1], old_root, root)
