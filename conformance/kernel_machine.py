@@ -48,6 +48,7 @@ from verity_conformance.kernel_vectors import (
     Observation,
     SpecKernelDriver,
     command_step,
+    encode_value,
 )
 
 NOW_START = 1_767_225_600_000_000_000
@@ -73,6 +74,7 @@ BAD_DATA_CLASSES: tuple[object, ...] = (5, -1, 255, True, False, "1", None)
 BAD_TIMESTAMPS: tuple[object, ...] = (-1, 2**64, "5", True, 1.5, None)
 BAD_STREAMS: tuple[object, ...] = (-1, 2**64, "1", None, True, 1.0)
 BAD_KEYS: tuple[object, ...] = (b"short", bytes(17), "0" * 16, bytearray(16), 16)
+ILL_TYPED_IDS: tuple[object, ...] = ("0" * 16, bytearray(16), None, 16, 1.5, [bytes(16)])
 BAD_EXPECTED: tuple[object, ...] = (-1, 2**64, "0", True, 0.0)
 # Shared, so that Hypothesis never has to build them: rejected before any copy.
 DAMAGED_REPLAY_RECORDS_MAX = 200
@@ -422,6 +424,13 @@ class KernelLockstep(RuleBasedStateMachine):
             expected,
             FastKernelDriver(config).restore(snapshot),
         )
+
+    @rule(data=st.data())
+    def committed_ill_typed(self, data: st.DataObject) -> None:
+        # An id that is not bytes names no append: refused, never answered None.
+        value = data.draw(st.sampled_from(ILL_TYPED_IDS), label="ill_typed_id")
+        self.recording.add({"op": "committed", "idempotency_id_value": encode_value(value)})
+        agree(f"committed({value!r})", self.spec.committed(value), self.impl.committed(value))
 
     # ------------------------------------------------------------ invariants
 

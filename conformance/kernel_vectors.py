@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import verity_spec.errors as spec_errors
 import verity_spec.kernel as spec
 from verity import kernel as fast
-from verity.errors import CorruptionError
+from verity.errors import CorruptionError, InvalidArgument
 from verity.types import TenantId
 from verity_conformance import _runner
 from verity_conformance._runner import FORMAT, VectorResult
@@ -124,7 +124,7 @@ class KernelDriver(Protocol):
 
     def apply(self, kind: str, fields: Fields) -> Observation: ...
     def state(self) -> Observation: ...
-    def committed(self, idempotency_id: bytes) -> Observation: ...
+    def committed(self, idempotency_id: object) -> Observation: ...
     def replay(self, payloads: list[bytes] | None) -> Observation: ...
     def snapshot(self) -> Observation: ...
     def restore(self, data: bytes) -> Observation: ...
@@ -161,6 +161,7 @@ class SpecKernelDriver:
 
     def state(self) -> Observation:
         return {
+            "tenant": self.kernel_state.tenant,
             "log_time": self.kernel_state.log_time,
             "streams": [
                 observe_stream(s.stream, s.name, s.data_class, s.next_offset)
@@ -168,8 +169,11 @@ class SpecKernelDriver:
             ],
         }
 
-    def committed(self, idempotency_id: bytes) -> Observation:
-        return {"offset": spec.committed(self.kernel_state, idempotency_id)}
+    def committed(self, idempotency_id: object) -> Observation:
+        try:
+            return {"offset": spec.committed(self.kernel_state, idempotency_id)}  # type: ignore[arg-type]
+        except spec_errors.InvalidArgumentError:
+            return {"error": "invalid_argument"}
 
     def replay(self, payloads: list[bytes] | None) -> Observation:
         chosen = list(self.records if payloads is None else payloads)
@@ -251,6 +255,7 @@ class FastKernelDriver:
 
     def state(self) -> Observation:
         return {
+            "tenant": int(self.kernel.tenant),
             "log_time": self.kernel.log_time,
             "streams": [
                 observe_stream(
@@ -263,8 +268,11 @@ class FastKernelDriver:
             ],
         }
 
-    def committed(self, idempotency_id: bytes) -> Observation:
-        offset = self.kernel.committed(idempotency_id)
+    def committed(self, idempotency_id: object) -> Observation:
+        try:
+            offset = self.kernel.committed(idempotency_id)  # type: ignore[arg-type]
+        except InvalidArgument:
+            return {"error": "invalid_argument"}
         return {"offset": None if offset is None else int(offset)}
 
     def replay(self, payloads: list[bytes] | None) -> Observation:
@@ -322,6 +330,8 @@ def perform(driver: KernelDriver, step: Step) -> Observation:
     if op == "state":
         return driver.state()
     if op == "committed":
+        if "idempotency_id_value" in step:  # a typed value: the ill-typed ids
+            return driver.committed(decode_value(step["idempotency_id_value"]))
         return driver.committed(bytes.fromhex(step["idempotency_id"]))
     if op == "replay":
         payloads = step.get("payloads")
@@ -411,6 +421,9 @@ class _Commands:
     def committed(self, key: bytes) -> None:
         self.steps.append({"op": "committed", "idempotency_id": key.hex()})
 
+    def committed_ill_typed(self, value: object) -> None:
+        self.steps.append({"op": "committed", "idempotency_id_value": encode_value(value)})
+
 
 def _config(tenant: int = TENANT, retention_ns: int = spec.RETENTION_NS_DEFAULT) -> dict[str, Any]:
     return {"tenant": tenant, "retention_ns": retention_ns}
@@ -498,6 +511,9 @@ def scenario_idempotency() -> Scenario:
     c.committed(_key(1))
     c.committed(_key(2))
     c.committed(_key(3))
+    # An id that is not bytes names no append: refused, not answered None.
+    for ill_typed in (_key(1).hex(), bytearray(_key(1)), None, 16, [_key(1)]):
+        c.committed_ill_typed(ill_typed)
     # An invalid id is refused before anything else is looked at.
     for key in (b"short", bytes(17), "0" * 16, 16):
         c.append(1, (b"x",), key=key)

@@ -312,7 +312,13 @@ def find_entry(state: KernelState, idempotency_id: bytes) -> IdempotencyEntry | 
 
 @icontract.require(lambda state: is_state(state))
 def committed(state: KernelState, idempotency_id: bytes) -> int | None:
-    """The first stream offset the append with `idempotency_id` got, or None."""
+    """The first stream offset the append with `idempotency_id` got, or None.
+
+    :raises InvalidArgumentError: `idempotency_id` is not bytes (a str, a
+        bytearray, None...): no append could have used it.
+    """
+    if not isinstance(idempotency_id, bytes):
+        raise InvalidArgumentError("idempotency_id", idempotency_id, "must be bytes")
     entry = find_entry(state, idempotency_id)
     return None if entry is None else entry.offset
 
