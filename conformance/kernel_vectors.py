@@ -143,7 +143,9 @@ class SpecKernelDriver:
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.tenant = int(config["tenant"])
-        self.retention_ns = int(config["retention_ns"])
+        # No retention_ns in the config: the spec's default, which the implementation's
+        # own default must equal.
+        self.retention_ns = int(config.get("retention_ns", spec.RETENTION_NS_DEFAULT))
         self.kernel_state = spec.initial_state(self.tenant, self.retention_ns)
         self.records: list[bytes] = []
         """The payload of every record appended so far, in order."""
@@ -224,8 +226,11 @@ class FastKernelDriver:
     def __init__(self, config: dict[str, Any], *, via_decide: bool = False) -> None:
         self.via_decide = via_decide
         self.tenant = TenantId(int(config["tenant"]))
-        self.retention_ns = int(config["retention_ns"])
-        self.kernel = fast.Kernel(self.tenant, self.retention_ns)
+        if "retention_ns" in config:
+            self.kernel = fast.Kernel(self.tenant, int(config["retention_ns"]))
+        else:
+            self.kernel = fast.Kernel(self.tenant)
+        self.retention_ns = self.kernel.retention_ns
         self.records: list[bytes] = []
         self.last_decision: fast.Decision | None = None
         """The decision of the last command applied with `via_decide`."""
@@ -530,7 +535,26 @@ def scenario_idempotency() -> Scenario:
 
 
 def scenario_expiry() -> Scenario:
-    retention = RETENTION_NS_SHORT
+    return Scenario(
+        "expiry",
+        "idempotency ids are forgotten once an event is more than retention_ns later in "
+        "log time (the greatest event timestamp), also when timestamps step backwards",
+        _config(retention_ns=RETENTION_NS_SHORT),
+        _expiry_steps(RETENTION_NS_SHORT),
+    )
+
+
+def scenario_expiry_default_retention() -> Scenario:
+    return Scenario(
+        "expiry-default-retention",
+        "as expiry, with no retention configured: the default retention (24 hours of log "
+        "time) is the spec's, to the nanosecond",
+        {"tenant": TENANT},
+        _expiry_steps(spec.RETENTION_NS_DEFAULT),
+    )
+
+
+def _expiry_steps(retention: int) -> list[dict[str, Any]]:
     c = _Commands(TENANT)
     c.create("orders", 1)
     c.append(1, key=_key(1), step_ns=10)
@@ -560,13 +584,7 @@ def scenario_expiry() -> Scenario:
     c.append(1, key=_key(11), timestamp=late + retention // 2 + 1)
     c.append(1, key=_key(10), timestamp=late + retention // 2 + 1)
     c.state()
-    return Scenario(
-        "expiry",
-        "idempotency ids are forgotten once an event is more than retention_ns later in "
-        "log time (the greatest event timestamp), also when timestamps step backwards",
-        _config(retention_ns=retention),
-        c.steps,
-    )
+    return c.steps
 
 
 def scenario_isolation() -> Scenario:
@@ -751,6 +769,7 @@ def scenarios() -> list[Scenario]:
         scenario_appends(),
         scenario_idempotency(),
         scenario_expiry(),
+        scenario_expiry_default_retention(),
         scenario_isolation(),
         scenario_bad_inputs(),
         scenario_replay(),
