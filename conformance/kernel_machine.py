@@ -425,6 +425,17 @@ class KernelLockstep(RuleBasedStateMachine):
             FastKernelDriver(config).restore(snapshot),
         )
 
+    @precondition(lambda self: len(self.spec.records) > 0)
+    @rule(data=st.data())
+    def read_events(self, data: st.DataObject) -> None:
+        # A recorded payload read back as a reader of events decodes it.
+        last = len(self.spec.records) - 1
+        record = data.draw(st.integers(min_value=max(0, last - 20), max_value=last), label="record")
+        self.recording.add({"op": "read_events", "record": record})
+        agree(
+            f"read_events({record})", self.spec.read_events(record), self.impl.read_events(record)
+        )
+
     @rule(data=st.data())
     def committed_ill_typed(self, data: st.DataObject) -> None:
         # An id that is not bytes names no append: refused, never answered None.

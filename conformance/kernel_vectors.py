@@ -88,6 +88,14 @@ def decode_value(data: Any) -> object:
 # ---------------------------------------------------------------- observations
 
 
+def observe_events(stream: int, first_offset: int, events: tuple[bytes, ...]) -> Observation:
+    return {
+        "stream": int(stream),
+        "first_offset": int(first_offset),
+        "events": [event.hex() for event in events],
+    }
+
+
 def observe_outcome(outcome: spec.Outcome | fast.Outcome) -> Observation:
     if isinstance(outcome, spec.Rejected | fast.Rejected):
         return {"rejected": outcome.reason.value}
@@ -128,6 +136,7 @@ class KernelDriver(Protocol):
     def replay(self, payloads: list[bytes] | None) -> Observation: ...
     def snapshot(self) -> Observation: ...
     def restore(self, data: bytes) -> Observation: ...
+    def read_events(self, record: int) -> Observation: ...
 
 
 def _check_kind(kind: str, fields: Fields) -> None:
@@ -176,6 +185,13 @@ class SpecKernelDriver:
             return {"offset": spec.committed(self.kernel_state, idempotency_id)}  # type: ignore[arg-type]
         except spec_errors.InvalidArgumentError:
             return {"error": "invalid_argument"}
+
+    def read_events(self, record: int) -> Observation:
+        # A reader of events decodes an EventsAppended payload; any other is corruption.
+        event = spec.decode_event(self.records[record])
+        if not isinstance(event, spec.EventsAppended):
+            return {"error": "corruption"}
+        return observe_events(event.stream, event.first_offset, event.events)
 
     def replay(self, payloads: list[bytes] | None) -> Observation:
         chosen = list(self.records if payloads is None else payloads)
@@ -280,6 +296,13 @@ class FastKernelDriver:
             return {"error": "invalid_argument"}
         return {"offset": None if offset is None else int(offset)}
 
+    def read_events(self, record: int) -> Observation:
+        try:
+            stream, first_offset, events = fast.decode_events(self.records[record])
+        except CorruptionError:
+            return {"error": "corruption"}
+        return observe_events(stream, first_offset, events)
+
     def replay(self, payloads: list[bytes] | None) -> Observation:
         chosen = list(self.records if payloads is None else payloads)
         rebuilt = fast.Kernel(self.tenant, self.retention_ns)
@@ -341,6 +364,8 @@ def perform(driver: KernelDriver, step: Step) -> Observation:
     if op == "replay":
         payloads = step.get("payloads")
         return driver.replay(None if payloads is None else [bytes.fromhex(p) for p in payloads])
+    if op == "read_events":
+        return driver.read_events(step["record"])
     if op == "snapshot":
         return driver.snapshot()
     if op == "restore":
@@ -494,6 +519,9 @@ def scenario_appends() -> Scenario:
     for stream in (-1, 2**64, "1", None, 1.0):
         c.append(1, (b"bad stream id",), stream=stream)
     c.state()
+    # Every record read back as a reader of events does (the creations are none).
+    for record in range(7):
+        c.steps.append({"op": "read_events", "record": record})
     return Scenario(
         "appends",
         "appends: dense offsets per stream, optimistic concurrency with expected offsets, "
