@@ -9,14 +9,16 @@ The lockstep machines and the vector runner compare the two, field for field.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import itertools
+import logging
 import os
 import shutil
 import tempfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -486,7 +488,11 @@ class StorageLogDriver:
     def reopen(self, now: int) -> Observation:
         self.now = now
         self.log.close()
-        self.log = self._open()
+        with _warnings_logged() as logged:
+            self.log = self._open()
+        # After a clean close nothing is damaged, torn or stale: an open that repairs
+        # (rebuilds a derived file, rescans a segment) is doing work it must not need.
+        assert not logged, f"an open after a clean close logged: {logged}"
         self._refresh_frame_lengths()
         return self.state()
 
@@ -823,6 +829,29 @@ class FaultyIO:
 
     def io(self) -> IO:
         return IO(self.pread, self.write, self.pwrite, self.fsync, self.ftruncate, os.replace)
+
+
+@contextlib.contextmanager
+def _warnings_logged() -> Iterator[list[str]]:
+    """The messages `verity` logs at WARNING or above inside the block (even when quieted)."""
+    logged: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            logged.append(record.getMessage())
+
+    verity_logger = logging.getLogger("verity")
+    handler = Collect(logging.WARNING)
+    saved_level, saved_propagate = verity_logger.level, verity_logger.propagate
+    verity_logger.addHandler(handler)
+    verity_logger.setLevel(logging.WARNING)
+    verity_logger.propagate = False  # collected here, not printed
+    try:
+        yield logged
+    finally:
+        verity_logger.removeHandler(handler)
+        verity_logger.setLevel(saved_level)
+        verity_logger.propagate = saved_propagate
 
 
 def _folder_bytes(directory: Path) -> dict[str, bytes]:
