@@ -145,6 +145,15 @@ MACHINES: dict[str, Machine] = {
             replay=_tables_replay,
         ),
         Machine(
+            name="store",
+            module="verity_conformance.store_machine",
+            class_name="StoreLockstep",
+            steps=30,
+            examples=10,
+            weight=2,
+            replay=None,  # no vector format: a failure is replayed by its seed
+        ),
+        Machine(
             name="sdk",
             module="verity_conformance.sdk_machine",
             class_name="SdkLockstep",

@@ -506,6 +506,7 @@ class Store:
             if type(tree) is not str:
                 check_tree(tree)
             if type(key) is not bytes or len(key) > KEY_BYTES_MAX:
+                check_tree(tree)  # the tree is named first when both are bad (the spec's order)
                 check_key(key)
             root = self._roots.get(tree)
             if root is None:
