@@ -1148,6 +1148,17 @@ def _key_file_steps() -> list[Step]:
         ("a master key, mode 0400", spec.MASTER_KEY_FILE, MASTER_KEY, 0o400),
         ("a master key its group may read", spec.MASTER_KEY_FILE, MASTER_KEY, 0o640),
         ("a master key others may read", spec.MASTER_KEY_FILE, MASTER_KEY, 0o604),
+        # Every group and other permission bit alone exposes the key.
+        ("a master key others may execute", spec.MASTER_KEY_FILE, MASTER_KEY, 0o601),
+        ("a master key others may write", spec.MASTER_KEY_FILE, MASTER_KEY, 0o602),
+        ("a master key its group may execute", spec.MASTER_KEY_FILE, MASTER_KEY, 0o610),
+        ("a master key its group may write", spec.MASTER_KEY_FILE, MASTER_KEY, 0o620),
+        (
+            "a signing seed others may execute",
+            spec.SIGNING_KEY_FILE,
+            test_key("signing seed"),
+            0o601,
+        ),
         ("a master key of 31 bytes", spec.MASTER_KEY_FILE, MASTER_KEY[:31], 0o600),
         ("a master key and a newline", spec.MASTER_KEY_FILE, MASTER_KEY + b"\n", 0o600),
         ("an empty master key file", spec.MASTER_KEY_FILE, b"", 0o600),
