@@ -106,6 +106,7 @@ def subproof(m: int, leaves: Sequence[bytes], complete_subtree: bool) -> list[by
 
 
 @icontract.require(lambda m, n: 0 <= m < n)
+@icontract.require(lambda leaf_hash_m: len(leaf_hash_m) == 32)
 @icontract.require(lambda nodes: all(len(node) == 32 for node in nodes))
 def inclusion_root(m: int, n: int, leaf_hash_m: bytes, nodes: Sequence[bytes]) -> bytes | None:
     """The root of D[n] that PATH(m, D[n]) = `nodes` implies, leaf m hashing to `leaf_hash_m`.
@@ -133,6 +134,7 @@ def is_valid_inclusion(leaf: bytes, m: int, n: int, nodes: Sequence[bytes], root
 
 
 @icontract.require(lambda m, n: 0 < m <= n)
+@icontract.require(lambda old_root: len(old_root) == 32)
 @icontract.require(lambda nodes: all(len(node) == 32 for node in nodes))
 def subproof_roots(
     m: int, n: int, nodes: Sequence[bytes], complete_subtree: bool, old_root: bytes
