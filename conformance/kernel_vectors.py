@@ -723,6 +723,19 @@ def scenario_replay() -> Scenario:
         )
     )
     damaged.append([created, empty])
+    # An append with an id and events of 0, 1 and 300 bytes, cut at every byte: each
+    # cut ends inside a field (a length, an event, the id), and each is corruption.
+    full = spec.encode_event(
+        spec.EventsAppended(
+            stream=stream_id(TENANT, 1),
+            first_offset=0,
+            events=(b"", b"x", bytes(range(256)) + bytes(44)),
+            idempotency_id=_key(9),
+            timestamp=NOW_START,
+        )
+    )
+    damaged += [[created, full[:cut]] for cut in range(len(full))]
+    damaged.append([created, full + b"\x00"])
     for payloads in damaged:
         c.steps.append({"op": "replay", "payloads": [p.hex() for p in payloads]})
         c.state()
