@@ -694,12 +694,19 @@ class StorageLogDriver:
         """Close, flip bit `byte % 8` of byte `byte` of a derived file of `kind`, open.
 
         `kind` is "merkle" (the leaf-level node file) or "index" (the oldest
-        segment's offset index). A file of that kind that does not exist (yet)
-        is left alone.
+        segment's offset index); "merkle_cut" cuts the leaf-level node file to
+        `byte` (modulo its size) bytes instead. A file of that kind that does
+        not exist (yet) is left alone.
         """
         self.now = now
         self.log.close()
-        if kind == "merkle":
+        if kind == "merkle_cut":
+            path = self.directory / "merkle" / "level-00.bin"
+            if path.exists() and path.stat().st_size > 0:
+                os.truncate(path, byte % path.stat().st_size)
+            kind = ""
+            paths: list[Path] = []
+        elif kind == "merkle":
             paths = [self.directory / "merkle" / "level-00.bin"]
         elif kind == "index":
             paths = sorted(self.directory.glob("*.vidx"))[:1]
