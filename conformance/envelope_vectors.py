@@ -1219,33 +1219,14 @@ def _database_steps() -> list[Step]:
             act(tenant, "create_stream", name="contracts", data_class=2),
             act(tenant, "create_stream", name="rota", data_class=1),
             act(tenant, "create_stream", name="bulletin", data_class=0),
-            act(
-                tenant,
-                "append",
-                stream="vitals",
-                events=events(secrets["phi"]),
-                idempotency_id=None,
-            ),
-            act(
-                tenant,
-                "append",
-                stream="claims",
-                events=events(secrets["pii"]),
-                idempotency_id=None,
-            ),
-            act(
-                tenant,
-                "append",
-                stream="contracts",
-                events=events(secrets["confidential"]),
-                idempotency_id=None,
-            ),
-            act(
-                tenant,
-                "append",
-                stream="rota",
-                events=events(secrets["internal"]),
-                idempotency_id=None,
+            *(
+                act(tenant, "append", stream=stream, events=events(secret), idempotency_id=None)
+                for stream, secret in (
+                    ("vitals", secrets["phi"]),
+                    ("claims", secrets["pii"]),
+                    ("contracts", secrets["confidential"]),
+                    ("rota", secrets["internal"]),
+                )
             ),
             act(tenant, "append", stream="bulletin", events=events(public[0]), idempotency_id=None),
             act(
