@@ -471,6 +471,12 @@ def scenario_faults() -> Scenario:
         {"op": "state"},
         batch(3),
         {"op": "read", "offset": 359},
+        # A batch whose first record does not fit the active segment, refused at the
+        # next segment's first write: the segment it sealed held nothing unsynced, so
+        # nothing of the batch reached the disk (the log is as it was and goes on).
+        {"op": "fail_append", "payloads": ["5a" * 4000], "now": clock.tick(), "errno": "ENOSPC"},
+        {"op": "state"},
+        batch(2),
         # A flipped bit in a complete Merkle block is detected and the block rebuilt.
         {"op": "flip_derived", "kind": "merkle", "byte": 1000, "now": clock.tick()},
         {"op": "merkle_root", "tree_size": 361},

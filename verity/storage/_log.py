@@ -371,6 +371,9 @@ class Log:
         self._recoveries: list[RecoveryRecord] = []
         self._generation = Generation(0)
         self._synced_size = 0
+        # Bytes went to the active segment since its last fsync (a roll's fsync of a
+        # segment with none is skipped: a disk failing it cannot lose this call's records).
+        self._written_unsynced = False
         self._leader_active = False
         self._pending_records = 0
         self._pending_since: float | None = None
@@ -1494,14 +1497,18 @@ class Log:
 
     def _emit(self, buffer: bytearray) -> None:
         if buffer:
+            self._written_unsynced = True
             write_all(self._active_fd, buffer)
             buffer.clear()
 
     def _fsync_active(self) -> None:
-        try:
-            OS.fsync(self._active_fd)
-        except OSError as failure:
-            raise self._fsync_failed(failure) from failure
+        if self._written_unsynced or self._synced_size < self._size:
+            try:
+                OS.fsync(self._active_fd)
+            except OSError as failure:
+                raise self._fsync_failed(failure) from failure
+            self._written_unsynced = False
+        assert self._synced_size <= self._size
         self._synced_size = self._size
         assert self._mark is not None
         # Best effort: a mark left behind only lowers the evidence (see MarkFile).
@@ -1682,6 +1689,9 @@ class Log:
                 lock.acquire()
             if failure is not None:
                 raise self._fsync_failed(failure) from failure
+            if covered == self._size:
+                # Nobody wrote while the lock was released: the fsync covered every byte.
+                self._written_unsynced = False
             if covered > self._synced_size:
                 self._synced_size = covered
                 assert self._mark is not None
