@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import itertools
 import logging
@@ -36,6 +37,14 @@ Observation = dict[str, Any]
 # The errno names a `fail_append` step may carry; these ones mean the disk is full.
 FAIL_ERRNOS = {"EIO": errno.EIO, "ENOSPC": errno.ENOSPC, "EDQUOT": errno.EDQUOT}
 FULL_ERRNO_NAMES = frozenset({"ENOSPC", "EDQUOT"})
+# The errno names a `lock_refused` step may carry: the first three say another
+# process holds the lock, the others that the OS could not lock at all.
+LOCK_ERRNOS = {
+    "EWOULDBLOCK": errno.EWOULDBLOCK,
+    "EACCES": errno.EACCES,
+    "ENOLCK": errno.ENOLCK,
+    "EIO": errno.EIO,
+}
 
 # Scenarios in the vectors are small: the reference layout keeps them in one segment.
 VECTOR_SEGMENT_BYTES_MAX = 64 * 1024 * 1024
@@ -85,6 +94,7 @@ class LogDriver(Protocol):
     def fail_append(self, payloads: list[bytes], now: int, errno_name: str) -> Observation: ...
     def flip_derived(self, kind: str, byte: int, now: int) -> Observation: ...
     def delete_derived(self, kind: str, now: int) -> Observation: ...
+    def lock_refused(self, errno_name: str, now: int) -> Observation: ...
     def close(self) -> None: ...
 
 
@@ -143,6 +153,10 @@ class SpecLogDriver:
             return error("invalid_argument")
         except spec_errors.KeyMismatchError:
             return error("key_mismatch")
+        except spec_errors.InUseError:
+            return error("in_use")
+        except spec_errors.LockFailedError:
+            return error("storage_error")
 
     def _record(self, record: spec_records.Record) -> Observation:
         return ok(
@@ -302,6 +316,18 @@ class SpecLogDriver:
         del kind
         return self.reopen(now)
 
+    def lock_refused(self, errno_name: str, now: int) -> Observation:
+        # A clean close, an open the folder lock refuses (it changes nothing), an open.
+        self.log = spec_log.shutdown(self.log, now, self.policy, self.signer)
+        refused = self._guard(
+            lambda: self._opened(spec_log.open_without_lock(self.log, errno_name))
+        )
+        return {"refused": refused, "then": self.state()}
+
+    def _opened(self, log: spec_log.Log) -> Observation:
+        self.log = log
+        return self.state()
+
     def close(self) -> None:
         pass
 
@@ -367,6 +393,10 @@ class StorageLogDriver:
             return error("invalid_argument")
         except verity_errors.KeyError_:
             return error("key_mismatch")
+        except verity_errors.InUse:
+            return error("in_use")
+        except verity_errors.StorageError:
+            return error("storage_error")
 
     def _record(self, offset: int, verified: bool) -> Observation:
         record = self.log.read_verified(offset) if verified else self.log.read(offset)
@@ -719,6 +749,24 @@ class StorageLogDriver:
         self._refresh_frame_lengths()
         return self.state()
 
+    def lock_refused(self, errno_name: str, now: int) -> Observation:
+        """Close; open while the OS refuses the folder's lock with `errno_name`; open."""
+        self.now = now
+        self.log.close()
+        previous = install(FaultyIO(lock_errno=LOCK_ERRNOS[errno_name]).io())
+        try:
+            refused = self._guard(self._open_refused)
+        finally:
+            restore(previous)
+        self.log = self._open()
+        self._refresh_frame_lengths()
+        return {"refused": refused, "then": self.state()}
+
+    def _open_refused(self) -> Observation:
+        self.log = self._open()
+        self.log.close()
+        raise AssertionError("an open whose folder lock the OS refused went on")
+
     def delete_derived(self, kind: str, now: int) -> Observation:
         """Close, delete the derived file(s) of `kind`, open (which rebuilds them).
 
@@ -770,6 +818,7 @@ class FaultyIO:
       raises `OSError(fail_errno)` before touching the file.
     - `flip_kind`: a read of a file whose path ends with it returns its bytes
       with the lowest bit of the first one flipped.
+    - `lock_errno`: every flock raises `OSError(lock_errno)`.
     `io()` gives the `IO` to `install`; `calls` counts the calls made.
     """
 
@@ -782,6 +831,7 @@ class FaultyIO:
         fail_kind: str = "",
         fail_after: int = 1,
         flip_kind: str | None = None,
+        lock_errno: int | None = None,
     ) -> None:
         self.short_reads = short_reads
         self.short_writes = short_writes
@@ -789,6 +839,7 @@ class FaultyIO:
         self.fail_kind = fail_kind
         self.fail_after = fail_after
         self.flip_kind = flip_kind
+        self.lock_errno = lock_errno
         self.calls: dict[str, int] = {}
         self.failed = 0
 
@@ -834,8 +885,16 @@ class FaultyIO:
         self.calls["ftruncate"] = self.calls.get("ftruncate", 0) + 1
         os.ftruncate(fd, length)
 
+    def flock(self, fd: int, operation: int) -> None:
+        self.calls["flock"] = self.calls.get("flock", 0) + 1
+        if self.lock_errno is not None:
+            raise OSError(self.lock_errno, os.strerror(self.lock_errno))
+        fcntl.flock(fd, operation)
+
     def io(self) -> IO:
-        return IO(self.pread, self.write, self.pwrite, self.fsync, self.ftruncate, os.replace)
+        return IO(
+            self.pread, self.write, self.pwrite, self.fsync, self.ftruncate, os.replace, self.flock
+        )
 
 
 @contextlib.contextmanager

@@ -350,6 +350,12 @@ class LogLockstep(RuleBasedStateMachine):
         # begins with a checkpoint (no mark before it).
         self.both({"op": "delete_derived", "kind": kind, "now": self.tick(step)})
 
+    @rule(errno=st.sampled_from(["EWOULDBLOCK", "EACCES", "ENOLCK", "EIO"]), step=clock_steps)
+    def lock_refused(self, errno: str, step: int) -> None:
+        # An open the OS will not lock reads and writes nothing: "in use" only
+        # when another process holds the lock, a storage error otherwise.
+        self.both({"op": "lock_refused", "errno": errno, "now": self.tick(step)})
+
     @invariant()
     def same_state(self) -> None:
         if hasattr(self, "impl"):

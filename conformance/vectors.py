@@ -89,6 +89,8 @@ def perform(driver: LogDriver, step: Step) -> Observation:
         return driver.flip_derived(step["kind"], step["byte"], step["now"])
     if op == "delete_derived":
         return driver.delete_derived(step["kind"], step["now"])
+    if op == "lock_refused":
+        return driver.lock_refused(step["errno"], step["now"])
     raise ValueError(f"unknown op {op!r} in step {step!r}")
 
 
@@ -491,11 +493,17 @@ def scenario_faults() -> Scenario:
         {"op": "state"},
         {"op": "read_verified", "offset": 0},
         {"op": "read_verified", "offset": 1},
+        # Opens the folder lock refuses change nothing; only another holder is "in use".
+        {"op": "lock_refused", "errno": "EWOULDBLOCK", "now": clock.tick()},
+        {"op": "lock_refused", "errno": "ENOLCK", "now": clock.tick()},
+        {"op": "lock_refused", "errno": "EIO", "now": clock.tick()},
+        batch(2),
     ]
     config = {**_policy(1000, on_shutdown=False, explicit_only=True), "segment_bytes_max": 4096}
     return Scenario(
         "faults",
         "short reads and writes are invisible, a refused append leaves the log as it was, "
+        "an open the folder lock refuses changes nothing and says why, "
         "a flipped bit in a Merkle block or an index changes no answer, and a verified read "
         "anchors on the first checkpoint",
         config,

@@ -14,8 +14,10 @@ __all__ = [
     "DamagedFileError",
     "ExposedKeyFileError",
     "HistoryLostError",
+    "InUseError",
     "InvalidArgumentError",
     "KeyMismatchError",
+    "LockFailedError",
     "NotFoundError",
     "SpecError",
     "WrongKeyError",
@@ -105,3 +107,24 @@ class ExposedKeyFileError(SpecError):
         super().__init__(
             f"key file {file} has mode {mode:#o}; group and others must have no access (0o600)"
         )
+
+
+class InUseError(SpecError):
+    """Another process holds the folder's exclusive lock: it owns the log, this opener does not."""
+
+    def __init__(self, folder: str) -> None:
+        super().__init__(f"{folder} is in use by another process")
+        self.folder = folder
+
+
+class LockFailedError(SpecError):
+    """The OS refused the folder's lock for a reason other than another holder.
+
+    The folder is not known to be in use, and not known to be free: the opener
+    may not go on as if it held the lock.
+    """
+
+    def __init__(self, folder: str, errno_name: str) -> None:
+        super().__init__(f"the lock of {folder} failed ({errno_name})")
+        self.folder = folder
+        self.errno_name = errno_name

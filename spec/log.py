@@ -50,6 +50,10 @@ What the log is:
   rotation; `signed_through` says how many records the last signed
   checkpoint covers (the ones after it are not yet signed).
 
+- One writer. Opening for writing first takes an exclusive OS lock on the
+  log's folder and holds it until close; an open that cannot take it reads,
+  writes, renames and deletes nothing (`open_without_lock`).
+
 What opening may discard, exactly: the records after the last durable one,
 and of those only whole records from the end plus at most one partial record
 (the torn tail). Everything else missing is lost history.
@@ -65,8 +69,10 @@ from verity_spec import merkle, signing
 from verity_spec.errors import (
     CorruptionError,
     HistoryLostError,
+    InUseError,
     InvalidArgumentError,
     KeyMismatchError,
+    LockFailedError,
     NotFoundError,
 )
 from verity_spec.records import (
@@ -568,6 +574,31 @@ def recover_torn_tail(log: Log, kept: int, torn: bool, now: int) -> Log:
     return replace(
         survivors, generation=recovery.generation, recoveries=(*log.recoveries, recovery)
     )
+
+
+# What a non-blocking lock attempt fails with when another process holds the lock.
+LOCK_HELD_ERRNO_NAMES = frozenset({"EWOULDBLOCK", "EAGAIN", "EACCES"})
+
+
+@icontract.require(lambda log: is_log(log))
+def open_without_lock(log: Log, lock_errno_name: str) -> Log:
+    """Opening the log for writing when the OS refuses its folder's lock with `lock_errno_name`.
+
+    The lock comes before anything else the open does, so a refused open
+    changes nothing: the log stays as it was, for its owner. The refusal
+    says why: another process holds the lock (EWOULDBLOCK, EAGAIN, EACCES)
+    is `InUseError`; any other errno (ENOLCK on a network filesystem, EIO)
+    is `LockFailedError`, never "in use": nobody is known to hold it.
+
+    :raises InvalidArgumentError: `lock_errno_name` is not a str.
+    :raises InUseError: another process holds the lock.
+    :raises LockFailedError: the lock failed for another reason.
+    """
+    if not isinstance(lock_errno_name, str):
+        raise InvalidArgumentError("lock_errno_name", lock_errno_name, "must be a str")
+    if lock_errno_name in LOCK_HELD_ERRNO_NAMES:
+        raise InUseError("the log folder")
+    raise LockFailedError("the log folder", lock_errno_name)
 
 
 @icontract.require(lambda log: is_log(log))

@@ -6,6 +6,7 @@ opens create nothing) and §7 (reads never write).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -22,8 +23,18 @@ from _crash import saved_mark, unacknowledge
 
 import verity
 import verity._tenant
-from verity.errors import CorruptionError, InUse, InvalidArgument, KeyError_, NotFound, ReadOnly
+from verity.errors import (
+    CorruptionError,
+    InUse,
+    InvalidArgument,
+    KeyError_,
+    NotFound,
+    ReadOnly,
+    StorageError,
+)
+from verity.storage._io import install, restore
 from verity.types import DataClass, StreamId, TenantId
+from verity_conformance.drivers import FaultyIO
 
 T1 = TenantId(1)
 
@@ -125,6 +136,27 @@ def test_a_second_open_in_the_same_process_is_refused(tmp_path: Path) -> None:
         assert caught.value.pid == os.getpid()
     with verity.open(folder):
         pass
+
+
+@pytest.mark.parametrize("lock_errno", [errno.ENOLCK, errno.EIO])
+def test_a_lock_the_os_refuses_for_another_reason_is_a_storage_error_not_in_use(
+    tmp_path: Path, lock_errno: int
+) -> None:
+    folder = tmp_path / "db"
+    filled(folder)
+    before = snapshot(folder)
+    previous = install(FaultyIO(lock_errno=lock_errno).io())
+    try:
+        with pytest.raises(StorageError) as caught:
+            verity.open(folder)
+    finally:
+        restore(previous)
+    assert not isinstance(caught.value, InUse)
+    assert caught.value.os_error is not None and caught.value.os_error.errno == lock_errno
+    assert "verity.lock" in str(caught.value)
+    assert snapshot(folder) == before  # nothing written, renamed or deleted
+    with verity.open(folder) as db:
+        assert db.tenant(T1).read_events(verity.StreamId(1 << 32 | 1)) == [b"p0", b"p1"]
 
 
 def test_readers_run_beside_a_live_writer_and_see_durable_prefixes(tmp_path: Path) -> None:

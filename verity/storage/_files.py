@@ -45,6 +45,8 @@ FILE_MODE: Final = 0o600
 LOCK_FILE: Final = "verity.lock"
 # A full disk, a full quota, or a file size limit (RLIMIT_FSIZE): space may come back.
 FULL_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+# What a non-blocking flock fails with when another process holds the lock.
+_HELD_ERRNOS: Final = frozenset({errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES})
 
 
 def storage_error(
@@ -122,17 +124,24 @@ class FolderLock:
     def acquire(folder: Path) -> FolderLock:
         """Lock `folder` (which must exist) for writing; `InUse` if someone else holds it.
 
+        A lock the OS refuses for another reason is a `StorageError` naming the
+        lock file and the errno: the folder is not known to be in use.
+
         On refusal nothing in the folder is written: the lock file already
         exists, since its holder made it.
         """
         path = folder / LOCK_FILE
         fd = open_private(path, os.O_RDWR | os.O_CREAT)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            OS.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as failure:
-            if failure.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            if failure.errno not in _HELD_ERRNOS:
+                # Not another holder (ENOLCK on a network filesystem, say): the folder is
+                # not known to be in use, and not known to be free either.
                 os.close(fd)
-                raise
+                raise storage_error(
+                    f"lock folder {folder}", failure, path=path, written=False
+                ) from failure
             pid = _holder_pid(fd)
             os.close(fd)
             raise InUse(str(folder), pid) from None
