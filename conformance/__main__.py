@@ -5,7 +5,9 @@
 
 `run` checks the installed implementation: first every vector file (each with
 the runner of its `machine`; `--adapter` chooses the log implementation,
-`--kernel-adapter` the kernel), then the lockstep state machines for the rest
+`--kernel-adapter` the kernel), the public API's boundary (`boundary`: every
+out-of-domain argument refused by name; the `verity` package's own API, so
+not with another adapter), then the lockstep state machines for the rest
 of `--budget` seconds, in seeded rounds. It prints the seed, a line per vector
 failure and per machine round, the files a failure was written to, and last a
 summary; the exit status is 1 when anything failed (docs/conformance.md).
@@ -18,11 +20,18 @@ import importlib
 import json
 import random
 import sys
+import tempfile
 import time
 from pathlib import Path
 from types import ModuleType
 
-from verity_conformance import envelope_vectors, kernel_vectors, proof_vectors, tables_vectors
+from verity_conformance import (
+    boundary,
+    envelope_vectors,
+    kernel_vectors,
+    proof_vectors,
+    tables_vectors,
+)
 from verity_conformance._runner import VectorResult, quiet_implementation_logs
 from verity_conformance.vectors import (
     VECTORS_DIR,
@@ -160,6 +169,20 @@ def check_vectors(args: argparse.Namespace) -> list[VectorResult]:
     return results
 
 
+def check_boundary() -> str:
+    """Run the boundary cases; print each failure; the summary line."""
+    with (
+        tempfile.TemporaryDirectory(prefix="verity-boundary-") as scratch,
+        quiet_implementation_logs(False),
+    ):
+        checked, failures = boundary.run(Path(scratch))
+    for failure in failures:
+        print(f"FAIL boundary {failure}", flush=True)
+    line = f"boundary: {checked - len(failures)} passed, {len(failures)} failed"
+    print(line, flush=True)
+    return line
+
+
 def machines_module() -> ModuleType:
     """`verity_conformance._machines`, or an exit saying the machines need Hypothesis."""
     try:
@@ -192,6 +215,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"{line} ({steps}, {time.monotonic() - started:.1f} s)", flush=True)
         summary.append(line)
+        if args.adapter is None and args.kernel_adapter is None:
+            summary.append(check_boundary())
+            failed = failed or not summary[-1].endswith(" 0 failed")
     if machines is not None:
         remaining = max(0.0, args.budget - (time.monotonic() - started))
         rounds = machines.run_machines(
