@@ -32,9 +32,15 @@ from verity import (
     SyncMode,
     SyncPolicy,
     TenantId,
+    proofs,
 )
+from verity.crypto import SigningKey, Tokenizer, verify_signature
+from verity.directory import Directory
 from verity.errors import InvalidArgument
+from verity.kernel import Kernel
+from verity.query import Engine
 from verity.storage import Log, open_log
+from verity.store import KEY_BYTES_MAX, TREE_NAME_BYTES_MAX, Store, open_store
 from verity.types import Hash
 
 _BAD_COUNTS: tuple[object, ...] = (-1, True, 1.5, "1", None)
@@ -64,6 +70,10 @@ class Fixture:
         self.tenant = self.db.tenant(TenantId(1), create=True)
         self.stream = self.tenant.create_stream("events", DataClass.PUBLIC)
         self.tenant.append(self.stream, [b"a", b"b"])
+        self.store: Store = open_store(scratch / "store")
+        self.store.write_batch(0, b"h", [("t", b"k", b"v")])
+        self.engine = Engine(self.store)
+        self.kernel = Kernel(TenantId(1))
         self.fresh = 0
 
     def new_path(self) -> Path:
@@ -74,6 +84,7 @@ class Fixture:
     def close(self) -> None:
         self.log.close()
         self.db.close()
+        self.store.close()
 
 
 def _clock() -> Callable[[], int]:
@@ -288,6 +299,117 @@ def _cases_of_the_tenant() -> Iterator[Case]:
         )
 
 
+def _cases_of_the_store_and_engine() -> Iterator[Case]:
+    value: object
+    for value in ("x", 0, 15, True):
+        yield Case(
+            "open_store",
+            "page_cache_pages",
+            value,
+            lambda f, v: open_store(f.new_path(), page_cache_pages=v),
+        )
+    yield Case(
+        "open_store", "page_key", b"\0" * 32, lambda f, v: open_store(f.new_path(), page_key=v)
+    )
+    yield Case("open_store", "path", 3, lambda f, v: open_store(v))
+    for value in ("", 3, b"t", "t" * (TREE_NAME_BYTES_MAX + 1)):
+        yield Case("Store.get", "tree", value, lambda f, v: f.store.get(v, b"k"))
+        yield Case("Store.scan", "tree", value, lambda f, v: list(f.store.scan(v)))
+    for value in ("k", bytearray(b"k"), None, b"k" * (KEY_BYTES_MAX + 1)):
+        yield Case("Store.get", "key", value, lambda f, v: f.store.get("t", v))
+    for value in ("a", 1, bytearray(b"a")):
+        yield Case("Store.scan", "low", value, lambda f, v: list(f.store.scan("t", v)))
+        yield Case("Store.scan", "high", value, lambda f, v: list(f.store.scan("t", None, v)))
+    for value in (-1, "0", 1.0, True, 1 << 64):
+        yield Case("Store.get", "as_of", value, lambda f, v: f.store.get("t", b"k", as_of=v))
+        yield Case(
+            "Engine.query", "as_of", value, lambda f, v: f.engine.query("SELECT * FROM t", as_of=v)
+        )
+    for value in (-1, "1", 0, True):  # 0 is applied already: positions strictly increase
+        yield Case(
+            "Store.write_batch", "position", value, lambda f, v: f.store.write_batch(v, b"", [])
+        )
+    for value in ("h", b"h" * 65, None):
+        yield Case(
+            "Store.write_batch", "log_hash", value, lambda f, v: f.store.write_batch(9, v, [])
+        )
+    for value in (
+        "abc",
+        None,
+        [("t", b"k")],
+        [(3, b"k", b"v")],
+        [("t", "k", b"v")],
+        [("t", b"k", "v")],
+        [["t", b"k", b"v"]],
+    ):
+        yield Case(
+            "Store.write_batch", "changes", value, lambda f, v: f.store.write_batch(9, b"", v)
+        )
+    for value in (0, -1, True, "8"):
+        yield Case("Engine", "cache_size", value, lambda f, v: Engine(f.store, cache_size=v))
+    for value in (b"SELECT 1", 3, None):
+        yield Case("Engine.query", "sql", value, lambda f, v: f.engine.query(v))
+
+
+def _cases_of_the_rest() -> Iterator[Case]:
+    value: object
+    for value in (-1, True, "1", 1 << 64):
+        yield Case("Kernel", "tenant", value, lambda _, v: Kernel(v))
+        yield Case("Kernel", "retention_ns", value, lambda _, v: Kernel(TenantId(1), v))
+    for value in ("id", 5, None):
+        yield Case("Kernel.committed", "idempotency_id", value, lambda f, v: f.kernel.committed(v))
+    for value in ("1", None, 1.5):
+        yield Case("Kernel.stream", "stream_id", value, lambda f, v: f.kernel.stream(v))
+        yield Case("Kernel.next_offset", "stream_id", value, lambda f, v: f.kernel.next_offset(v))
+    for value in (0, -1, True, "4", 1 << 20):
+        yield Case("Directory", "shard_count", value, lambda f, v: Directory(f.new_path(), v))
+        yield Case("verity.open", "shard_count", value, _open_db_with("shard_count"))
+    for value in (b"\0" * 31, b"\0" * 33, "00" * 32):
+        yield Case("SigningKey.from_seed", "seed", value, lambda _, v: SigningKey.from_seed(v))
+        yield Case("Tokenizer", "key", value, lambda _, v: Tokenizer(v))
+    key = SigningKey.from_seed(bytes(32))
+    public_key = key.public_key_bytes()
+    for value in (b"\0" * 31, "00" * 32, None):
+        yield Case(
+            "verify_signature",
+            "public_key",
+            value,
+            lambda _, v: verify_signature(v, b"m", bytes(64)),
+        )
+        yield Case(
+            "verify_signature",
+            "signature",
+            value,
+            lambda _, v: verify_signature(public_key, b"m", v),
+        )
+    for value in ("", 3, None):
+        yield Case(
+            "Tokenizer.token", "domain", value, lambda _, v: Tokenizer(bytes(32)).token(b"x", v)
+        )
+    for value in ("x", None):
+        yield Case(
+            "Tokenizer.token", "value", value, lambda _, v: Tokenizer(bytes(32)).token(v, "d")
+        )
+    inclusion = proofs.InclusionProof(0, 1, b"leaf", ())
+    consistency = proofs.ConsistencyProof(1, 2, (bytes(32),))
+    for value in (b"\0" * 31, "0" * 32, None):
+        yield Case(
+            "verify_inclusion", "root", value, lambda _, v: proofs.verify_inclusion(inclusion, v)
+        )
+        yield Case(
+            "verify_consistency",
+            "old_root",
+            value,
+            lambda _, v: proofs.verify_consistency(consistency, v, bytes(32)),
+        )
+        yield Case(
+            "verify_consistency",
+            "new_root",
+            value,
+            lambda _, v: proofs.verify_consistency(consistency, bytes(32), v),
+        )
+
+
 def cases() -> list[Case]:
     """Every case, in a fixed order."""
     return [
@@ -295,6 +417,8 @@ def cases() -> list[Case]:
         *_cases_of_values(),
         *_cases_of_the_log(),
         *_cases_of_the_tenant(),
+        *_cases_of_the_store_and_engine(),
+        *_cases_of_the_rest(),
     ]
 
 

@@ -180,7 +180,7 @@ def root_from_inclusion_proof(proof: InclusionProof) -> bytes:
 
 def verify_inclusion(proof: InclusionProof, root: bytes) -> None:
     """Raise `InvalidProof` unless `proof` shows its leaf is in the tree with `root`."""
-    if len(root) != _HASH_BYTES:
+    if not isinstance(root, bytes) or len(root) != _HASH_BYTES:
         raise InvalidArgument("root", root, "must be 32 bytes")
     computed = root_from_inclusion_proof(proof)
     if computed != root:
@@ -196,7 +196,7 @@ def verify_consistency(proof: ConsistencyProof, old_root: bytes, new_root: bytes
     RFC 9162 §2.1.4.2, step by step.
     """
     for name, value in (("old_root", old_root), ("new_root", new_root)):
-        if len(value) != _HASH_BYTES:
+        if not isinstance(value, bytes) or len(value) != _HASH_BYTES:
             raise InvalidArgument(name, value, "must be 32 bytes")
     first, second = proof.old_size, proof.new_size
     path = list(proof.path)
