@@ -162,6 +162,15 @@ MACHINES: dict[str, Machine] = {
             weight=3,
             replay=None,  # no vector format: a failure is replayed by its seed
         ),
+        Machine(
+            name="dbapi",
+            module="verity_conformance.dbapi_machine",
+            class_name="DbapiLockstep",
+            steps=30,
+            examples=5,
+            weight=1,
+            replay=None,  # no vector format: a failure is replayed by its seed
+        ),
     )
 }
 

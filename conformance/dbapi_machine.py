@@ -1,0 +1,318 @@
+"""The lockstep state machine of the PEP 249 driver: `verity.dbapi` against the tables spec.
+
+Applications written for Python's DB-API reach VerityDB through
+`verity.dbapi.connect(path, tenant)`; what they see must be what
+`verity_spec.tables` says the same statements give. Hypothesis drives one
+connection to a real database folder (an encrypted tenant, fsync on) and the
+spec with the same statements: CREATE TABLE and INDEX, INSERT through
+`execute` and `executemany` (qmark parameters, wrong types, NULLs, duplicate
+keys), UPDATE and DELETE with random WHERE clauses, SELECT read back through
+any mix of `fetchone`, `fetchmany(n)`, `fetchmany()` (the cursor's
+`arraysize`), `fetchall` and iteration, unsupported and unknown statements,
+and the connection closed and opened again. After each statement:
+
+- a SELECT's rows, in order and exactly typed, and its `description`: the
+  column names, and a type code equal to the module's type object of the
+  column's first non-NULL value (`STRING` when every value is NULL);
+  `rowcount` is the number of rows;
+- a write's `rowcount` is the rows the spec says it affected (for
+  `executemany`, the sum; a failure stops it, the earlier sets stay);
+- a refused statement raises the PEP 249 class of the spec's failure kind
+  (docs/sdk.md, "DB-API"), and `rowcount` is -1 with no result set;
+- fetching without a result set, or through a closed cursor or connection,
+  raises `InterfaceError`; `rollback` raises `NotSupportedError`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
+
+import verity_spec.tables as spec_tables
+from verity import dbapi
+from verity_conformance.tables_drivers import encode_value
+from verity_conformance.tables_machine import (
+    BAD_STATEMENTS,
+    COLUMNS,
+    KEYS,
+    TABLES,
+    Sql,
+    values_for,
+    where_clause,
+)
+
+NOW_START = 1_767_225_600_000_000_000
+
+# PEP 249's class for each failure kind of the spec (docs/sdk.md, "DB-API").
+CLASS_OF_KIND: dict[str, type[dbapi.Error]] = {
+    "syntax": dbapi.ProgrammingError,
+    "unknown_table": dbapi.ProgrammingError,
+    "unknown_column": dbapi.ProgrammingError,
+    "table_exists": dbapi.ProgrammingError,
+    "parameter": dbapi.ProgrammingError,
+    "unsupported": dbapi.NotSupportedError,
+    "type_mismatch": dbapi.DataError,
+    "limit": dbapi.DataError,
+    "constraint": dbapi.IntegrityError,
+}
+
+
+def type_object(values: list[object]) -> object:
+    """The module's type object a column's type code must equal (the first non-NULL value's)."""
+    for value in values:
+        if isinstance(value, bytes):
+            return dbapi.BINARY
+        if isinstance(value, bool | int | float):
+            return dbapi.NUMBER
+        if isinstance(value, str):
+            return dbapi.STRING
+    return dbapi.STRING
+
+
+class DbapiLockstep(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.work = Path(tempfile.mkdtemp(prefix="verity-dbapi-lockstep-"))
+        self.now = NOW_START
+        self.history = spec_tables.empty_history()
+        self.position = 0
+        self.connection = self._connect()
+        self.cursor = self.connection.cursor()
+        # The rows of the cursor's last SELECT not fetched yet (None: no result set).
+        self.pending: list[tuple[object, ...]] | None = None
+
+    def _clock(self) -> int:
+        self.now += 1_000
+        return self.now
+
+    def _connect(self) -> dbapi.Connection:
+        return dbapi.connect(self.work / "db", tenant=7, clock=self._clock)
+
+    # ------------------------------------------------------------ the spec
+
+    def spec(self, sql: str, params: list[object]) -> spec_tables.Outcome:
+        self.position += 1
+        self.history, outcome = spec_tables.execute(self.history, sql, tuple(params), self.position)
+        return outcome
+
+    def check_refusal(self, what: str, outcome: spec_tables.Outcome, failure: Exception) -> None:
+        assert isinstance(outcome, spec_tables.Failed), (
+            f"{what}: the spec gave {outcome!r}, the driver raised {failure!r}"
+        )
+        expected = CLASS_OF_KIND[outcome.kind]
+        assert type(failure) is expected, (
+            f"{what}: the spec's {outcome.kind!r} is {expected.__name__}, "
+            f"the driver raised {type(failure).__name__}: {failure}"
+        )
+        assert self.cursor.rowcount == -1 and self.cursor.description is None, what
+        self.pending = None
+
+    def run(self, sql: str, params: list[object]) -> None:
+        """`sql` through `cursor.execute` and the spec: the same answer."""
+        what = f"execute({sql!r}, {params!r})"
+        outcome = self.spec(sql, params)
+        try:
+            self.cursor.execute(sql, params)
+        except dbapi.Error as failure:
+            self.check_refusal(what, outcome, failure)
+            return
+        if isinstance(outcome, spec_tables.Rows):
+            columns = [entry[0] for entry in self.cursor.description or ()]
+            assert columns == list(outcome.columns), f"{what}: columns {columns}"
+            for i, entry in enumerate(self.cursor.description or ()):
+                expected_type = type_object([row[i] for row in outcome.rows])
+                assert entry[1] == expected_type, f"{what}: type code {entry[1]} of {columns[i]}"
+            assert self.cursor.rowcount == len(outcome.rows), f"{what}: rowcount"
+            self.pending = list(outcome.rows)
+            return
+        assert isinstance(outcome, spec_tables.Written), f"{what}: the spec gave {outcome!r}"
+        assert self.cursor.rowcount == outcome.rows_affected, (
+            f"{what}: rowcount {self.cursor.rowcount}, the spec {outcome.rows_affected}"
+        )
+        assert self.cursor.description is None, what
+        self.pending = None
+
+    # ------------------------------------------------------------ statements
+
+    @rule(table=st.sampled_from(sorted(TABLES)))
+    def create_table(self, table: str) -> None:
+        self.run(TABLES[table], [])
+
+    @rule(data=st.data(), table=st.sampled_from(sorted(TABLES)))
+    def create_index(self, data: st.DataObject, table: str) -> None:
+        column = data.draw(st.sampled_from(sorted(COLUMNS[table])))
+        self.run(f"CREATE INDEX idx_{column} ON {table} ({column})", [])
+
+    @rule(data=st.data(), table=st.sampled_from(sorted(TABLES)), many=st.booleans())
+    def insert(self, data: st.DataObject, table: str, many: bool) -> None:
+        columns = sorted(COLUMNS[table])
+        chosen = data.draw(st.lists(st.sampled_from(columns), min_size=1, unique=True))
+        sql = f"INSERT INTO {table} ({', '.join(chosen)}) VALUES ({', '.join('?' for _ in chosen)})"
+        sets = data.draw(
+            st.lists(
+                st.tuples(*(values_for(COLUMNS[table][c]) for c in chosen)).map(list),
+                min_size=1,
+                max_size=4 if many else 1,
+            )
+        )
+        if not many:
+            self.run(sql, sets[0])
+            return
+        # executemany: each set in turn, as `execute` would; the first refusal stops it.
+        total = 0
+        refused: tuple[spec_tables.Outcome, int] | None = None
+        for number, params in enumerate(sets):
+            outcome = self.spec(sql, params)
+            if not isinstance(outcome, spec_tables.Written):
+                refused = (outcome, number)
+                break
+            total += outcome.rows_affected
+        what = f"executemany({sql!r}, {sets!r})"
+        try:
+            self.cursor.executemany(sql, sets)
+        except dbapi.Error as failure:
+            assert refused is not None, f"{what}: the spec wrote every set, the driver raised"
+            self.check_refusal(f"{what}, set {refused[1]}", refused[0], failure)
+            return
+        assert refused is None, f"{what}: the spec refused set {refused}, the driver did not"
+        assert self.cursor.rowcount == total, f"{what}: rowcount {self.cursor.rowcount}"
+        self.pending = None
+
+    @rule(data=st.data(), table=st.sampled_from(sorted(TABLES)))
+    def update(self, data: st.DataObject, table: str) -> None:
+        sql = Sql(data, data.draw(st.sampled_from(["literal", "qmark"])))
+        settable = [c for c in sorted(COLUMNS[table]) if c not in KEYS[table]]
+        column = data.draw(st.sampled_from(settable))
+        value = sql.value(data.draw(values_for(COLUMNS[table][column])))
+        where = f" WHERE {where_clause(sql, table)}" if data.draw(st.booleans()) else ""
+        self.run(f"UPDATE {table} SET {column} = {value}{where}", sql.params)
+
+    @rule(data=st.data(), table=st.sampled_from(sorted(TABLES)))
+    def delete(self, data: st.DataObject, table: str) -> None:
+        sql = Sql(data, data.draw(st.sampled_from(["literal", "qmark"])))
+        self.run(f"DELETE FROM {table} WHERE {where_clause(sql, table)}", sql.params)
+
+    @rule(data=st.data(), table=st.sampled_from(sorted(TABLES)))
+    def select(self, data: st.DataObject, table: str) -> None:
+        sql = Sql(data, data.draw(st.sampled_from(["literal", "qmark"])))
+        columns = sorted(COLUMNS[table])
+        projection = data.draw(
+            st.one_of(
+                st.just("*"),
+                st.just("COUNT(*)"),
+                st.lists(st.sampled_from(columns), min_size=1, max_size=3).map(", ".join),
+            )
+        )
+        text = f"SELECT {projection} FROM {table}"
+        if data.draw(st.booleans()):
+            text += f" WHERE {where_clause(sql, table)}"
+        if projection != "COUNT(*)" and data.draw(st.booleans()):
+            text += f" ORDER BY {data.draw(st.sampled_from(columns))} DESC"
+        self.run(text, sql.params)
+
+    @rule(text=st.sampled_from(BAD_STATEMENTS))
+    def bad_statement(self, text: str) -> None:
+        self.run(text, [])
+
+    # ------------------------------------------------------------ fetching
+
+    @precondition(lambda self: self.pending is not None)
+    @rule(
+        how=st.sampled_from(["one", "many", "many_default", "all", "iterate"]),
+        size=st.integers(0, 5),
+        arraysize=st.integers(1, 3),
+    )
+    def fetch(self, how: str, size: int, arraysize: int) -> None:
+        pending = self.pending
+        assert pending is not None
+        got: Any
+        if how == "one":
+            got = self.cursor.fetchone()
+            expected: Any = pending.pop(0) if pending else None
+        elif how == "many":
+            got = self.cursor.fetchmany(size)
+            expected = pending[:size]
+            del pending[:size]
+        elif how == "many_default":
+            self.cursor.arraysize = arraysize
+            got = self.cursor.fetchmany()
+            expected = pending[:arraysize]
+            del pending[:arraysize]
+        elif how == "all":
+            got = self.cursor.fetchall()
+            expected = list(pending)
+            pending.clear()
+        else:
+            got = list(self.cursor)
+            expected = list(pending)
+            pending.clear()
+        assert _encoded(got) == _encoded(expected), f"fetch {how}: {got!r}, spec {expected!r}"
+
+    @precondition(lambda self: self.pending is None)
+    @rule(how=st.sampled_from(["one", "many", "all"]))
+    def fetch_without_a_result_set(self, how: str) -> None:
+        try:
+            if how == "one":
+                self.cursor.fetchone()
+            elif how == "many":
+                self.cursor.fetchmany()
+            else:
+                self.cursor.fetchall()
+        except dbapi.InterfaceError:
+            return
+        raise AssertionError(f"fetch {how} with no result set did not raise InterfaceError")
+
+    # ------------------------------------------------------------ the connection
+
+    @rule()
+    def rollback_is_not_supported(self) -> None:
+        self.connection.commit()  # every statement was durable when it returned
+        try:
+            self.connection.rollback()
+        except dbapi.NotSupportedError:
+            return
+        raise AssertionError("rollback did not raise NotSupportedError")
+
+    @rule()
+    def new_cursor(self) -> None:
+        old = self.cursor
+        self.cursor = self.connection.cursor()
+        self.pending = None
+        old.close()
+        try:
+            old.fetchall()
+        except dbapi.InterfaceError:
+            return
+        raise AssertionError("a closed cursor fetched")
+
+    @rule()
+    def reconnect(self) -> None:
+        old = self.connection
+        old.close()
+        try:
+            self.cursor.execute("SELECT * FROM patients")
+        except dbapi.InterfaceError:
+            pass
+        else:
+            raise AssertionError("a cursor of a closed connection executed")
+        self.connection = self._connect()
+        self.cursor = self.connection.cursor()
+        self.pending = None
+
+    def teardown(self) -> None:
+        self.connection.close()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def _encoded(rows: Any) -> Any:
+    """Rows (or one row, or None) with every value tagged by type, so 1, 1.0 and True differ."""
+    if rows is None:
+        return None
+    if isinstance(rows, tuple):
+        return [encode_value(v) for v in rows]
+    return [[encode_value(v) for v in row] for row in rows]
