@@ -20,11 +20,16 @@ and the connection closed and opened again. After each statement:
 - a refused statement raises the PEP 249 class of the spec's failure kind
   (docs/sdk.md, "DB-API"), and `rowcount` is -1 with no result set;
 - fetching without a result set, or through a closed cursor or connection,
-  raises `InterfaceError`; `rollback` raises `NotSupportedError`.
+  raises `InterfaceError`; `rollback` raises `NotSupportedError`;
+- the module's constructors give what PEP 249 and docs/sdk.md say
+  (`Timestamp` and `TimestampFromTicks`: ns since the epoch, UTC, the
+  TIMESTAMP column's value; `Date`, `Time`, `*FromTicks` in UTC), and its
+  type objects equal exactly their type names.
 """
 
 from __future__ import annotations
 
+import datetime
 import shutil
 import tempfile
 from pathlib import Path
@@ -47,6 +52,14 @@ from verity_conformance.tables_machine import (
 )
 
 NOW_START = 1_767_225_600_000_000_000
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+TYPE_NAMES = {
+    "STRING": {"TEXT"},
+    "BINARY": {"BYTES"},
+    "NUMBER": {"BIGINT", "DOUBLE", "BOOLEAN"},
+    "DATETIME": {"TIMESTAMP"},
+    "ROWID": set(),
+}
 
 # PEP 249's class for each failure kind of the spec (docs/sdk.md, "DB-API").
 CLASS_OF_KIND: dict[str, type[dbapi.Error]] = {
@@ -85,6 +98,7 @@ class DbapiLockstep(RuleBasedStateMachine):
         self.cursor = self.connection.cursor()
         # The rows of the cursor's last SELECT not fetched yet (None: no result set).
         self.pending: list[tuple[object, ...]] | None = None
+        self.fresh_id = 100
 
     def _clock(self) -> int:
         self.now += 1_000
@@ -183,6 +197,22 @@ class DbapiLockstep(RuleBasedStateMachine):
         assert self.cursor.rowcount == total, f"{what}: rowcount {self.cursor.rowcount}"
         self.pending = None
 
+    @rule(count=st.integers(2, 12))
+    def many_patients(self, count: int) -> None:
+        """Well-formed rows under fresh keys: result sets long enough to fetch in parts."""
+        self.run(TABLES["patients"], [])
+        first = self.fresh_id
+        self.fresh_id += count
+        sets = [[k, f"name {k}", k / 4, k % 2 == 0] for k in range(first, first + count)]
+        sql = "INSERT INTO patients (id, name, score, active) VALUES (?, ?, ?, ?)"
+        for params in sets:
+            outcome = self.spec(sql, params)
+            assert isinstance(outcome, spec_tables.Written), outcome
+        self.cursor.executemany(sql, sets)
+        assert self.cursor.rowcount == count, f"executemany of {count} rows: {self.cursor.rowcount}"
+        self.pending = None
+        self.run("SELECT * FROM patients WHERE id >= ? ORDER BY id", [first])
+
     @rule(data=st.data(), table=st.sampled_from(sorted(TABLES)))
     def update(self, data: st.DataObject, table: str) -> None:
         sql = Sql(data, data.draw(st.sampled_from(["literal", "qmark"])))
@@ -266,6 +296,46 @@ class DbapiLockstep(RuleBasedStateMachine):
         except dbapi.InterfaceError:
             return
         raise AssertionError(f"fetch {how} with no result set did not raise InterfaceError")
+
+    @rule(
+        moment=st.datetimes(
+            min_value=datetime.datetime(1970, 1, 1), max_value=datetime.datetime(2200, 1, 1)
+        ),
+        ward=st.sampled_from(["w1", "w2"]),
+    )
+    def timestamps(self, moment: datetime.datetime, ward: str) -> None:
+        """A TIMESTAMP written with `Timestamp(...)` reads back as ns since the epoch, UTC."""
+        moment = moment.replace(microsecond=0)
+        expected = (moment.replace(tzinfo=datetime.UTC) - EPOCH) // datetime.timedelta(seconds=1)
+        made = dbapi.Timestamp(
+            moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second
+        )
+        assert made == expected * 1_000_000_000, f"Timestamp({moment}) = {made}"
+        assert dbapi.TimestampFromTicks(expected) == made, f"TimestampFromTicks({expected})"
+        ticks = expected + 0.25
+        ns = dbapi.TimestampFromTicks(ticks)
+        assert ns == expected * 1_000_000_000 + 250_000_000, f"TimestampFromTicks({ticks}) = {ns}"
+        utc = EPOCH + datetime.timedelta(seconds=ticks)
+        assert dbapi.DateFromTicks(ticks) == utc.date(), f"DateFromTicks({ticks})"
+        assert dbapi.TimeFromTicks(ticks) == utc.time(), f"TimeFromTicks({ticks})"
+        assert dbapi.Date(moment.year, moment.month, moment.day) == moment.date()
+        assert dbapi.Time(moment.hour, moment.minute, moment.second) == moment.time()
+        self.run("INSERT INTO visits (patient, ward, seen) VALUES (?, ?, ?)", [made, ward, made])
+        self.run("SELECT seen FROM visits WHERE patient = ? AND ward = ?", [made, ward])
+
+    @rule(
+        name=st.sampled_from(sorted(TYPE_NAMES)),
+        other=st.sampled_from(
+            ["TEXT", "BYTES", "BIGINT", "DOUBLE", "BOOLEAN", "TIMESTAMP", "INT", "text"]
+        ),
+    )
+    def module_constants(self, name: str, other: str) -> None:
+        type_object = getattr(dbapi, name)
+        assert (type_object == other) == (other in TYPE_NAMES[name]), f"{name} == {other!r}"
+        assert type_object == type_object and hash(type_object) == hash(type_object)
+        assert (dbapi.apilevel, dbapi.threadsafety, dbapi.paramstyle) == ("2.0", 1, "qmark")
+        assert dbapi.Binary(b"\x00\xff") == b"\x00\xff"
+        assert type(dbapi.Binary(b"x")) is bytes
 
     # ------------------------------------------------------------ the connection
 

@@ -26,7 +26,7 @@ import verity_conformance.__main__ as conformance_main
 from verity._tenant import TenantHandle
 from verity.storage import Log as StorageLog
 from verity.storage import Record as StoredRecord
-from verity_conformance import _machines, kernel_vectors, vectors
+from verity_conformance import _machines, boundary, kernel_vectors, vectors
 from verity_conformance._runner import Recording, write_vectors
 from verity_conformance.vectors import VECTORS_DIR, default_factory, run_vector
 
@@ -272,7 +272,11 @@ def test_the_default_run_prints_its_seeds_and_keeps_to_the_budget(tmp_path: Path
     }
     assert elapsed <= max(budget, vectors_seconds) + sum(longest.values()) + 20.0, completed.stdout
     vector_files = len(list(VECTORS_DIR.glob("*.json")))
-    assert lines[-1].startswith(f"vectors: {vector_files} passed, 0 failed; machine rounds: ")
+    cases = len(boundary.cases())
+    assert lines[-1].startswith(
+        f"vectors: {vector_files} passed, 0 failed; boundary: {cases} passed, 0 failed; "
+        "machine rounds: "
+    )
     assert not (tmp_path / "verity-conformance-failures").exists()
 
 

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import calendar
 import datetime
+import fractions
+import math
 import os
 from collections.abc import Iterator, Sequence
 from types import TracebackType
@@ -192,7 +194,12 @@ def TimeFromTicks(ticks: float) -> datetime.time:  # PEP 249 name
 
 
 def TimestampFromTicks(ticks: float) -> int:  # PEP 249 name
-    return int(ticks * 1_000_000_000)
+    """A TIMESTAMP value: the ns (floored) of `ticks` seconds since the Unix epoch, UTC.
+
+    Exact for the float given: `ticks * 1e9` in floating point would lose the
+    low digits of any present-day time (1167609600.25 s is 1167609600249999872).
+    """
+    return math.floor(fractions.Fraction(ticks) * 1_000_000_000)
 
 
 def Binary(data: bytes) -> bytes:  # PEP 249 name
