@@ -165,6 +165,9 @@ class SpecLogDriver:
         )
 
     def append_batch(self, payloads: list[bytes], now: int) -> Observation:
+        return self._guard(lambda: self._append_batch(payloads, now))
+
+    def _append_batch(self, payloads: list[bytes], now: int) -> Observation:
         first = spec_log.size(self.log)
         self.log = spec_log.append_batch(self.log, tuple(payloads), now, self.policy, self.signer)
         return ok(
@@ -174,6 +177,9 @@ class SpecLogDriver:
         )
 
     def append_checkpoint(self, now: int) -> Observation:
+        return self._guard(lambda: self._append_checkpoint(now))
+
+    def _append_checkpoint(self, now: int) -> Observation:
         self.log = spec_log.append_checkpoint(self.log, now, self.signer)
         record = self.log.records[-1]
         payload = spec_records.decode_checkpoint_payload(record.payload)
@@ -404,12 +410,18 @@ class StorageLogDriver:
 
     def append_batch(self, payloads: list[bytes], now: int) -> Observation:
         self.now = now
+        return self._guard(lambda: self._append_batch(payloads))
+
+    def _append_batch(self, payloads: list[bytes]) -> Observation:
         first = self.log.append_batch(payloads)
         self._refresh_frame_lengths()
         return ok(first_offset=int(first), size=self.log.size, head_hash=self.log.head_hash.hex())
 
     def append_checkpoint(self, now: int) -> Observation:
         self.now = now
+        return self._guard(self._append_checkpoint)
+
+    def _append_checkpoint(self) -> Observation:
         checkpoint = self.log.append_checkpoint()
         self._refresh_frame_lengths()
         fields: dict[str, Any] = {

@@ -22,6 +22,7 @@ from verity_conformance import _runner
 from verity_conformance._runner import FORMAT as FORMAT
 from verity_conformance._runner import VectorResult as VectorResult
 from verity_conformance.drivers import LogDriver, Observation, SpecLogDriver, StorageLogDriver
+from verity_spec.records import U64_MAX
 
 NOW_START = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z in ns
 VECTORS_DIR = Path(__file__).resolve().parent / "vectors"
@@ -219,10 +220,22 @@ def scenario_bad_arguments() -> Scenario:
         {"op": "consistency_proof", "old_size": 3, "new_size": 2},
         {"op": "consistency_proof", "old_size": 2, "new_size": 4},
         {"op": "state"},
+        # Timestamps near 2**64-1: a call that could pass it is refused whole, even when
+        # the clock stepped back (the last timestamp, not `now`, is what runs out).
+        {"op": "append_batch", "payloads": ["dd"], "now": U64_MAX - 8},
+        {"op": "append_batch", "payloads": ["ee", "ff"], "now": 5},
+        {"op": "append_batch", "payloads": ["01", "02", "03", "04"], "now": 5},
+        {"op": "append_batch", "payloads": ["01", "02"], "now": U64_MAX - 3},
+        {"op": "state"},
+        {"op": "append_checkpoint", "now": U64_MAX},
+        {"op": "append_checkpoint", "now": 0},
+        {"op": "append_batch", "payloads": ["05"], "now": 0},
+        {"op": "state"},
     ]
     return Scenario(
         "bad-arguments",
-        "offsets and tree sizes out of range are typed errors and change nothing",
+        "offsets and tree sizes out of range are typed errors and change nothing; so are "
+        "calls whose timestamps could pass 2**64-1",
         _policy(1000),
         steps,
     )
@@ -373,6 +386,30 @@ def scenario_signatures() -> Scenario:
         "a signed log: the key pinned in record 0, every checkpoint signed, a rotation signed by "
         "the outgoing key; a keyless rewrite fails the first signed checkpoint after it",
         {**_policy(3), "signing_seed": bytes(range(32)).hex()},
+        steps,
+    )
+
+
+def scenario_keys_after_checkpoint() -> Scenario:
+    """KEY records after the last checkpoint do not count towards the next one, across an open."""
+    clock = _Clock()
+    steps: list[Step] = [
+        {"op": "append_batch", "payloads": ["01", "02", "03"], "now": clock.tick()},
+        {"op": "rotate_key", "new_seed": bytes(range(100, 132)).hex(), "now": clock.tick()},
+        {"op": "rotate_key", "new_seed": bytes(range(140, 172)).hex(), "now": clock.tick()},
+        # Opened again without a shutdown checkpoint: records 5 and 6 are KEY records.
+        {"op": "crash", "keep": 7, "torn": False, "now": clock.tick()},
+        {"op": "state"},
+    ]
+    for payload in ("04", "05", "06", "07"):
+        steps += [{"op": "append_batch", "payloads": [payload], "now": clock.tick()}]
+        steps += [{"op": "state"}]
+    steps += [{"op": "verify"}]
+    return Scenario(
+        "keys-after-checkpoint",
+        "a checkpoint falls due after every_n_records DATA records; KEY records (rotations) "
+        "after the last checkpoint do not count, also when the log was opened in between",
+        {**_policy(3, on_shutdown=False), "signing_seed": bytes(range(32)).hex()},
         steps,
     )
 
@@ -636,6 +673,7 @@ def scenarios() -> list[Scenario]:
         scenario_signatures(),
         scenario_unsigned_tail(),
         scenario_faults(),
+        scenario_keys_after_checkpoint(),
         scenario_checkpoint_anchor(),
     ]
     return fixed + [scenario_random(seed) for seed in range(12)]

@@ -272,6 +272,21 @@ def check_now(now: object) -> int:
     return now
 
 
+def check_room(log: Log, now: int, records: int) -> None:
+    """Refuse a call that could run the timestamps out, before it writes anything.
+
+    A call that may write `records` records is refused unless
+    `max(now, last + 1) + records <= 2**64-1`: an append of n payloads may
+    write 2n (each DATA record may make a checkpoint due), an explicit
+    checkpoint 1. (So 2**64-1 itself is never a timestamp: the bound keeps
+    one spare, as the fast path's check does.)
+
+    :raises InvalidArgumentError: there is no room: the clock's `now` names it.
+    """
+    if max(now, last_timestamp(log) + 1) + records > U64_MAX:
+        raise InvalidArgumentError("now", now, "the timestamps would pass 2**64-1")
+
+
 def check_count(name: str, value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise InvalidArgumentError(name, value, "must be an int")
@@ -311,6 +326,7 @@ def append_checkpoint(log: Log, now: int, signer: bytes | None = None) -> Log:
     :raises KeyMismatchError: `signer` is not the key the log pins.
     """
     check_now(now)
+    check_room(log, now, 1)
     return acknowledged(with_record(log, checkpoint_record(log, now, signer)))
 
 
@@ -456,6 +472,7 @@ def write_unacknowledged(
     """
     checked = check_payloads(payloads)
     check_now(now)
+    check_room(log, now, 2 * len(checked))
     check_signer(log, signer)
     durable = log.durable
     for payload in checked:

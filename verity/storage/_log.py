@@ -1290,6 +1290,8 @@ class Log:
         with self._lock:
             self._check_writable("append_checkpoint")
             now = self._read_clock()
+            if max(now, self._last_ts + 1) + 1 > U64_MAX:
+                raise InvalidArgument("clock()", now, "timestamps would pass 2**64-1")
             result: list[Checkpoint] = []
 
             def write() -> None:
