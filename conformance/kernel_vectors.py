@@ -264,6 +264,10 @@ class FastKernelDriver:
         if via_decide:
             decision = self.kernel.decide(command)
             self.last_decision = decision
+            # verity.kernel.Decision: `count` is 0 when nothing is recorded.
+            assert decision.payload is not None or decision.count == 0, (
+                f"a decision that records nothing says count {decision.count}"
+            )
             if decision.payload is None:
                 effects = (fast.Reply(decision.outcome),)
             else:
@@ -582,6 +586,20 @@ def scenario_expiry_default_retention() -> Scenario:
     )
 
 
+def scenario_expiry_via_decide() -> Scenario:
+    return Scenario(
+        "expiry-via-decide",
+        "as expiry, each command through decide then commit (a hint the reference kernel "
+        "takes; another kernel applies them as usual): the same ids are forgotten at the "
+        "same nanosecond",
+        _config(retention_ns=RETENTION_NS_SHORT),
+        [
+            {**step, "via_decide": True} if step["op"] == "apply" else step
+            for step in _expiry_steps(RETENTION_NS_SHORT)
+        ],
+    )
+
+
 def _expiry_steps(retention: int) -> list[dict[str, Any]]:
     c = _Commands(TENANT)
     c.create("orders", 1)
@@ -811,6 +829,7 @@ def scenarios() -> list[Scenario]:
         scenario_idempotency(),
         scenario_expiry(),
         scenario_expiry_default_retention(),
+        scenario_expiry_via_decide(),
         scenario_isolation(),
         scenario_bad_inputs(),
         scenario_replay(),
