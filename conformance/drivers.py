@@ -735,8 +735,10 @@ class StorageLogDriver:
     def flip_derived(self, kind: str, byte: int, now: int) -> Observation:
         """Close, flip bit `byte % 8` of byte `byte` of a derived file of `kind`, open.
 
-        `kind` is "merkle" (the leaf-level node file) or "index" (the oldest
-        segment's offset index); "merkle_cut" cuts the leaf-level node file to
+        `kind` is "merkle" (the leaf-level node file), "index" (the oldest
+        segment's offset index) or "mark" (the durability mark, docs/formats.md:
+        one that does not check is no evidence, and changes no answer);
+        "merkle_cut" cuts the leaf-level node file to
         `byte` (modulo its size) bytes instead. A file of that kind that does
         not exist (yet) is left alone.
         """
@@ -752,6 +754,8 @@ class StorageLogDriver:
             paths = [self.directory / "merkle" / "level-00.bin"]
         elif kind == "index":
             paths = sorted(self.directory.glob("*.vidx"))[:1]
+        elif kind == "mark":
+            paths = [self.directory / "durable.vmark"]
         else:
             raise ValueError(f"unknown derived file kind {kind!r}")
         for path in paths:

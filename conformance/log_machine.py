@@ -325,7 +325,11 @@ class LogLockstep(RuleBasedStateMachine):
             len(self.spec.log.records) > 0 and not self.spec.log.damaged and not self.rewritten
         )
     )
-    @rule(kind=st.sampled_from(["merkle", "index", "merkle_cut"]), data=st.data(), step=clock_steps)
+    @rule(
+        kind=st.sampled_from(["merkle", "index", "merkle_cut", "mark"]),
+        data=st.data(),
+        step=clock_steps,
+    )
     def flip_derived(self, kind: str, data: st.DataObject, step: int) -> None:
         # A flipped bit in a derived file is found by its CRC and the file rebuilt
         # from the records (which must be intact for that: hence the precondition).

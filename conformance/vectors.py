@@ -530,6 +530,10 @@ def scenario_faults() -> Scenario:
         {"op": "state"},
         {"op": "read_verified", "offset": 0},
         {"op": "read_verified", "offset": 1},
+        # A durability mark that does not check (a bit of its size, of its head hash)
+        # is no evidence: the log opens as it was.
+        {"op": "flip_derived", "kind": "mark", "byte": 9, "now": clock.tick()},
+        {"op": "flip_derived", "kind": "mark", "byte": 20, "now": clock.tick()},
         # Opens the folder lock refuses change nothing; only another holder is "in use".
         {"op": "lock_refused", "errno": "EWOULDBLOCK", "now": clock.tick()},
         {"op": "lock_refused", "errno": "ENOLCK", "now": clock.tick()},
