@@ -20,7 +20,9 @@ statement's parameter count), bytes, an int or None ("parameter"), and
 `query_at` at a str, a float, a bool, -1 or 2**64 (`invalid_argument`, after
 the text and the parameters). The implementations are closed and reopened,
 and rebuilt from their recorded events alone; after every step all answer the
-same (a "limit" failure names the same bound).
+same (a "limit" failure names the same bound). The bounds of a write's event
+and of an answer (64 MiB) are in the vectors (`tables-event-bound`), one step
+each, not drawn here.
 
 Every operation is a step of the `tables` vector format, performed on both
 sides by the vector runner's own `perform` and kept in `self.recording`, so

@@ -330,6 +330,83 @@ def scenario_arguments() -> Scenario:
     )
 
 
+# The rows of `tables-event-bound`: a divisor of QUERY_BYTES_MAX + 1 (2**26 + 1 =
+# 5 * 53 * 157 * 1613), so that an answer of equal rows can be one byte over.
+BOUND_ROWS = 1613
+
+
+def scenario_event_bound() -> Scenario:
+    """A write whose event is exactly `STATEMENT_EVENT_BYTES_MAX` wide, and one a byte
+    wider; an answer one byte over `QUERY_BYTES_MAX`, and one whose stored rows are far
+    wider than it. Widths are computed with the spec's own rules ("Limits")."""
+    spec = spec_tables
+    most = spec.STATEMENT_EVENT_BYTES_MAX
+    rows = BOUND_ROWS
+    assert (spec.QUERY_BYTES_MAX + 1) % rows == 0
+    # UPDATE big SET body = $1 (every row): per row a put of its key and new row.
+    update = "UPDATE big SET body = $1"
+
+    def update_width(text: str, body: int) -> int:
+        row = spec.row_width((0, None, "x" * body))
+        per_row = spec.put_width("big", spec.key_width((0,)), row)
+        return spec.event_base_width(text, 0, definition=False) + rows * per_row
+
+    body = 0
+    while update_width(update, body + 1) <= most:
+        body += 1
+    exact = update + " " * (most - update_width(update, body))
+    assert update_width(exact, body) == most
+    # INSERT INTO wide of 1,024 rows, each (k, $1): per row its framing, key and row.
+    inserted = 1024
+    insert = "INSERT INTO wide VALUES " + ", ".join(f"({k}, $1)" for k in range(inserted))
+
+    def insert_width(text: str, value: int) -> int:
+        per_row = spec.EVENT_ROW_WIDTH + spec.key_width((0,)) + spec.row_width((0, "x" * value))
+        return spec.event_base_width(text, 0, definition=False) + inserted * per_row
+
+    value = 0
+    while insert_width(insert, value + 1) <= most:
+        value += 1
+    insert_exact = insert + " " * (most - insert_width(insert, value))
+    assert insert_width(insert_exact, value) == most
+    # SELECT body, n, n, ...: each answered row 1 + (5 + body) + 1 per n.
+    answer_row = (spec.QUERY_BYTES_MAX + 1) // rows
+    nulls = answer_row - spec.row_width(("x" * body,))
+    assert nulls > 0
+    answer = "SELECT body" + ", n" * nulls + " FROM big"
+    # Stored rows so much wider than their projection that it fits only when measured.
+    copies = spec.QUERY_BYTES_MAX // spec.row_width((0, None, "x" * body)) + 1
+    narrow = "SELECT " + ", ".join(["n"] * copies) + " FROM big LIMIT 2"
+    text = "x" * body
+    return Scenario(
+        "event-bound",
+        "an UPDATE and an INSERT whose event width is exactly STATEMENT_EVENT_BYTES_MAX "
+        "(written, every row changed) and one byte more (limit); an answer one byte over "
+        "QUERY_BYTES_MAX (limit); a narrow projection of rows 64 MiB wide in all",
+        [
+            ("execute", "CREATE TABLE big (k BIGINT PRIMARY KEY, n BIGINT, body TEXT)", ()),
+            (
+                "execute",
+                "INSERT INTO big (k) VALUES " + ", ".join(f"({k})" for k in range(rows)),
+                (),
+            ),
+            ("execute", exact + " ", (text,)),
+            ("execute", "SELECT COUNT(*) FROM big WHERE body IS NOT NULL", ()),
+            ("execute", exact, (text,)),
+            ("execute", "SELECT COUNT(*) FROM big WHERE body IS NULL", ()),
+            ("execute", answer, ()),
+            ("execute", answer + " ORDER BY k DESC", ()),
+            ("execute", narrow, ()),
+            ("execute", "CREATE TABLE wide (k BIGINT PRIMARY KEY, body TEXT)", ()),
+            ("execute", insert_exact + " ", ("y" * value,)),
+            ("execute", "SELECT COUNT(*) FROM wide", ()),
+            ("execute", insert_exact, ("y" * value,)),
+            ("execute", "SELECT COUNT(*) FROM wide WHERE body IS NOT NULL", ()),
+            ("execute", f"SELECT k FROM wide WHERE k >= {inserted - 2}", ()),
+        ],
+    )
+
+
 def scenarios() -> list[Scenario]:
     fixed = [
         scenario_basics(),
@@ -338,7 +415,7 @@ def scenarios() -> list[Scenario]:
         scenario_indexes(),
         scenario_limits(),
     ]
-    later = [scenario_arguments()]
+    later = [scenario_arguments(), scenario_event_bound()]
     return fixed + [scenario_random(seed) for seed in range(6)] + later
 
 
