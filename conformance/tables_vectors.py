@@ -30,6 +30,7 @@ from verity_conformance import _runner
 from verity_conformance._runner import FORMAT, VectorResult
 from verity_conformance.tables_drivers import (
     EngineTablesDriver,
+    MemoryTablesDriver,
     Observation,
     SpecTablesDriver,
     TablesDriver,
@@ -45,6 +46,13 @@ TablesDriverFactory = Callable[[Path], TablesDriver]
 
 def default_tables_factory(directory: Path) -> TablesDriver:
     return EngineTablesDriver(directory)
+
+
+def memory_tables_factory(directory: Path) -> TablesDriver:
+    """The engine over `verity.query.MemoryVersionedStore`, the machine's third side (the
+    folder is not used)."""
+    del directory
+    return MemoryTablesDriver()
 
 
 @dataclass
