@@ -1,13 +1,16 @@
-"""Drivers of the `tables` machine: one SQL statement, two engines, the same observation.
+"""Drivers of the `tables` machine: one SQL statement, three engines, the same observation.
 
 `SpecTablesDriver` runs `verity_spec.tables` (plain dictionaries per log
 position); `EngineTablesDriver` runs `verity.query.Engine` over the real
-projection store `verity.store` in a folder. Observations are JSON-able:
+projection store `verity.store` in a folder; `MemoryTablesDriver` runs the same
+engine over `verity.query.MemoryVersionedStore`, the public reference store in
+memory. Observations are JSON-able:
 
     {"written": rows_affected}
     {"rows": {"columns": [...], "rows": [[value, ...], ...]}}
     {"failed": kind}
     {"failed": "limit", "limit": NAME}     NAME: the bound, e.g. "IN_LIST_MAX"
+    {"error": "invalid_argument"}          query_at at something that is no log position
 
 Values are encoded for JSON as `{"int": n}`, `{"float": repr}`, `{"text": s}`,
 `{"bool": b}`, `{"bytes": hex}` or `null`, so that 1, 1.0 and True stay apart.
@@ -27,9 +30,10 @@ from typing import Any, Protocol
 
 import verity_spec.tables as spec_tables
 from verity.crypto import PageKey
-from verity.errors import CorruptionError, SqlError, SqlLimitExceeded
-from verity.query import Engine
+from verity.errors import CorruptionError, InvalidArgument, SqlError, SqlLimitExceeded
+from verity.query import Engine, MemoryVersionedStore, VersionedStore, changes_of_event
 from verity.store import Store, open_store
+from verity_spec.errors import InvalidArgumentError
 
 Observation = dict[str, Any]
 
@@ -107,9 +111,16 @@ def rows_observation(columns: tuple[str, ...] | list[str], rows: Any) -> Observa
     }
 
 
+INVALID_ARGUMENT: Observation = {"error": "invalid_argument"}
+"""The observation of a `query_at` position that is no log position."""
+
+
 class TablesDriver(Protocol):
-    def execute(self, sql: str, params: tuple[object, ...], position: int) -> Observation: ...
-    def query_at(self, sql: str, params: tuple[object, ...], position: int) -> Observation: ...
+    """`params` is a tuple of values, or (wrong-typed) the parameters argument itself;
+    a `query_at` position may be anything a caller could pass."""
+
+    def execute(self, sql: str, params: object, position: int) -> Observation: ...
+    def query_at(self, sql: str, params: object, position: object) -> Observation: ...
     def reopen(self) -> None: ...
     def close(self) -> None: ...
 
@@ -128,12 +139,15 @@ class SpecTablesDriver:
             return rows_observation(outcome.columns, outcome.rows)
         return failed_observation(outcome.kind, outcome.limit)
 
-    def execute(self, sql: str, params: tuple[object, ...], position: int) -> Observation:
+    def execute(self, sql: str, params: object, position: int) -> Observation:
         self.history, outcome = spec_tables.execute(self.history, sql, params, position)
         return self.observe(outcome)
 
-    def query_at(self, sql: str, params: tuple[object, ...], position: int) -> Observation:
-        return self.observe(spec_tables.query_at(self.history, sql, params, position))
+    def query_at(self, sql: str, params: object, position: object) -> Observation:
+        try:
+            return self.observe(spec_tables.query_at(self.history, sql, params, position))
+        except InvalidArgumentError:
+            return INVALID_ARGUMENT
 
     def reopen(self) -> None:
         pass
@@ -142,12 +156,73 @@ class SpecTablesDriver:
         pass
 
 
-class EngineTablesDriver:
-    """The implementation: `verity.query.Engine` over a real `verity.store.Store`.
+class _EngineDriver:
+    """`verity.query.Engine` over some `VersionedStore`: what the two implementation
+    drivers share. Each successful write's event is kept, as the tenant log would keep
+    it, so `rebuild` can make a fresh store from the events alone."""
 
-    Each successful write's event is kept, as the tenant log would keep it, so
-    `rebuild` can make a fresh store from the events alone.
-    """
+    def __init__(self, store: VersionedStore) -> None:
+        self.engine = Engine(store)
+        self.events: list[tuple[int, bytes]] = []
+
+    def write(self, position: int, log_hash: bytes, changes: Any) -> None:
+        raise NotImplementedError
+
+    def execute(self, sql: str, params: object, position: int) -> Observation:
+        try:
+            prepared = self.engine.prepare(sql)
+            if prepared.is_query:
+                result = self.engine.query(sql, params)  # type: ignore[arg-type]
+                return rows_observation(result.columns, result.rows)
+            plan = self.engine.plan_write(sql, params)  # type: ignore[arg-type]
+        except SqlError as failure:
+            return error_observation(failure)
+        self.write(position, hashlib.sha256(plan.event).digest(), plan.changes)
+        self.events.append((position, plan.event))
+        return {"written": plan.rows_affected}
+
+    def query_at(self, sql: str, params: object, position: object) -> Observation:
+        try:
+            prepared = self.engine.prepare(sql)
+            if not prepared.is_query:
+                return {"failed": "unsupported"}
+            result = self.engine.query(sql, params, as_of=position)  # type: ignore[arg-type]
+        except SqlError as failure:
+            return error_observation(failure)
+        except InvalidArgument:
+            return INVALID_ARGUMENT
+        return rows_observation(result.columns, result.rows)
+
+
+class MemoryTablesDriver(_EngineDriver):
+    """The engine over `verity.query.MemoryVersionedStore` (public: "a reference store
+    in memory, for tests and tools"). A reopen keeps it (nothing to close); a rebuild
+    replays the recorded events into a new one."""
+
+    def __init__(self) -> None:
+        self.store = MemoryVersionedStore()
+        super().__init__(self.store)
+
+    def write(self, position: int, log_hash: bytes, changes: Any) -> None:
+        self.store.write_batch(position, log_hash, changes)
+
+    def reopen(self) -> None:
+        pass
+
+    def rebuild(self) -> None:
+        self.store = MemoryVersionedStore()
+        for position, event in self.events:
+            self.store.write_batch(
+                position, hashlib.sha256(event).digest(), changes_of_event(event)
+            )
+        self.engine = Engine(self.store)
+
+    def close(self) -> None:
+        pass
+
+
+class EngineTablesDriver(_EngineDriver):
+    """The implementation: `verity.query.Engine` over a real `verity.store.Store`."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -155,33 +230,11 @@ class EngineTablesDriver:
         self.store: Store = open_store(
             self.store_path, page_cache_pages=64, page_key=PageKey(_PAGE_KEY)
         )
-        self.engine = Engine(self.store)
-        self.events: list[tuple[int, bytes]] = []
+        super().__init__(self.store)
         self.rebuilds = 0
 
-    def execute(self, sql: str, params: tuple[object, ...], position: int) -> Observation:
-        try:
-            prepared = self.engine.prepare(sql)
-            if prepared.is_query:
-                result = self.engine.query(sql, params)
-                return rows_observation(result.columns, result.rows)
-            plan = self.engine.plan_write(sql, params)
-        except SqlError as failure:
-            return error_observation(failure)
-        log_hash = hashlib.sha256(plan.event).digest()
-        self.store.write_batch(position, log_hash, plan.changes)
-        self.events.append((position, plan.event))
-        return {"written": plan.rows_affected}
-
-    def query_at(self, sql: str, params: tuple[object, ...], position: int) -> Observation:
-        try:
-            prepared = self.engine.prepare(sql)
-            if not prepared.is_query:
-                return {"failed": "unsupported"}
-            result = self.engine.query(sql, params, as_of=position)
-        except SqlError as failure:
-            return error_observation(failure)
-        return rows_observation(result.columns, result.rows)
+    def write(self, position: int, log_hash: bytes, changes: Any) -> None:
+        self.store.write_batch(position, log_hash, changes)
 
     def reopen(self) -> None:
         self.store.close()
@@ -190,8 +243,6 @@ class EngineTablesDriver:
 
     def rebuild(self) -> None:
         """Delete the store's files and rebuild it from the recorded events alone."""
-        from verity.query import changes_of_event
-
         self.store.close()
         self.rebuilds += 1
         self.store_path = self.directory / f"rebuilt-{self.rebuilds}"

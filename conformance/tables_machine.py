@@ -1,4 +1,9 @@
-"""The lockstep state machine of tables: the spec model against the SQL engine and store.
+"""The lockstep state machine of tables: the spec model against the SQL engine, twice.
+
+Three sides run every step: the spec (`verity_spec.tables`), `verity.query.Engine`
+over the real, sealed projection store (`verity.store`), and the same engine over
+`verity.query.MemoryVersionedStore` (the public reference store in memory). All
+three must answer alike after every step.
 
 Hypothesis writes random SQL over a small schema (so keys collide and
 predicates match): CREATE TABLE (good and bad), CREATE INDEX, DROP TABLE,
@@ -8,11 +13,16 @@ LIMIT / OFFSET / COUNT(*), parameters in both styles, unsupported constructs
 and unknown names. Positions grow by random gaps, as other records of the
 tenant log would interleave. Queries also run `query_at` random past
 positions. Statements just within and just over the bounds of "Limits"
-(nesting, `$n`, names, numeric literals, LIMIT/OFFSET, the text's length, key
-and index entry widths) are cheap to build, so every run has some. The
-implementation is closed and reopened, and rebuilt from its recorded events
-alone; after every step both answer the same (a "limit" failure names the
-same bound).
+(nesting, `$n`, names, numeric literals, LIMIT/OFFSET also far past 2**128,
+the text's length, key and index entry widths) are cheap to build, so every
+run has some. Wrong-typed arguments: parameters given as a str (of the
+statement's parameter count), bytes, an int or None ("parameter"), and
+`query_at` at a str, a float, a bool, -1 or 2**64 (`invalid_argument`, after
+the text and the parameters). The implementations are closed and reopened,
+and rebuilt from their recorded events alone; after every step all answer the
+same (a "limit" failure names the same bound). The bounds of a write's event
+and of an answer (64 MiB) are in the vectors (`tables-event-bound`), one step
+each, not drawn here.
 
 Every operation is a step of the `tables` vector format, performed on both
 sides by the vector runner's own `perform` and kept in `self.recording`, so
@@ -33,8 +43,10 @@ from verity_conformance._runner import Recording, step_fields
 from verity_conformance.tables_drivers import (
     FORGERIES,
     EngineTablesDriver,
+    MemoryTablesDriver,
     Observation,
     SpecTablesDriver,
+    encode_value,
     params_to_json,
 )
 from verity_conformance.tables_vectors import Step, perform
@@ -120,7 +132,40 @@ def _index_entry(over: int) -> tuple[str, list[object]]:
     return "INSERT INTO visits (patient, ward) VALUES (?, ?)", [8, ward]
 
 
-NEAR_A_BOUND = [_depth, _nots, _dollar, _name, _number, _limit, _text, _key, _index_entry]
+def _huge_limit(over: int) -> tuple[str, list[object]]:
+    # Far over the bound: 2**127, 2**128, 2**129 (too long to print whole past 2**128).
+    return "SELECT id FROM patients LIMIT ? OFFSET ?", [1, 2 ** (128 + over)]
+
+
+NEAR_A_BOUND = [
+    _depth,
+    _nots,
+    _dollar,
+    _name,
+    _number,
+    _limit,
+    _text,
+    _key,
+    _index_entry,
+    _huge_limit,
+]
+# Statements of two parameters, and parameters arguments that are not a tuple or list.
+TWO_PARAMETERS = [
+    "SELECT id FROM patients WHERE id = ? OR name = ?",
+    "INSERT INTO visits (ward, note) VALUES ($1, $2)",
+    "UPDATE patients SET name = ? WHERE name = ?",
+]
+WRONG_PARAMETERS: list[object] = ["ab", "a", b"\x01\x02", 12, None, 2.5]
+# `query_at` positions that are no log position (and one that is: the largest).
+WRONG_POSITIONS: list[object] = ["3", 1.5, True, -1, 2**64, 2**64 - 1]
+QUERIES_AT_A_WRONG_POSITION = [
+    ("SELECT * FROM patients", []),
+    ("SELECT * FROM nowhere", []),
+    ("SELECT id FROM patients WHERE id = ?", []),
+    ("SELEC id FROM patients", []),
+    ("DELETE FROM patients", []),
+    ("SELECT name FROM visits WHERE patient = $1", [3]),
+]
 
 
 def literal_values(kind: str) -> st.SearchStrategy[object]:
@@ -197,12 +242,14 @@ class TablesLockstep(RuleBasedStateMachine):
         self.work = Path(tempfile.mkdtemp(prefix="verity-tables-lockstep-"))
         self.spec = SpecTablesDriver()
         self.impl = EngineTablesDriver(self.work)
+        self.memory = MemoryTablesDriver()
         self.position = 0
         self.positions: list[int] = []
         self.recording = Recording("tables")
 
     def both(self, step: Step) -> Observation:
-        """Perform `step` on the spec and the implementation: the observations must agree."""
+        """Perform `step` on the spec and on the engine over each store: the observations
+        must agree."""
         self.recording.add(step)
         expected = perform(self.spec, step)
         actual = perform(self.impl, step)
@@ -210,18 +257,22 @@ class TablesLockstep(RuleBasedStateMachine):
         assert actual == expected, (
             f"{step_fields(step)}: spec gave {expected!r}, implementation gave {actual!r}"
         )
+        in_memory = perform(self.memory, step)
+        assert in_memory == expected, (
+            f"{step_fields(step)}: spec gave {expected!r}, "
+            f"the engine over MemoryVersionedStore gave {in_memory!r}"
+        )
         return expected
 
-    def run(self, text: str, params: list[object]) -> None:
+    def run(self, text: str, params: list[object], params_value: object = ()) -> None:
+        """Execute `text` with `params`, or (not a tuple) the parameters `params_value`."""
         self.position += 1
-        expected = self.both(
-            {
-                "op": "execute",
-                "sql": text,
-                "params": params_to_json(tuple(params)),
-                "position": self.position,
-            }
-        )
+        step: Step = {"op": "execute", "sql": text, "position": self.position}
+        if isinstance(params_value, tuple):
+            step["params"] = params_to_json(tuple(params))
+        else:
+            step["params_value"] = encode_value(params_value)
+        expected = self.both(step)
         if "written" in expected:
             self.positions.append(self.position)
         # Other records of the tenant log (stream appends, checkpoints) take positions too.
@@ -320,6 +371,29 @@ class TablesLockstep(RuleBasedStateMachine):
     @rule(text=st.sampled_from(BAD_STATEMENTS))
     def bad_statement(self, text: str) -> None:
         self.run(text, [])
+
+    @rule(text=st.sampled_from(TWO_PARAMETERS), params=st.sampled_from(WRONG_PARAMETERS))
+    def wrong_typed_parameters(self, text: str, params: object) -> None:
+        """The parameters as one str (of as many characters as the statement has
+        parameters), bytes, an int or None: "parameter", not values."""
+        self.run(text, [], params_value=params)
+
+    @rule(
+        query=st.sampled_from(QUERIES_AT_A_WRONG_POSITION),
+        position=st.sampled_from(WRONG_POSITIONS),
+    )
+    def query_at_wrong_position(self, query: tuple[str, list[object]], position: object) -> None:
+        """`query_at` a position that is no log position: invalid_argument, once the text
+        and the parameters are found good."""
+        text, params = query
+        self.both(
+            {
+                "op": "query_at",
+                "sql": text,
+                "params": params_to_json(tuple(params)),
+                "position_value": encode_value(position),
+            }
+        )
 
     @rule(data=st.data(), over=st.integers(-1, 1))
     def near_a_bound(self, data: st.DataObject, over: int) -> None:
@@ -432,4 +506,5 @@ class TablesLockstep(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         self.impl.close()
+        self.memory.close()
         shutil.rmtree(self.work, ignore_errors=True)

@@ -9,11 +9,16 @@ Each scenario is a list of steps, run in order against an empty tenant:
 
 `position` is the log position of the statement's record (gaps stand for
 other records of the tenant log). VALUE and OBS are encoded as in
-`verity_conformance.tables_drivers` (docs/conformance.md).
+`verity_conformance.tables_drivers` (docs/conformance.md). Wrong-typed
+arguments: `"params_value": VALUE` instead of `params` is passed as the
+parameters argument itself (a str, say: "parameter"), and `"position_value":
+VALUE` instead of a `query_at`'s `position` is passed as the position (a str,
+a float, -1: `{"error": "invalid_argument"}`).
 """
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,9 +30,12 @@ from verity_conformance import _runner
 from verity_conformance._runner import FORMAT, VectorResult
 from verity_conformance.tables_drivers import (
     EngineTablesDriver,
+    MemoryTablesDriver,
     Observation,
     SpecTablesDriver,
     TablesDriver,
+    decode_value,
+    encode_value,
     params_from_json,
     params_to_json,
 )
@@ -40,12 +48,21 @@ def default_tables_factory(directory: Path) -> TablesDriver:
     return EngineTablesDriver(directory)
 
 
+def memory_tables_factory(directory: Path) -> TablesDriver:
+    """The engine over `verity.query.MemoryVersionedStore`, the machine's third side (the
+    folder is not used)."""
+    del directory
+    return MemoryTablesDriver()
+
+
 @dataclass
 class Scenario:
     name: str
     description: str
-    statements: list[tuple[str, str, tuple[object, ...]]]
-    """(op, sql, params); op is "execute", "query_at:<back>" (positions back), "reopen"."""
+    statements: list[tuple[str, str, object]]
+    """(op, sql, params); op is "execute", "query_at:<back>" (positions back),
+    "query_at=<tagged value>" (at that position value, JSON), "reopen" or "rebuild";
+    params a tuple of values, or any other value: the parameters argument itself."""
 
 
 SCHEMA = (
@@ -235,7 +252,7 @@ def scenario_limits() -> Scenario:
 
 def scenario_random(seed: int) -> Scenario:
     rng = random.Random(2000 + seed)
-    statements: list[tuple[str, str, tuple[object, ...]]] = [
+    statements: list[tuple[str, str, object]] = [
         ("execute", "CREATE TABLE r (k BIGINT PRIMARY KEY, n TEXT, x DOUBLE)", ())
     ]
     for _ in range(30):
@@ -274,6 +291,130 @@ def scenario_random(seed: int) -> Scenario:
     )
 
 
+def scenario_arguments() -> Scenario:
+    """Wrong-typed arguments of a statement: its parameters given as one str (as many
+    characters as it has parameters), bytes, an int or None, and `query_at` at what is
+    no log position; and LIMIT/OFFSET far past their bound."""
+    two = "SELECT id FROM patients WHERE id = ? OR name = ?"
+    statements: list[tuple[str, str, object]] = [
+        ("execute", SCHEMA, ()),
+        ("execute", "INSERT INTO patients (id, name) VALUES (?, ?), (?, ?)", (1, "a", 2, "b")),
+        ("execute", two, (1, "b")),
+    ]
+    for wrong in ("ab", "a", b"\x01\x02", 12, None):
+        statements.append(("execute", two, wrong))
+    statements += [
+        ("execute", "UPDATE patients SET name = ? WHERE name = ?", "ab"),
+        ("execute", "INSERT INTO patients (name, photo) VALUES ($1, $2)", "ab"),
+        ("execute", "SELEC ?", "ab"),
+        ("execute", "SELECT * FROM patients ORDER BY id", ()),
+    ]
+    for position in ("3", 1.5, True, -1, 2**64, 2**64 - 1, 0):
+        at = "query_at=" + json.dumps(encode_value(position))
+        statements += [
+            (at, "SELECT id, name FROM patients", ()),
+            (at, "SELECT * FROM nowhere", ()),
+        ]
+    at = "query_at=" + json.dumps(encode_value("3"))
+    statements += [
+        (at, "SELEC id FROM patients", ()),
+        (at, "DELETE FROM patients", ()),
+        (at, "SELECT id FROM patients WHERE id = ?", ()),
+        (at, "SELECT id FROM patients WHERE id = ?", "1"),
+    ]
+    for bound in (2**127, 2**128, 2**129, 2**200):
+        statements += [
+            ("execute", "SELECT id FROM patients LIMIT ?", (bound,)),
+            ("execute", "SELECT id FROM patients LIMIT 1 OFFSET ?", (bound,)),
+        ]
+    statements.append(
+        ("execute", f"SELECT id FROM patients OFFSET {2**128}", ()),
+    )
+    return Scenario(
+        "arguments",
+        "parameters that are not a tuple or list; query_at at a str, float, bool, -1, 2**64; "
+        "LIMIT and OFFSET far past their bound",
+        statements,
+    )
+
+
+# The rows of `tables-event-bound`: a divisor of QUERY_BYTES_MAX + 1 (2**26 + 1 =
+# 5 * 53 * 157 * 1613), so that an answer of equal rows can be one byte over.
+BOUND_ROWS = 1613
+
+
+def scenario_event_bound() -> Scenario:
+    """A write whose event is exactly `STATEMENT_EVENT_BYTES_MAX` wide, and one a byte
+    wider; an answer one byte over `QUERY_BYTES_MAX`, and one whose stored rows are far
+    wider than it. Widths are computed with the spec's own rules ("Limits")."""
+    spec = spec_tables
+    most = spec.STATEMENT_EVENT_BYTES_MAX
+    rows = BOUND_ROWS
+    assert (spec.QUERY_BYTES_MAX + 1) % rows == 0
+    # UPDATE big SET body = $1 (every row): per row a put of its key and new row.
+    update = "UPDATE big SET body = $1"
+
+    def update_width(text: str, body: int) -> int:
+        row = spec.row_width((0, None, "x" * body))
+        per_row = spec.put_width("big", spec.key_width((0,)), row)
+        return spec.event_base_width(text, 0, definition=False) + rows * per_row
+
+    body = 0
+    while update_width(update, body + 1) <= most:
+        body += 1
+    exact = update + " " * (most - update_width(update, body))
+    assert update_width(exact, body) == most
+    # INSERT INTO wide of 1,024 rows, each (k, $1): per row its framing, key and row.
+    inserted = 1024
+    insert = "INSERT INTO wide VALUES " + ", ".join(f"({k}, $1)" for k in range(inserted))
+
+    def insert_width(text: str, value: int) -> int:
+        per_row = spec.EVENT_ROW_WIDTH + spec.key_width((0,)) + spec.row_width((0, "x" * value))
+        return spec.event_base_width(text, 0, definition=False) + inserted * per_row
+
+    value = 0
+    while insert_width(insert, value + 1) <= most:
+        value += 1
+    insert_exact = insert + " " * (most - insert_width(insert, value))
+    assert insert_width(insert_exact, value) == most
+    # SELECT body, n, n, ...: each answered row 1 + (5 + body) + 1 per n.
+    answer_row = (spec.QUERY_BYTES_MAX + 1) // rows
+    nulls = answer_row - spec.row_width(("x" * body,))
+    assert nulls > 0
+    answer = "SELECT body" + ", n" * nulls + " FROM big"
+    # Stored rows so much wider than their projection that it fits only when measured.
+    copies = spec.QUERY_BYTES_MAX // spec.row_width((0, None, "x" * body)) + 1
+    narrow = "SELECT " + ", ".join(["n"] * copies) + " FROM big LIMIT 2"
+    text = "x" * body
+    return Scenario(
+        "event-bound",
+        "an UPDATE and an INSERT whose event width is exactly STATEMENT_EVENT_BYTES_MAX "
+        "(written, every row changed) and one byte more (limit); an answer one byte over "
+        "QUERY_BYTES_MAX (limit); a narrow projection of rows 64 MiB wide in all",
+        [
+            ("execute", "CREATE TABLE big (k BIGINT PRIMARY KEY, n BIGINT, body TEXT)", ()),
+            (
+                "execute",
+                "INSERT INTO big (k) VALUES " + ", ".join(f"({k})" for k in range(rows)),
+                (),
+            ),
+            ("execute", exact + " ", (text,)),
+            ("execute", "SELECT COUNT(*) FROM big WHERE body IS NOT NULL", ()),
+            ("execute", exact, (text,)),
+            ("execute", "SELECT COUNT(*) FROM big WHERE body IS NULL", ()),
+            ("execute", answer, ()),
+            ("execute", answer + " ORDER BY k DESC", ()),
+            ("execute", narrow, ()),
+            ("execute", "CREATE TABLE wide (k BIGINT PRIMARY KEY, body TEXT)", ()),
+            ("execute", insert_exact + " ", ("y" * value,)),
+            ("execute", "SELECT COUNT(*) FROM wide", ()),
+            ("execute", insert_exact, ("y" * value,)),
+            ("execute", "SELECT COUNT(*) FROM wide WHERE body IS NOT NULL", ()),
+            ("execute", f"SELECT k FROM wide WHERE k >= {inserted - 2}", ()),
+        ],
+    )
+
+
 def scenarios() -> list[Scenario]:
     fixed = [
         scenario_basics(),
@@ -282,7 +423,8 @@ def scenarios() -> list[Scenario]:
         scenario_indexes(),
         scenario_limits(),
     ]
-    return fixed + [scenario_random(seed) for seed in range(6)]
+    later = [scenario_arguments(), scenario_event_bound()]
+    return fixed + [scenario_random(seed) for seed in range(6)] + later
 
 
 def build_vector(scenario: Scenario) -> dict[str, Any]:
@@ -293,30 +435,22 @@ def build_vector(scenario: Scenario) -> dict[str, Any]:
         if op in ("reopen", "rebuild"):
             steps.append({"op": op, "expect": {}})
             continue
+        step: Step = {"op": "execute", "sql": sql}
+        if isinstance(params, tuple):
+            step["params"] = params_to_json(params)
+        else:
+            step["params_value"] = encode_value(params)
         if op.startswith("query_at:"):
-            at = max(0, position - int(op.split(":")[1]))
-            expect = spec.query_at(sql, params, at)
-            steps.append(
-                {
-                    "op": "query_at",
-                    "sql": sql,
-                    "params": params_to_json(params),
-                    "position": at,
-                    "expect": expect,
-                }
-            )
-            continue
-        position += 2  # another record of the tenant log sits between statements
-        expect = spec.execute(sql, params, position)
-        steps.append(
-            {
-                "op": "execute",
-                "sql": sql,
-                "params": params_to_json(params),
-                "position": position,
-                "expect": expect,
-            }
-        )
+            step["op"] = "query_at"
+            step["position"] = max(0, position - int(op.split(":")[1]))
+        elif op.startswith("query_at="):
+            step["op"] = "query_at"
+            step["position_value"] = json.loads(op.split("=", 1)[1])
+        else:
+            position += 2  # another record of the tenant log sits between statements
+            step["position"] = position
+        step["expect"] = perform(spec, step)
+        steps.append(step)
     return {
         "format": FORMAT,
         "machine": "tables",
@@ -343,10 +477,25 @@ def perform(driver: TablesDriver, step: Step) -> Observation:
         if rebuild is not None:
             rebuild()
         return {}
-    params = params_from_json(step["params"])
+    params = step_params(step)
     if step["op"] == "query_at":
-        return driver.query_at(step["sql"], params, step["position"])
+        return driver.query_at(step["sql"], params, step_position(step))
     return driver.execute(step["sql"], params, step["position"])
+
+
+def step_params(step: Step) -> object:
+    """The parameters argument of a step: `params` (a list of values, passed as a
+    tuple), or `params_value` (one value, passed as the argument itself: wrong-typed)."""
+    if "params_value" in step:
+        return decode_value(step["params_value"])
+    return params_from_json(step["params"])
+
+
+def step_position(step: Step) -> object:
+    """A `query_at` position: `position` (an int), or `position_value` (any value)."""
+    if "position_value" in step:
+        return decode_value(step["position_value"])
+    return step["position"]
 
 
 def run_vector(path: Path, factory: TablesDriverFactory) -> VectorResult:

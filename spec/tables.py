@@ -120,6 +120,10 @@ Parameters
   other styles (`:name`, `%s`, `$name`, `$0`) are "parameter"; a value whose
   type is not exactly NoneType, bool, int, float, str or bytes is
   "parameter".
+- The parameters are given as a tuple or a list of values. [choice] Any other
+  sequence stands for the tuple of its items; a str, bytes or bytearray (a
+  sequence, but of characters or byte values, never meant as parameters), or
+  anything that is not a sequence, is "parameter".
 
 Limits [choice]. Every size that comes from the statement or its parameters
 has a bound; a statement over one fails with kind "limit" naming it, before
@@ -188,7 +192,14 @@ they are written: the row, its key, its index entries in index order
 answer ("limit").
 
 Positions: `execute` needs a position >= 0 and greater than every position in
-the history, even for a SELECT [choice]; `query_at` takes any int.
+the history, even for a SELECT [choice]. `query_at` takes a log position: an
+int (never bool) in 0..2**64-1, as the log numbers its records. [choice]
+Anything else (a str, a float, a bool, a negative int, 2**64) is refused with
+`InvalidArgumentError` (`verity.errors.InvalidArgument`), not a SQL failure: it
+is the caller's argument, not the statement, that is wrong. The position is
+checked after the text and the parameters (a query that is no SELECT, or
+whose parameters do not fit, fails as such whatever the position) and before
+any name.
 """
 
 from __future__ import annotations
@@ -197,7 +208,7 @@ import functools
 import math
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import final
 
@@ -207,6 +218,7 @@ import sqlglot.errors
 from sqlglot import exp
 from sqlglot.tokenizer_core import Token, TokenType
 
+from verity_spec.errors import InvalidArgumentError
 from verity_spec.records import PAYLOAD_BYTES_MAX
 
 __all__ = [
@@ -284,6 +296,7 @@ ERROR_KINDS = (
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
+U64_MAX = 2**64 - 1
 
 SqlValue = None | bool | int | float | str | bytes
 """A value in a row, a literal or a parameter."""
@@ -642,6 +655,11 @@ def is_state(state: TablesState) -> bool:
 
 def is_position(position: object) -> bool:
     return type(position) is int
+
+
+def is_log_position(position: object) -> bool:
+    """`position` may number a record of the log: an int (not bool) in 0..2**64-1."""
+    return type(position) is int and 0 <= position <= U64_MAX
 
 
 def is_history(history: History) -> bool:
@@ -1478,6 +1496,16 @@ def values_in(statement: Statement) -> list[Value]:
     return []
 
 
+def parameters_of(params: object) -> tuple[object, ...]:
+    """The parameter values `params` gives: a tuple, a list, or another sequence of them.
+
+    :raises StatementFailed: "parameter", for a str, bytes, bytearray or a non-sequence.
+    """
+    if isinstance(params, str | bytes | bytearray) or not isinstance(params, Sequence):
+        raise StatementFailed("parameter", f"parameters given as {type(params).__name__}")
+    return tuple(params)
+
+
 def check_parameters(parsed: Parsed, params: tuple[object, ...]) -> None:
     """The statement's parameters and `params` match one to one.
 
@@ -1990,16 +2018,14 @@ def select(state: TablesState, statement: Select, params: tuple[object, ...]) ->
 
 @icontract.require(lambda history: is_history(history))
 @icontract.require(lambda sql: isinstance(sql, str))
-@icontract.require(lambda params: isinstance(params, tuple))
 @icontract.require(lambda history, position: may_execute_at(history, position))
 @icontract.ensure(lambda history, position, result: history_follows(history, position, result))
 @icontract.ensure(lambda result: is_failed_kind(result[1]))
 @icontract.ensure(lambda result: rows_are_rectangular(result[1]))
 @icontract.ensure(lambda result: answer_fits(result[1]))
-def execute(
-    history: History, sql: str, params: tuple[object, ...], position: int
-) -> tuple[History, Outcome]:
-    """Run one statement against the newest state.
+def execute(history: History, sql: str, params: object, position: int) -> tuple[History, Outcome]:
+    """Run one statement, with the parameter values `params` (a tuple or a list),
+    against the newest state.
 
     A write that succeeds appends (position, new state) and returns `Written`;
     a SELECT returns `Rows` and leaves the history as it was; a statement that
@@ -2008,10 +2034,11 @@ def execute(
     state = latest_state(history)
     try:
         parsed = parse(sql)
-        check_parameters(parsed, params)
+        values = parameters_of(params)
+        check_parameters(parsed, values)
         if isinstance(parsed.statement, Select):
-            return history, select(state, parsed.statement, params)
-        new_state, rows_affected = write(state, parsed.statement, params, sql)
+            return history, select(state, parsed.statement, values)
+        new_state, rows_affected = write(state, parsed.statement, values, sql)
     except StatementFailed as failure:
         return history, Failed(failure.kind, failure.construct, failure.limit)
     return History(versions=(*history.versions, (position, new_state))), Written(rows_affected)
@@ -2019,22 +2046,27 @@ def execute(
 
 @icontract.require(lambda history: is_history(history))
 @icontract.require(lambda sql: isinstance(sql, str))
-@icontract.require(lambda params: isinstance(params, tuple))
-@icontract.require(lambda position: is_position(position))
 @icontract.ensure(lambda result: not isinstance(result, Written))
 @icontract.ensure(lambda result: is_failed_kind(result))
 @icontract.ensure(lambda result: rows_are_rectangular(result))
 @icontract.ensure(lambda result: answer_fits(result))
-def query_at(history: History, sql: str, params: tuple[object, ...], position: int) -> Outcome:
+def query_at(history: History, sql: str, params: object, position: object) -> Outcome:
     """Answer a SELECT as of `position`: it sees every write whose position is <= `position`.
 
     Any other statement is "unsupported" (a past state cannot be written).
+
+    :raises InvalidArgumentError: `position` is not a log position (an int in
+        0..2**64-1), and the text and the parameters are good.
     """
     try:
         parsed = parse(sql)
         if not isinstance(parsed.statement, Select):
             raise unsupported(f"{type(parsed.statement).__name__} in a query as of a position")
-        check_parameters(parsed, params)
-        return select(state_at(history, position), parsed.statement, params)
+        values = parameters_of(params)
+        check_parameters(parsed, values)
+        if not is_log_position(position):
+            raise InvalidArgumentError("position", position, "must be an int in 0..2**64-1")
+        assert isinstance(position, int)
+        return select(state_at(history, position), parsed.statement, values)
     except StatementFailed as failure:
         return Failed(failure.kind, failure.construct, failure.limit)

@@ -6,6 +6,7 @@ import icontract
 import pytest
 
 from verity_spec import tables as spec
+from verity_spec.errors import InvalidArgumentError
 
 PEOPLE = (
     "CREATE TABLE people (id BIGINT PRIMARY KEY, name TEXT NOT NULL, score DOUBLE, "
@@ -781,7 +782,6 @@ def test_query_at_sees_exactly_the_writes_at_or_before_the_position() -> None:
     def at(position: int) -> spec.Outcome:
         return spec.query_at(history, "SELECT * FROM t", (), position)
 
-    assert at(-1) == spec.Failed("unknown_table", "t")
     assert at(9) == spec.Failed("unknown_table", "t")
     assert at(10) == spec.Rows(columns=("k",), rows=())
     assert at(19) == spec.Rows(columns=("k",), rows=())
@@ -864,12 +864,48 @@ def test_execute_needs_a_position_after_every_write() -> None:
         spec.execute(history, "SELECT * FROM people", (), True)
 
 
-def test_execute_needs_text_and_a_tuple_of_params() -> None:
+def test_execute_needs_text() -> None:
+    with pytest.raises(icontract.ViolationError):
+        spec.execute(people(), b"SELECT 1", (), 99)  # type: ignore[arg-type]
+
+
+def test_parameters_are_a_tuple_a_list_or_another_sequence_of_values() -> None:
     history = people()
-    with pytest.raises(icontract.ViolationError):
-        spec.execute(history, b"SELECT 1", (), 99)  # type: ignore[arg-type]
-    with pytest.raises(icontract.ViolationError):
-        spec.execute(history, "SELECT id FROM people WHERE id = ?", [1], 99)  # type: ignore[arg-type]
+    text = "SELECT id FROM people WHERE id = ? OR id = ?"
+    _, answer = spec.execute(history, text, (1, 2), 99)
+    assert isinstance(answer, spec.Rows)
+    assert spec.execute(history, text, [1, 2], 99)[1] == answer
+    assert spec.execute(history, text, range(1, 3), 99)[1] == answer
+    assert spec.query_at(history, text, [1, 2], 99) == answer
+    # A str, bytes or bytearray of the right length is not read as its characters.
+    for wrong in ("12", b"\x01\x02", bytearray(b"\x01\x02"), 12, None, {1: 1, 2: 2}):
+        assert spec.execute(history, text, wrong, 99)[1] == spec.Failed(
+            "parameter", f"parameters given as {type(wrong).__name__}"
+        )
+        assert isinstance(spec.query_at(history, text, wrong, 99), spec.Failed)
+    # The text is read first.
+    unreadable = spec.execute(history, "SELEC 1", "1", 99)[1]
+    assert isinstance(unreadable, spec.Failed) and unreadable.kind != "parameter"
+
+
+def test_query_at_takes_a_log_position_checked_after_the_text_and_the_parameters() -> None:
+    history = people()
+    text = "SELECT id FROM people WHERE id = ?"
+    assert isinstance(spec.query_at(history, text, (1,), 2**64 - 1), spec.Rows)
+    for wrong in (-1, 2**64, "3", 3.0, True, None):
+        with pytest.raises(InvalidArgumentError):
+            spec.query_at(history, text, (1,), wrong)
+        # A text, a statement or parameters that are wrong are reported first.
+        assert spec.query_at(history, "SELEC 1", (1,), wrong) == spec.query_at(
+            history, "SELEC 1", (1,), 0
+        )
+        outcome = spec.query_at(history, "DELETE FROM people", (), wrong)
+        assert isinstance(outcome, spec.Failed) and outcome.kind == "unsupported"
+        outcome = spec.query_at(history, text, (), wrong)
+        assert isinstance(outcome, spec.Failed) and outcome.kind == "parameter"
+        # ... but not a name: the position is the caller's argument.
+        with pytest.raises(InvalidArgumentError):
+            spec.query_at(history, "SELECT * FROM nowhere", (), wrong)
 
 
 def test_a_history_with_positions_out_of_order_is_refused() -> None:

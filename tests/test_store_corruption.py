@@ -6,6 +6,9 @@
 - A flipped byte in a tree page: opening works, and reading that page raises
   CorruptionError naming the file, the page and its byte offset; `verify()`
   finds it too. A flipped byte in the free list fails the open.
+- A tree of a shape the writer never makes (a branch without a separator key,
+  as a branch split that promoted the branch's last key would leave): `verify()`
+  names the page.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+import verity.store._tree as tree_module
 from verity.errors import CorruptionError
 from verity.store import MemoryStore, Store, open_store
 
@@ -125,6 +129,44 @@ def test_flipped_byte_in_a_branch_or_catalog_is_found(tmp_path: Path) -> None:
     flip(file, catalog * PAGE_BYTES + 9)
     with pytest.raises(CorruptionError, match=f"page {catalog}"):
         open_store(tmp_path / "s")
+
+
+def write_long_escaped_keys(store: Store) -> None:
+    """Keys of 650 to 999 bytes, mostly zero bytes (stored escaped, twice as long), in
+    random order: branches of three long separators that split often."""
+    rng = random.Random(1)
+    keys = [b"\x00" * rng.randrange(650, 996) + rng.randbytes(3) for _ in range(60)]
+    for position in range(1, 4):
+        batch: list[tuple[str, bytes, bytes | None]] = [
+            ("t", key, rng.randbytes(rng.randrange(40))) for key in rng.sample(keys, len(keys))
+        ]
+        store.write_batch(position, bytes(32), batch)
+
+
+def test_a_branch_without_a_separator_key_is_found_by_verify(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with open_store(tmp_path / "good") as store:
+        write_long_escaped_keys(store)
+        assert store.verify() > 0
+        answers = list(store.scan("t"))
+
+    def promote_the_last_key(
+        self: tree_module.Pager, branch: tree_module.Node, appended: bool
+    ) -> tuple[bytes, int]:
+        # A wrong split: the right side keeps one child and no key. Every answer stays
+        # right (the child is still reached); only the shape is wrong.
+        separator = branch.keys.pop()
+        right = self.new_branch([], [branch.children.pop()])
+        branch.size = tree_module._branch_size(branch.keys)
+        return separator, right.page
+
+    monkeypatch.setattr(tree_module.Pager, "_split_branch", promote_the_last_key)
+    with open_store(tmp_path / "bad") as store:
+        write_long_escaped_keys(store)
+        assert list(store.scan("t")) == answers
+        with pytest.raises(CorruptionError, match="a branch without a separator key"):
+            store.verify()
 
 
 def test_flipped_byte_in_the_free_list_fails_the_open(tmp_path: Path) -> None:

@@ -785,8 +785,9 @@ class Store:
                 problem = "keys out of order"
             elif keys and (keys[0] < low or (high is not None and keys[-1] >= high)):
                 problem = "keys outside the range its parent gives it"
-            elif not keys and node.is_leaf:
-                problem = "an empty leaf"
+            elif not keys:
+                # A split keeps a key on both sides: no node is ever written empty.
+                problem = "an empty leaf" if node.is_leaf else "a branch without a separator key"
             if problem:
                 raise CorruptionError(
                     f"page {page} of {what}: {problem}",
