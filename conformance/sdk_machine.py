@@ -24,6 +24,9 @@ each found where docs/formats.md places it:
   ahead of the log): with the newer kernel snapshot the writer and a reader
   refuse with `HistoryLost`; without it the tenant opens as of the older log,
   its store set aside as stale and rebuilt;
+- a bit flipped in a page of the projection store: a page it reads is damage,
+  found at open or by the first table read, set aside and rebuilt from the
+  log; every row agrees;
 - `streams.vsix` with a bit flipped, cut short or deleted: no answer changes,
   damage to what the file's checks cover is noticed (a warning naming the
   file, the index rebuilt from the log), and a clean reopen or a crash
@@ -100,6 +103,11 @@ VSIX_HEADER_BYTES = 128
 VSIX_HEADER_CHECKED_BYTES = 52
 VSIX_EXTENT_HEAD_BYTES = 16
 VSIX_ENTRY_BYTES = 16
+# pages.vstore (§6): sealed pages of 4,124 bytes, page n at byte 4124·n; pages 0..3 are
+# the superblock copies.
+STORE_PAGE_FILE = "pages.vstore"
+SEALED_PAGE_BYTES = 12 + 4096 + 16
+SUPERBLOCK_COPIES = 4
 
 ERROR_KIND_OF_REASON = {
     spec_kernel.RejectReason.INVALID_NAME: "invalid_argument",
@@ -677,7 +685,9 @@ class SdkLockstep(RuleBasedStateMachine):
 
     @rule(
         tenant=st.sampled_from(TENANTS),
-        between=st.sampled_from(["store_set_aside", "older_log", "stream_index", "refused_open"]),
+        between=st.sampled_from(
+            ["store_set_aside", "store_pages", "older_log", "stream_index", "refused_open"]
+        ),
         data=st.data(),
         step=st.integers(0, 20_000),
     )
@@ -690,6 +700,12 @@ class SdkLockstep(RuleBasedStateMachine):
         if between == "store_set_aside":
             statements = data.draw(st.lists(sql_writes, max_size=2), label="statements")
             self.store_set_aside(tenant, statements, data.draw(st.booleans(), label="crash"))
+        elif between == "store_pages":
+            self.damage_store_pages(
+                tenant,
+                data.draw(st.integers(0, 1 << 10), label="page"),
+                data.draw(st.integers(0, SEALED_PAGE_BYTES - 1), label="byte"),
+            )
         elif between == "older_log":
             snapshot = data.draw(st.sampled_from(["delete", "older"]), label="snapshot")
             self.older_log_under_newer_store(tenant, snapshot)
@@ -751,6 +767,23 @@ class SdkLockstep(RuleBasedStateMachine):
             set_aside_before,
             sorted(p.name for p in store.parent.glob(STORE_FOLDER + ".*")),
         )
+
+    def damage_store_pages(self, tenant: TenantId, page: int, byte: int) -> None:
+        """A bit flipped in one store page past the superblock copies (page `page` modulo
+        the pages in use), between a close and the next open: a page the store reads is
+        damaged, so the store is set aside and rebuilt from the log, at open or at the
+        first table read that meets it (docs/sdk.md, "Tables"); a free page is never
+        read. Either way every row agrees."""
+        self.close_all()
+        folder = self.tenant_folder(tenant)
+        path = folder / STORE_FOLDER / STORE_PAGE_FILE
+        data = bytearray(path.read_bytes())
+        pages = len(data) // SEALED_PAGE_BYTES
+        if pages > SUPERBLOCK_COPIES:
+            page = SUPERBLOCK_COPIES + page % (pages - SUPERBLOCK_COPIES)
+            data[page * SEALED_PAGE_BYTES + byte] ^= 1 << (byte % 8)
+            path.write_bytes(bytes(data))
+        self.reopen_all()
 
     def older_log_under_newer_store(self, tenant: TenantId, snapshot: str) -> None:
         """The store ahead of the log: the tenant's log put back from a copy taken at a clean

@@ -54,6 +54,8 @@ def test_each_kind_of_damage_between_sessions_runs_against_the_model() -> None:
             machine.sql_write(t1, ("INSERT INTO t1 VALUES (?, ?, ?)", (row, "r", row)), 1)
         machine.store_set_aside(t1, [("DELETE FROM t1 WHERE n = ? OR name IS NULL", (1,))], True)
         machine.store_set_aside(t1, [], False)
+        for page in range(3):
+            machine.damage_store_pages(t1, page, 100)
         machine.older_log_under_newer_store(t1, "delete")
         machine.older_log_under_newer_store(t1, "older")
         for damage in ("flip", "cut", "cut_at_extent", "delete"):
