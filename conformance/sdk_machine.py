@@ -541,10 +541,16 @@ class SdkLockstep(RuleBasedStateMachine):
         )
         self.agree(f"read_events({stream.stream}, {start}, {max_bytes})", expected, actual)
 
-    @rule(tenant=st.sampled_from(TENANTS), statement=sql_writes, step=st.integers(0, 20_000))
-    def sql_write(self, tenant: TenantId, statement: Statement, step: int) -> None:
+    @rule(
+        tenant=st.sampled_from(TENANTS),
+        statements=st.lists(sql_writes, min_size=1, max_size=4),
+        step=st.integers(0, 20_000),
+    )
+    def sql_write(self, tenant: TenantId, statements: list[Statement], step: int) -> None:
+        # A few in a row: the policy's checkpoints fall after some of them (receipts).
         self.tick(step)
-        self.sql_write_checked(tenant, *statement)
+        for statement in statements:
+            self.sql_write_checked(tenant, *statement)
 
     @rule(tenant=st.sampled_from(TENANTS), statement=sql_queries, data=st.data())
     def sql_query(self, tenant: TenantId, statement: Statement, data: st.DataObject) -> None:

@@ -47,11 +47,11 @@ def test_each_kind_of_damage_between_sessions_runs_against_the_model() -> None:
     try:
         machine.create_stream(t1, "audit", DataClass.PUBLIC, 1)
         machine.sql_write(
-            t1, ("CREATE TABLE t1 (id BIGINT PRIMARY KEY, name TEXT, n BIGINT)", ()), 1
+            t1, [("CREATE TABLE t1 (id BIGINT PRIMARY KEY, name TEXT, n BIGINT)", ())], 1
         )
         for row in range(4):
             append(machine, t1, "audit", [b"event %d" % row])
-            machine.sql_write(t1, ("INSERT INTO t1 VALUES (?, ?, ?)", (row, "r", row)), 1)
+            machine.sql_write(t1, [("INSERT INTO t1 VALUES (?, ?, ?)", (row, "r", row))], 1)
         machine.store_set_aside(t1, [("DELETE FROM t1 WHERE n = ? OR name IS NULL", (1,))], True)
         machine.store_set_aside(t1, [], False)
         for page in range(3):
