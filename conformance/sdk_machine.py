@@ -891,14 +891,26 @@ class SdkLockstep(RuleBasedStateMachine):
             ends = [end for _, end in extents] or [VSIX_HEADER_BYTES]
             at = byte % len(data) if damage == "cut" else ends[byte % len(ends)]
             path.write_bytes(data[:at])
-            # The header vouches for the entries of the records below P (bytes 8..16).
-            vouched = int.from_bytes(data[8:16], "little") > 0
-            if 0 < at < VSIX_HEADER_BYTES or any(
+            # The header vouches for the entries naming records below P (bytes 8..16); those
+            # at or past it are not trusted (dropped at open), and an empty entry is 0.
+            covered = int.from_bytes(data[8:16], "little")
+            order = {1: "<", 2: ">"}[data[5]]
+            vouched = any(
+                0 < log_offset < covered
+                for start, end in extents
+                if start >= at
+                for _, log_offset in struct.iter_unpack(
+                    order + "QQ", data[start + VSIX_EXTENT_HEAD_BYTES : end]
+                )
+            )
+            if at == 0:
+                pass  # an empty file: where no index was yet, one is made from the log
+            elif at < VSIX_HEADER_BYTES or any(
                 start + VSIX_EXTENT_HEAD_BYTES <= at < end for start, end in extents
             ):
                 noticed = True  # a header or an extent cut short
             elif at < extents_end:
-                noticed = vouched  # whole extents lost: entries the header vouched for
+                noticed = vouched  # whole extents lost: noticed if they held vouched entries
             elif at >= extents_end:
                 noticed = False  # only space past the last extent
         else:
