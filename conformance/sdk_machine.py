@@ -1048,5 +1048,7 @@ class SdkLockstep(RuleBasedStateMachine):
                 )
 
     def teardown(self) -> None:
-        self.db.close()
-        shutil.rmtree(self.work, ignore_errors=True)
+        try:
+            self.db.close()
+        finally:
+            shutil.rmtree(self.work, ignore_errors=True)
