@@ -184,6 +184,46 @@ def test_a_snapshot_of_more_records_than_the_log_holds_is_lost_history(tmp_path:
     assert caught.value.first_lost < caught.value.end_lost
 
 
+def test_an_open_refused_for_lost_history_sets_no_store_aside_and_changes_no_file(
+    tmp_path: Path,
+) -> None:
+    # The log put back from a copy taken at a clean close, under the newer snapshot and
+    # the store that applied a SQL write made since: the store names a record this log
+    # does not hold, but the log is not whole. The open is refused before the store is
+    # judged: nothing is set aside, no page key replaced, and putting the newer log
+    # back (the remedy) opens the tenant with its store as it was.
+    folder = tmp_path / "db"
+    write(folder, seed=9, appends=20, clock=FakeClock()).close()
+    log = next(folder.rglob("log"))
+    older = tmp_path / "older-log"
+    shutil.copytree(log, older)
+    with verity.open(folder, clock=FakeClock(START_NS + HOUR_NS)) as db:
+        db.tenant(T1).execute("INSERT INTO notes VALUES (1, 'after the copy')")
+    newer = tmp_path / "newer-log"
+    shutil.move(log, newer)
+    shutil.copytree(older, log)
+    tenant_folder = log.parent
+
+    def files() -> dict[str, bytes]:
+        return {
+            str(path.relative_to(tenant_folder)): path.read_bytes()
+            for path in sorted(tenant_folder.rglob("*"))
+            if path.is_file()
+        }
+
+    before = files()
+    with pytest.raises(HistoryLost, match="kernel snapshot"), verity.open(folder) as db:
+        db.tenant(T1)
+    assert files() == before
+    assert not list(tenant_folder.glob("store.*"))
+    shutil.rmtree(log)
+    shutil.move(newer, log)
+    with verity.open(folder) as db:
+        rows = db.tenant(T1).query("SELECT body FROM notes WHERE id = 1").rows
+    assert rows == [("after the copy",)]
+    assert not list(tenant_folder.glob("store.*"))
+
+
 def test_a_snapshot_taken_under_another_retention_is_not_used(tmp_path: Path) -> None:
     folder = tmp_path / "db"
     clock = FakeClock()

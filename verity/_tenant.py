@@ -265,10 +265,13 @@ class TenantHandle:
             )
             self._check_pinned_key()
             self._damage = self._recorded_damage()
+            # The snapshot first: when it is evidence of lost history, the open is refused
+            # before the store is judged against a log that is not whole (and set aside).
+            snapshot = self._read_snapshot(retention_ns)
             store = self._open_store()
             self._store: TenantStore = store
             self._engine = Engine(store)
-            restored_through = self._restore_snapshot(retention_ns)
+            restored_through = self._restore_snapshot(snapshot)
             self._replay(restored_through)
             # A session that appends nothing leaves a fitting snapshot as it is: closing
             # after reads changes no file (the next open replays the same few records).
@@ -619,26 +622,27 @@ class TenantHandle:
             return True  # every record is gone, record 0 with them
         return bool(self._log.read(0).chain_hash() == snapshot.genesis)
 
-    def _restore_snapshot(self, retention_ns: int) -> int:
-        """Restore the kernel from the snapshot if it fits this log; the position to replay from.
+    def _read_snapshot(self, retention_ns: int) -> Snapshot | None:
+        """The snapshot, if it fits this log; `HistoryLost` if it reflects records the log lost.
 
         A snapshot that is damaged, or describes another log (the record it
         names is a different one), is ignored with a warning, and the whole
         log is replayed. One taken with another retention is ignored
-        silently: the remembered ids would differ.
+        silently: the remembered ids would differ. Reads the snapshot and the
+        log only: the store is opened (and judged) after this check.
         """
         path = self._folder / SNAPSHOT_FILE
         if self._keyring is None:
-            return 0  # a keyless reader replays the plain records only, from the start
+            return None  # a keyless reader replays the plain records only, from the start
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            return 0
+            return None
         try:
             snapshot = decode_snapshot(data, path)
             size, head = snapshot.size, snapshot.head
             if size > self._log.size and self._reader_behind_writer(size):
-                return 0  # written by a live writer after this reader opened its log
+                return None  # written by a live writer after this reader opened its log
             if size > self._log.size and self._is_of_this_log(snapshot):
                 # It was written at a clean close, after every record it reflects was
                 # durable: a log shorter than that lost acknowledged history.
@@ -663,11 +667,19 @@ class TenantHandle:
             logger.warning(
                 "ignoring kernel snapshot %s (%s); replaying the whole log", path, failure
             )
-            return 0
+            return None
         kernel = snapshot.kernel
         if kernel.tenant != self._tenant or kernel.retention_ns != retention_ns:
+            return None
+        return snapshot
+
+    def _restore_snapshot(self, snapshot: Snapshot | None) -> int:
+        """Restore the kernel from a fitting snapshot (`_read_snapshot`); the position to
+        replay from (0 without one)."""
+        if snapshot is None:
             return 0
-        self._kernel = kernel
+        size = snapshot.size
+        self._kernel = snapshot.kernel
         # A store that still applied what it had when the snapshot was written has
         # every table event before it: its catch-up can start there too.
         self._store_caught_up_to = size if self._store.applied() == snapshot.store_applied else 0
