@@ -160,6 +160,41 @@ def test_a_damaged_extent_header_is_rebuilt_with_a_warning(
     assert any("damaged extent header" in r.getMessage() for r in caplog.records)
 
 
+def extent_starts(path: Path) -> list[int]:
+    """Where each allocated extent of the index file begins (docs/formats.md §5.8)."""
+    data = path.read_bytes()
+    starts = []
+    position = HEADER_BYTES
+    while position + EXTENT_HEAD_BYTES <= len(data):
+        _, ordinal, crc = struct.unpack_from("=QII", data, position)
+        if crc == 0:
+            break
+        starts.append(position)
+        position += EXTENT_HEAD_BYTES + ENTRY_BYTES * min(8 << ordinal, 65_536)
+    return starts
+
+
+@pytest.mark.parametrize("keep_extents", [1, 2, -1])
+def test_an_index_cut_at_an_extent_boundary_is_rebuilt_not_believed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, keep_extents: int
+) -> None:
+    # Whole extents gone, every remaining one intact: only the header's entry
+    # count shows that entries below P are missing.
+    folder = tmp_path / "db"
+    db, model = write(folder, seed=9, appends=150)
+    db.close()
+    path = index_of(folder)
+    starts = extent_starts(path)
+    assert len(starts) >= 4
+    os.truncate(path, starts[keep_extents])
+    with caplog.at_level(logging.WARNING, logger="verity"), verity.open(folder) as db:
+        t = db.tenant(T1)
+        append_some(t, model, seed=10, appends=20)  # records past P are indexed on top
+        assert_answers(t, model)
+    assert any("its header vouches for" in r.getMessage() for r in caplog.records)
+    check_reopened(folder, model)
+
+
 @pytest.mark.parametrize("field", ["first stream offset", "log offset"])
 def test_a_damaged_entry_is_caught_by_the_read_that_uses_it(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, field: str

@@ -13,9 +13,10 @@ byte order the header names, the order of the machine that wrote it):
 
 ```
 header, 128 bytes:
-  "VSIX" (4) ‖ version (1) = 1 ‖ byte order (1): 1 little, 2 big ‖ zeros (2)
+  "VSIX" (4) ‖ version (1) = 2 ‖ byte order (1): 1 little, 2 big ‖ zeros (2)
   ‖ covered P (8) ‖ chain hash of log record P-1 (32; zeros if P = 0)
-  ‖ crc32 (4) of the 48 bytes before it ‖ zeros up to byte 128
+  ‖ entries E (8): how many entries name a record below P
+  ‖ crc32 (4) of the 56 bytes before it ‖ zeros up to byte 128
 extents, one after another in the order they were allocated:
   stream (8) ‖ ordinal (4) ‖ crc32 (4) of the 12 bytes before it
   ‖ capacity x (first stream offset (8) ‖ log offset (8))
@@ -28,9 +29,11 @@ whose log offset is 0 is empty: no EventsAppended record is record 0, its
 stream was created by an earlier one.
 
 Trust: the header vouches that every EventsAppended record below log offset
-`P` has its entry, and names the chain hash of record `P - 1`, which commits
-to the whole prefix. It is written only after the entries were fsynced (at a
-clean close, or after an open that indexed many records), so entries are
+`P` has its entry (`E` of them), and names the chain hash of record `P - 1`,
+which commits to the whole prefix. `E` is what tells a file cut at an extent
+boundary (whole extents gone, every remaining one intact) from a whole one.
+It is written only after the entries were fsynced (at a clean close, or
+after an open that indexed many records), so entries are
 never fsynced one by one: those at or past `P`, which a session that then
 crashed may have written, are ignored, zeroed and indexed again from the
 log. `load` checks the header's CRC, that `P` is at most the log's size and
@@ -70,9 +73,9 @@ logger = logging.getLogger("verity")
 
 STREAM_INDEX_FILE: Final = "streams.vsix"
 _MAGIC: Final = b"VSIX"
-_VERSION: Final = 1
+_VERSION: Final = 2
 _BYTE_ORDER: Final = 1 if sys.byteorder == "little" else 2
-_HEADER: Final = struct.Struct("<4sBBxxQ32s")
+_HEADER: Final = struct.Struct("<4sBBxxQ32sQ")
 _CRC: Final = struct.Struct("<I")
 HEADER_BYTES: Final = 128
 _EXTENT_HEAD: Final = struct.Struct("=QII")  # stream, ordinal, crc32 of the first 12 bytes
@@ -127,8 +130,8 @@ def _extent_bytes(ordinal: int) -> int:
     return _EXTENT_HEAD_BYTES + _ENTRY_BYTES * extent_entries(ordinal)
 
 
-def _header(covered: int, head: bytes) -> bytes:
-    body = _HEADER.pack(_MAGIC, _VERSION, _BYTE_ORDER, covered, head)
+def _header(covered: int, head: bytes, entries: int) -> bytes:
+    body = _HEADER.pack(_MAGIC, _VERSION, _BYTE_ORDER, covered, head, entries)
     return (body + _CRC.pack(zlib.crc32(body))).ljust(HEADER_BYTES, b"\0")
 
 
@@ -230,7 +233,7 @@ class StreamIndex:
             return f"is {len(header)} bytes long, shorter than its header"
         body = header[: _HEADER.size]
         (crc,) = _CRC.unpack_from(header, _HEADER.size)
-        magic, version, byte_order, covered, head = _HEADER.unpack(body)
+        magic, version, byte_order, covered, head, entries = _HEADER.unpack(body)
         if magic != _MAGIC or version != _VERSION or zlib.crc32(body) != crc:
             return f"has a damaged header (magic {magic!r}, version {version})"
         if byte_order != _BYTE_ORDER:
@@ -242,6 +245,11 @@ class StreamIndex:
         self._covered = covered
         self._remap()
         problem = self._scan()
+        found = sum(known.count for known in self._streams.values())
+        if problem is None and found != entries:
+            problem = (
+                f"holds {found} entries below record {covered}, its header vouches for {entries}"
+            )
         if problem is not None:
             self._covered = 0
             self._streams = {}
@@ -347,7 +355,7 @@ class StreamIndex:
 
     def _write_empty(self) -> None:
         os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, _header(0, bytes(32)), 0)
+        os.pwrite(self._fd, _header(0, bytes(32), 0), 0)
         if not self._read_only:
             # Durable before any new entry is written: an older header left on disk
             # would vouch for a rebuild a crash cut short.
@@ -410,7 +418,8 @@ class StreamIndex:
         assert len(head) == 32 and not self.stale and self._fd >= 0
         if not self._read_only:
             os.fsync(self._fd)  # the entries first: the header vouches for them
-        os.pwrite(self._fd, _header(log_size, head), 0)
+        entries = sum(known.count for known in self._streams.values())
+        os.pwrite(self._fd, _header(log_size, head, entries), 0)
         self._covered = log_size
 
     # ------------------------------------------------------------ reading
