@@ -952,22 +952,37 @@ def forge_keyless(records: list[bytes], offset: int, payload: bytes) -> list[byt
     does (signatures, KEY records) is kept as it was.
     """
     forged = list(records[:offset])
+    leaf_hashes = [hashlib.sha256(b"\x00" + record).digest() for record in forged]
+    # Subtrees of 2^k whole leaves never change as leaves are appended: each is hashed once.
+    perfect: dict[tuple[int, int], bytes] = {}
     for position in range(offset, len(records)):
         old = records[position]
         prev = hashlib.sha256(CHAIN_DOMAIN + forged[-1]).digest() if forged else bytes(HASH_BYTES)
         body = payload if position == offset else old[HEADER_BYTES:]
         if old[HEADER_BYTES - 1] == 1 and len(body) in (73, 169):  # a checkpoint statement
-            body = body[:9] + prev + _mth(forged) + body[73:]
+            body = body[:9] + prev + _mth(leaf_hashes, 0, len(leaf_hashes), perfect) + body[73:]
         header = old[:8] + prev + old[40:48] + len(body).to_bytes(4, "big") + old[52:53]
         forged.append(header + body)
+        leaf_hashes.append(hashlib.sha256(b"\x00" + forged[-1]).digest())
     return forged
 
 
-def _mth(leaves: list[bytes]) -> bytes:
-    """RFC 9162 MTH over `leaves`, written out plainly."""
-    if not leaves:
+def _mth(
+    leaf_hashes: list[bytes], start: int, end: int, perfect: dict[tuple[int, int], bytes]
+) -> bytes:
+    """RFC 9162 MTH over the leaves `start .. end-1` (given as their leaf hashes)."""
+    count = end - start
+    if count == 0:
         return hashlib.sha256(b"").digest()
-    if len(leaves) == 1:
-        return hashlib.sha256(b"\x00" + leaves[0]).digest()
-    split = 1 << ((len(leaves) - 1).bit_length() - 1)
-    return hashlib.sha256(b"\x01" + _mth(leaves[:split]) + _mth(leaves[split:])).digest()
+    if count == 1:
+        return leaf_hashes[start]
+    split = 1 << ((count - 1).bit_length() - 1)
+    whole = count & (count - 1) == 0
+    if whole and (start, count) in perfect:
+        return perfect[(start, count)]
+    left = _mth(leaf_hashes, start, start + split, perfect)
+    right = _mth(leaf_hashes, start + split, end, perfect)
+    root = hashlib.sha256(b"\x01" + left + right).digest()
+    if whole:
+        perfect[(start, count)] = root
+    return root
