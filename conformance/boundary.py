@@ -38,7 +38,7 @@ from verity.crypto import SigningKey, Tokenizer, verify_signature
 from verity.directory import Directory
 from verity.errors import InvalidArgument
 from verity.kernel import Kernel
-from verity.query import Engine
+from verity.query import Engine, MemoryVersionedStore
 from verity.storage import Log, open_log
 from verity.store import KEY_BYTES_MAX, TREE_NAME_BYTES_MAX, Store, open_store
 from verity.types import Hash
@@ -410,6 +410,33 @@ def _cases_of_the_rest() -> Iterator[Case]:
         )
 
 
+def _appends_with_a_clock_returning(value: Any) -> Callable[[Fixture, Any], object]:
+    def call(fixture: Fixture, _: Any) -> object:
+        log = open_log(fixture.new_path(), clock=lambda: value)
+        try:
+            return log.append(b"x")
+        finally:
+            log.close()
+
+    return call
+
+
+def _cases_of_clocks_and_reference_stores() -> Iterator[Case]:
+    value: object
+    # A clock is an argument too: what it returns is checked at every append.
+    for value in (-1, 1 << 64, "1", 1.5, True, None):
+        yield Case("Log.append", "clock()", value, _appends_with_a_clock_returning(value))
+    for value in (-1, True, "1", 1.5):
+        yield Case(
+            "MemoryVersionedStore.write_batch",
+            "position",
+            value,
+            lambda _, v: MemoryVersionedStore().write_batch(v, b"", []),
+        )
+    for value in ("0" * 32, list(range(32))):
+        yield Case("Tokenizer", "key", value, lambda _, v: Tokenizer(v))
+
+
 def cases() -> list[Case]:
     """Every case, in a fixed order."""
     return [
@@ -419,6 +446,7 @@ def cases() -> list[Case]:
         *_cases_of_the_tenant(),
         *_cases_of_the_store_and_engine(),
         *_cases_of_the_rest(),
+        *_cases_of_clocks_and_reference_stores(),
     ]
 
 

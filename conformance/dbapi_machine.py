@@ -318,6 +318,11 @@ class DbapiLockstep(RuleBasedStateMachine):
         utc = EPOCH + datetime.timedelta(seconds=ticks)
         assert dbapi.DateFromTicks(ticks) == utc.date(), f"DateFromTicks({ticks})"
         assert dbapi.TimeFromTicks(ticks) == utc.time(), f"TimeFromTicks({ticks})"
+        midnight = (moment.replace(hour=0, minute=0, second=0, tzinfo=datetime.UTC) - EPOCH) // (
+            datetime.timedelta(seconds=1)
+        )
+        at_midnight = dbapi.Timestamp(moment.year, moment.month, moment.day)
+        assert at_midnight == midnight * 1_000_000_000, f"Timestamp of {moment.date()}"
         assert dbapi.Date(moment.year, moment.month, moment.day) == moment.date()
         assert dbapi.Time(moment.hour, moment.minute, moment.second) == moment.time()
         self.run("INSERT INTO visits (patient, ward, seen) VALUES (?, ?, ?)", [made, ward, made])
