@@ -180,8 +180,8 @@ def literal_values(kind: str) -> st.SearchStrategy[object]:
 
 
 def values_for(kind: str) -> st.SearchStrategy[object]:
-    """Mostly the column's type, sometimes NULL, sometimes a wrong type."""
-    wrong = st.sampled_from([1, "text", 2.5, True, b"\x01"])
+    """Mostly the column's type, sometimes NULL, sometimes a wrong type (or NaN, never stored)."""
+    wrong = st.sampled_from([1, "text", 2.5, True, b"\x01", float("nan")])
     return st.one_of(literal_values(kind), literal_values(kind), st.none(), wrong)
 
 
