@@ -402,6 +402,21 @@ class TablesLockstep(RuleBasedStateMachine):
         self.run(text, params)
 
     @rule(
+        count=st.integers(2, 40),
+        start=st.integers(0, 1_000),
+        nan_at=st.one_of(st.none(), st.integers(0, 39)),
+    )
+    def bulk_patients(self, count: int, start: int, nan_at: int | None) -> None:
+        """Many `patients` rows in one INSERT through parameters (the bulk path binds a
+        column at a time); `nan_at` puts a NaN score in one row, which must refuse it all."""
+        params: list[object] = []
+        for i in range(count):
+            score = float("nan") if i == nan_at else (start + i) / 8
+            params += [start + i, f"p{start + i}", score, i % 2 == 0]
+        rows = ", ".join(["(?, ?, ?, ?)"] * count)
+        self.run(f"INSERT INTO patients (id, name, score, active) VALUES {rows}", params)
+
+    @rule(
         data=st.data(),
         count=st.integers(2, 320),
         pad=st.sampled_from(DOC_KEY_PADS),
