@@ -306,7 +306,7 @@ def forgetful_log(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(log, "_check_evidence", lambda self, found, mark: None)
     monkeypatch.setattr(log, "_check_nothing_was_written", lambda self, mark: None)
     monkeypatch.setattr(log, "_check_mark_head", lambda self, mark: None)
-    monkeypatch.setattr(verity._tenant.TenantHandle, "_restore_snapshot", lambda self, ns: 0)
+    monkeypatch.setattr(verity._tenant.TenantHandle, "_read_snapshot", lambda self, ns: None)
 
 
 @pytest.mark.parametrize(
