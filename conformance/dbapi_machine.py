@@ -44,11 +44,12 @@ from verity_conformance.tables_drivers import encode_value
 from verity_conformance.tables_machine import (
     BAD_STATEMENTS,
     COLUMNS,
-    KEYS,
     TABLES,
     Sql,
+    delete_text,
+    select_text,
+    update_text,
     values_for,
-    where_clause,
 )
 
 NOW_START = 1_767_225_600_000_000_000
@@ -213,37 +214,21 @@ class DbapiLockstep(RuleBasedStateMachine):
         self.pending = None
         self.run("SELECT * FROM patients WHERE id >= ? ORDER BY id", [first])
 
+    # The statements the tables machine draws, with the driver's one parameter style.
     @rule(data=st.data(), table=st.sampled_from(sorted(TABLES)))
     def update(self, data: st.DataObject, table: str) -> None:
         sql = Sql(data, data.draw(st.sampled_from(["literal", "qmark"])))
-        settable = [c for c in sorted(COLUMNS[table]) if c not in KEYS[table]]
-        column = data.draw(st.sampled_from(settable))
-        value = sql.value(data.draw(values_for(COLUMNS[table][column])))
-        where = f" WHERE {where_clause(sql, table)}" if data.draw(st.booleans()) else ""
-        self.run(f"UPDATE {table} SET {column} = {value}{where}", sql.params)
+        self.run(update_text(data, table, sql), sql.params)
 
     @rule(data=st.data(), table=st.sampled_from(sorted(TABLES)))
     def delete(self, data: st.DataObject, table: str) -> None:
         sql = Sql(data, data.draw(st.sampled_from(["literal", "qmark"])))
-        self.run(f"DELETE FROM {table} WHERE {where_clause(sql, table)}", sql.params)
+        self.run(delete_text(data, table, sql), sql.params)
 
     @rule(data=st.data(), table=st.sampled_from(sorted(TABLES)))
     def select(self, data: st.DataObject, table: str) -> None:
         sql = Sql(data, data.draw(st.sampled_from(["literal", "qmark"])))
-        columns = sorted(COLUMNS[table])
-        projection = data.draw(
-            st.one_of(
-                st.just("*"),
-                st.just("COUNT(*)"),
-                st.lists(st.sampled_from(columns), min_size=1, max_size=3).map(", ".join),
-            )
-        )
-        text = f"SELECT {projection} FROM {table}"
-        if data.draw(st.booleans()):
-            text += f" WHERE {where_clause(sql, table)}"
-        if projection != "COUNT(*)" and data.draw(st.booleans()):
-            text += f" ORDER BY {data.draw(st.sampled_from(columns))} DESC"
-        self.run(text, sql.params)
+        self.run(select_text(data, table, sql), sql.params)
 
     @rule(text=st.sampled_from(BAD_STATEMENTS))
     def bad_statement(self, text: str) -> None:

@@ -97,10 +97,11 @@ LOG_FOLDER = "log"
 STORE_FOLDER = "store"
 SNAPSHOT_FILE = "kernel.vsnap"
 STREAM_INDEX_FILE = "streams.vsix"
-# streams.vsix (§5.8): a 128-byte header whose first 48 bytes a CRC-32 (the next 4) covers,
-# then extents: stream (8) ‖ ordinal (4) ‖ crc32 (4) ‖ min(8·2^k, 65,536) entries of 16 bytes.
+# streams.vsix (§5.8, version 2): a 128-byte header whose first 56 bytes (P, head, entries E)
+# a CRC-32 (the next 4) covers, then extents:
+# stream (8) ‖ ordinal (4) ‖ crc32 (4) ‖ min(8·2^k, 65,536) entries of 16 bytes.
 VSIX_HEADER_BYTES = 128
-VSIX_HEADER_CHECKED_BYTES = 52
+VSIX_HEADER_CHECKED_BYTES = 60
 VSIX_EXTENT_HEAD_BYTES = 16
 VSIX_ENTRY_BYTES = 16
 # pages.vstore (§6): sealed pages of 4,124 bytes, page n at byte 4124·n; pages 0..3 are
@@ -904,7 +905,7 @@ class SdkLockstep(RuleBasedStateMachine):
                 )
             )
             if at == 0:
-                pass  # an empty file: where no index was yet, one is made from the log
+                noticed = None  # an empty file: where no index was yet, one is made from the log
             elif at < VSIX_HEADER_BYTES or any(
                 start + VSIX_EXTENT_HEAD_BYTES <= at < end for start, end in extents
             ):

@@ -18,6 +18,7 @@ Values are encoded for JSON as `{"int": n}`, `{"float": repr}`, `{"text": s}`,
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import hashlib
 import json
@@ -156,7 +157,7 @@ class SpecTablesDriver:
         pass
 
 
-class _EngineDriver:
+class _EngineDriver(abc.ABC):
     """`verity.query.Engine` over some `VersionedStore`: what the two implementation
     drivers share. Each successful write's event is kept, as the tenant log would keep
     it, so `rebuild` can make a fresh store from the events alone."""
@@ -165,8 +166,9 @@ class _EngineDriver:
         self.engine = Engine(store)
         self.events: list[tuple[int, bytes]] = []
 
+    @abc.abstractmethod
     def write(self, position: int, log_hash: bytes, changes: Any) -> None:
-        raise NotImplementedError
+        """Apply a planned write's changes to the store, as of `position`."""
 
     def execute(self, sql: str, params: object, position: int) -> Observation:
         try:

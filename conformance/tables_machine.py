@@ -236,6 +236,44 @@ def where_clause(sql: Sql, table: str, depth: int = 0) -> str:
     return f"({left}) {shape.upper()} ({right})"
 
 
+def select_text(data: st.DataObject, table: str, sql: Sql) -> str:
+    """A SELECT of `table`: projection, WHERE, ORDER BY, LIMIT/OFFSET, each drawn."""
+    columns = sorted(COLUMNS[table])
+    projection = data.draw(
+        st.one_of(
+            st.just("*"),
+            st.just("COUNT(*)"),
+            st.lists(st.sampled_from(columns), min_size=1, max_size=3).map(", ".join),
+        )
+    )
+    text = f"SELECT {projection} FROM {table}"
+    if data.draw(st.booleans()):
+        text += f" WHERE {where_clause(sql, table)}"
+    if projection != "COUNT(*)" and data.draw(st.booleans()):
+        keys = data.draw(st.lists(st.sampled_from(columns), min_size=1, max_size=2))
+        text += " ORDER BY " + ", ".join(
+            f"{k} {data.draw(st.sampled_from(['ASC', 'DESC', '']))}".strip() for k in keys
+        )
+    if data.draw(st.booleans()):
+        text += f" LIMIT {sql.value(data.draw(st.integers(0, 4)))}"
+        if data.draw(st.booleans()):
+            text += f" OFFSET {sql.value(data.draw(st.integers(0, 3)))}"
+    return text
+
+
+def update_text(data: st.DataObject, table: str, sql: Sql) -> str:
+    """An UPDATE of one non-key column of `table`, with or without a WHERE."""
+    settable = [c for c in sorted(COLUMNS[table]) if c not in KEYS[table]]
+    column = data.draw(st.sampled_from(settable))
+    value = sql.value(data.draw(values_for(COLUMNS[table][column])))
+    where = f" WHERE {where_clause(sql, table)}" if data.draw(st.booleans()) else ""
+    return f"UPDATE {table} SET {column} = {value}{where}"
+
+
+def delete_text(data: st.DataObject, table: str, sql: Sql) -> str:
+    return f"DELETE FROM {table} WHERE {where_clause(sql, table)}"
+
+
 class TablesLockstep(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
@@ -313,51 +351,23 @@ class TablesLockstep(RuleBasedStateMachine):
     @rule(data=st.data(), table=st.sampled_from(sorted(TABLES)))
     def update(self, data: st.DataObject, table: str) -> None:
         sql = Sql(data, data.draw(st.sampled_from(["literal", "qmark", "dollar"])))
-        keys = KEYS[table]
-        settable = [c for c in sorted(COLUMNS[table]) if c not in keys]
-        column = data.draw(st.sampled_from(settable))
-        value = sql.value(data.draw(values_for(COLUMNS[table][column])))
-        where = f" WHERE {where_clause(sql, table)}" if data.draw(st.booleans()) else ""
-        self.run(f"UPDATE {table} SET {column} = {value}{where}", sql.params)
+        self.run(update_text(data, table, sql), sql.params)
 
     @rule(data=st.data(), table=st.sampled_from(sorted(TABLES)))
     def delete(self, data: st.DataObject, table: str) -> None:
         sql = Sql(data, data.draw(st.sampled_from(["literal", "qmark", "dollar"])))
-        self.run(f"DELETE FROM {table} WHERE {where_clause(sql, table)}", sql.params)
-
-    def select_text(self, data: st.DataObject, table: str, sql: Sql) -> str:
-        columns = sorted(COLUMNS[table])
-        projection = data.draw(
-            st.one_of(
-                st.just("*"),
-                st.just("COUNT(*)"),
-                st.lists(st.sampled_from(columns), min_size=1, max_size=3).map(", ".join),
-            )
-        )
-        text = f"SELECT {projection} FROM {table}"
-        if data.draw(st.booleans()):
-            text += f" WHERE {where_clause(sql, table)}"
-        if projection != "COUNT(*)" and data.draw(st.booleans()):
-            keys = data.draw(st.lists(st.sampled_from(columns), min_size=1, max_size=2))
-            text += " ORDER BY " + ", ".join(
-                f"{k} {data.draw(st.sampled_from(['ASC', 'DESC', '']))}".strip() for k in keys
-            )
-        if data.draw(st.booleans()):
-            text += f" LIMIT {sql.value(data.draw(st.integers(0, 4)))}"
-            if data.draw(st.booleans()):
-                text += f" OFFSET {sql.value(data.draw(st.integers(0, 3)))}"
-        return text
+        self.run(delete_text(data, table, sql), sql.params)
 
     @rule(data=st.data(), table=st.sampled_from(sorted(TABLES)))
     def select(self, data: st.DataObject, table: str) -> None:
         sql = Sql(data, data.draw(st.sampled_from(["literal", "qmark", "dollar"])))
-        self.run(self.select_text(data, table, sql), sql.params)
+        self.run(select_text(data, table, sql), sql.params)
 
     @precondition(lambda self: bool(self.positions))
     @rule(data=st.data(), table=st.sampled_from(sorted(TABLES)))
     def select_at(self, data: st.DataObject, table: str) -> None:
         sql = Sql(data, data.draw(st.sampled_from(["literal", "qmark"])))
-        text = self.select_text(data, table, sql)
+        text = select_text(data, table, sql)
         position = data.draw(st.integers(0, self.position), label="position")
         self.both(
             {
