@@ -987,6 +987,14 @@ class Log:
 
     # ================================================================ append
 
+    def _read_clock_with_room(self, records: int) -> int:
+        """The clock's now, if `records` more timestamps from it fit below 2**64-1
+        (spec `check_room`); InvalidArgument otherwise, before anything is written."""
+        now = self._read_clock()
+        if max(now, self._last_ts + 1) + records > U64_MAX:
+            raise InvalidArgument("clock()", now, "timestamps would pass 2**64-1")
+        return now
+
     def _read_clock(self) -> int:
         now = self._clock()
         if not isinstance(now, int) or isinstance(now, bool) or not 0 <= now <= U64_MAX:
@@ -1101,9 +1109,8 @@ class Log:
         try:
             with self._lock:
                 self._check_writable(what)
-                now = self._read_clock()
-                if max(now, self._last_ts + 1) + 2 * len(payloads) > U64_MAX:
-                    raise InvalidArgument("clock()", now, "timestamps would pass 2**64-1")
+                # Each DATA record may make a checkpoint due: room for two per payload.
+                now = self._read_clock_with_room(2 * len(payloads))
                 first = self._size
                 self._write(lambda: self._append_locked(payloads, now), what, len(payloads))
                 if group:
@@ -1289,9 +1296,7 @@ class Log:
         """
         with self._lock:
             self._check_writable("append_checkpoint")
-            now = self._read_clock()
-            if max(now, self._last_ts + 1) + 1 > U64_MAX:
-                raise InvalidArgument("clock()", now, "timestamps would pass 2**64-1")
+            now = self._read_clock_with_room(1)
             result: list[Checkpoint] = []
 
             def write() -> None:
