@@ -343,6 +343,17 @@ def scenario_arguments() -> Scenario:
 BOUND_ROWS = 1613
 
 
+def _padded_to(text: str, width: Callable[[str, int], int], most: int) -> tuple[int, str]:
+    """The largest value size whose statement `text` fits `most` bytes of event, and
+    `text` padded with spaces so that the event is exactly `most` bytes wide."""
+    size = 0
+    while width(text, size + 1) <= most:
+        size += 1
+    exact = text + " " * (most - width(text, size))
+    assert width(exact, size) == most
+    return size, exact
+
+
 def scenario_event_bound() -> Scenario:
     """A write whose event is exactly `STATEMENT_EVENT_BYTES_MAX` wide, and one a byte
     wider; an answer one byte over `QUERY_BYTES_MAX`, and one whose stored rows are far
@@ -359,11 +370,7 @@ def scenario_event_bound() -> Scenario:
         per_row = spec.put_width("big", spec.key_width((0,)), row)
         return spec.event_base_width(text, 0, definition=False) + rows * per_row
 
-    body = 0
-    while update_width(update, body + 1) <= most:
-        body += 1
-    exact = update + " " * (most - update_width(update, body))
-    assert update_width(exact, body) == most
+    body, exact = _padded_to(update, update_width, most)
     # INSERT INTO wide of 1,024 rows, each (k, $1): per row its framing, key and row.
     inserted = 1024
     insert = "INSERT INTO wide VALUES " + ", ".join(f"({k}, $1)" for k in range(inserted))
@@ -372,11 +379,7 @@ def scenario_event_bound() -> Scenario:
         per_row = spec.EVENT_ROW_WIDTH + spec.key_width((0,)) + spec.row_width((0, "x" * value))
         return spec.event_base_width(text, 0, definition=False) + inserted * per_row
 
-    value = 0
-    while insert_width(insert, value + 1) <= most:
-        value += 1
-    insert_exact = insert + " " * (most - insert_width(insert, value))
-    assert insert_width(insert_exact, value) == most
+    value, insert_exact = _padded_to(insert, insert_width, most)
     # SELECT body, n, n, ...: each answered row 1 + (5 + body) + 1 per n.
     answer_row = (spec.QUERY_BYTES_MAX + 1) // rows
     nulls = answer_row - spec.row_width(("x" * body,))
