@@ -169,8 +169,12 @@ def check_vectors(args: argparse.Namespace) -> list[VectorResult]:
     return results
 
 
-def check_boundary(show_line: bool) -> str:
-    """Run the boundary cases; print each failure (and, if `show_line`, the line); the line."""
+def check_boundary(show_line: bool, started: float) -> str:
+    """Run the boundary cases; print each failure (and, if `show_line`, the line); the line.
+
+    The printed line ends with the run's seconds so far (since `started`), as the
+    vectors' line does: the machines' budget is what is left after it.
+    """
     with (
         tempfile.TemporaryDirectory(prefix="verity-boundary-") as scratch,
         quiet_implementation_logs(False),
@@ -180,7 +184,7 @@ def check_boundary(show_line: bool) -> str:
         print(f"FAIL boundary {failure}", flush=True)
     line = f"boundary: {checked - len(failures)} passed, {len(failures)} failed"
     if show_line:
-        print(line, flush=True)
+        print(f"{line} ({time.monotonic() - started:.1f} s)", flush=True)
     return line
 
 
@@ -217,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{line} ({steps}, {time.monotonic() - started:.1f} s)", flush=True)
         summary.append(line)
         if args.adapter is None and args.kernel_adapter is None:
-            summary.append(check_boundary(show_line=machines is not None))
+            summary.append(check_boundary(show_line=machines is not None, started=started))
             failed = failed or not summary[-1].endswith(" 0 failed")
     if machines is not None:
         remaining = max(0.0, args.budget - (time.monotonic() - started))
